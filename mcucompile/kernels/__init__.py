@@ -1,0 +1,123 @@
+"""Kernel descriptions: how each IR op becomes one call into the C kernel library.
+
+A lowering (one module per kernel family, registered below) turns an `ir.Op`
+into a `KernelCall`: the C function, a params struct as typed fields, the
+constant arrays it reads from flash, its tensor arguments and its scratch
+size. Codegen only lays these out; all arithmetic happens here, at compile
+time.
+
+C calling convention (see templates/kernels/mcc_common.h):
+    int <function>(const <params_type> *p, <args...>);
+where each arg is a tensor pointer into the arena (inputs first, then
+outputs) or the scratch pointer, in the order of `KernelCall.args`.
+It returns 0 (MCC_OK) on success.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Union
+
+import numpy as np
+
+from ..errors import UnsupportedModelError
+from ..ir import ALIAS_KINDS, Graph, Op, OpKind
+
+
+@dataclass(frozen=True)
+class KernelTarget:
+    """What the kernel selection may assume about the CPU."""
+    dsp: bool = False          # ARMv7E-M SIMD (SMLAD, SXTB16): Cortex-M4/M7/M33
+    fpu: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class ConstArray:
+    """A constant the layer reads from flash: emitted as `static const <ctype> <layer>_<suffix>[]`."""
+    suffix: str
+    ctype: str                 # "int8_t", "int16_t", "int32_t", "uint8_t", "float"
+    values: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ArrayRef:
+    """A params field that points at one of this layer's ConstArrays."""
+    suffix: str
+
+
+@dataclass(frozen=True)
+class TensorPtrs:
+    """A params field that is an array of pointers to arena tensors (e.g. concat inputs)."""
+    tensors: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FloatValue:
+    """A float field (only for QUANTIZE/DEQUANTIZE at float model boundaries)."""
+    value: float
+
+
+FieldValue = Union[int, bool, ArrayRef, TensorPtrs, FloatValue]
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    value: FieldValue
+
+
+@dataclass(frozen=True)
+class TensorArg:
+    tensor: int
+
+
+@dataclass(frozen=True)
+class ScratchArg:
+    pass
+
+
+SCRATCH = ScratchArg()
+
+
+@dataclass(frozen=True, eq=False)
+class KernelCall:
+    function: str              # C function, e.g. "mcc_conv2d_s8"
+    library: str               # kernel source pair templates/kernels/<library>.{c,h}
+    params_type: str           # C struct type of the first argument
+    fields: tuple[Field, ...]
+    args: tuple[Union[TensorArg, ScratchArg], ...]
+    arrays: tuple[ConstArray, ...] = ()
+    scratch_bytes: int = 0
+    macs: int = 0
+
+
+Lowering = Callable[[Op, Graph, KernelTarget], KernelCall]
+LOWERINGS: dict[OpKind, Lowering] = {}
+
+
+def lowering(*kinds: OpKind) -> Callable[[Lowering], Lowering]:
+    """Register a function as the lowering of the given op kinds."""
+    def register(fn: Lowering) -> Lowering:
+        for k in kinds:
+            assert k not in LOWERINGS, f"two lowerings for {k}"
+            LOWERINGS[k] = fn
+        return fn
+    return register
+
+
+def lower(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) -> KernelCall | None:
+    """The kernel call for `op`, or None for ops that are pure aliases (RESHAPE, SQUEEZE)."""
+    if op.kind in ALIAS_KINDS:
+        return None
+    fn = LOWERINGS.get(op.kind)
+    if fn is None:
+        raise UnsupportedModelError(f"op {op.index} ({op.kind.value}) has no kernel")
+    return fn(op, graph, target)
+
+
+def macs_of(op: Op, graph: Graph) -> int:
+    call = lower(op, graph)
+    return call.macs if call else 0
+
+
+# Kernel families register themselves on import.
+from . import _families  # noqa: E402,F401
