@@ -1,0 +1,202 @@
+"""Static memory planning: every activation tensor and kernel scratch buffer
+gets an offset in one arena.
+
+The planner is split the way TVM's USMP splits it:
+  1. `buffers_of()` turns a graph into Buffers with lifetimes (execution steps);
+     RESHAPE/SQUEEZE outputs share their input's buffer.
+  2. A placement algorithm maps Buffers to offsets. Algorithms are plain
+     functions `list[Buffer] -> dict[key, offset]`, registered in PLACERS;
+     `plan()` runs each and keeps the smallest arena.
+  3. `check_placement()` proves that no two buffers live at the same step
+     overlap. The compiler runs it on every plan it emits.
+The lower bound is the largest total size of buffers alive at one step; no
+placement of whole buffers can beat it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Hashable
+
+from .errors import GraphError
+from .ir import ALIAS_KINDS, Graph
+
+ALIGN = 4  # byte alignment of every buffer; float tensors and word loads need it
+
+
+@dataclass(frozen=True)
+class Buffer:
+    key: Hashable          # ("t", tensor id) or ("scratch", op index)
+    size: int
+    first: int             # first step at which it is live
+    last: int              # last step at which it is live (inclusive)
+    name: str = ""
+
+    def overlaps_in_time(self, other: "Buffer") -> bool:
+        return self.first <= other.last and other.first <= self.last
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    arena_bytes: int
+    lower_bound: int                      # layer-wise liveness bound, whole tensors
+    tensor_offsets: dict[int, int]        # tensor id -> arena offset
+    scratch_offsets: dict[int, int]       # op index -> offset of its scratch buffer
+    buffers: tuple[Buffer, ...]
+    live_bytes: tuple[int, ...]           # bytes alive at each step
+    algorithm: str
+
+
+def _align(x: int, a: int = ALIGN) -> int:
+    return (x + a - 1) // a * a
+
+
+def alias_roots(graph: Graph) -> dict[int, int]:
+    """Map each tensor that is a RESHAPE/SQUEEZE output to the tensor whose bytes it shares."""
+    root: dict[int, int] = {}
+    for op in graph.ops:
+        if op.kind in ALIAS_KINDS:
+            src = op.inputs[0]
+            root[op.outputs[0]] = root.get(src, src)
+    return root
+
+
+def buffers_of(graph: Graph, scratch: dict[int, int] | None = None) -> list[Buffer]:
+    """Buffers with lifetimes. Step i is the i-th op; graph inputs are live from
+    step 0 and graph outputs until the last step. `scratch` maps op index -> bytes."""
+    root = alias_roots(graph)
+    last_step = max(len(graph.ops) - 1, 0)
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+
+    def touch(tid: int, step: int) -> None:
+        r = root.get(tid, tid)
+        if graph.tensor(r).is_const:
+            return
+        first[r] = min(first.get(r, step), step)
+        last[r] = max(last.get(r, step), step)
+
+    for t in graph.inputs:
+        touch(t, 0)
+    for step, op in enumerate(graph.ops):
+        for t in (*op.inputs, *op.outputs):
+            if t >= 0:
+                touch(t, step)
+    for t in graph.outputs:
+        touch(t, last_step)
+    bufs = [Buffer(("t", r), _align(graph.tensor(r).nbytes), first[r], last[r], graph.tensor(r).name)
+            for r in sorted(first)]
+    for step, op in enumerate(graph.ops):
+        size = (scratch or {}).get(op.index, 0)
+        if size:
+            bufs.append(Buffer(("scratch", op.index), _align(size), step, step, f"{op.name} scratch"))
+    return bufs
+
+
+def live_bytes(buffers: list[Buffer], steps: int) -> list[int]:
+    live = [0] * max(steps, 1)
+    for b in buffers:
+        for s in range(b.first, b.last + 1):
+            live[s] += b.size
+    return live
+
+
+def lower_bound(graph: Graph) -> int:
+    """The layer-wise liveness lower bound over tensors (scratch excluded)."""
+    return max(live_bytes(buffers_of(graph), len(graph.ops)), default=0)
+
+
+# --- placement algorithms -----------------------------------------------------
+
+def _first_fit(order: list[Buffer]) -> dict[Hashable, int]:
+    """Place each buffer at the lowest offset where it overlaps no placed buffer
+    that is live at the same time."""
+    placed: list[tuple[Buffer, int]] = []
+    offsets: dict[Hashable, int] = {}
+    for b in order:
+        busy = sorted((off, off + p.size) for p, off in placed if p.overlaps_in_time(b))
+        offset = 0
+        for lo, hi in busy:
+            if offset + b.size <= lo:
+                break
+            offset = max(offset, _align(hi))
+        offsets[b.key] = offset
+        placed.append((b, offset))
+    return offsets
+
+
+def greedy_by_size(buffers: list[Buffer]) -> dict[Hashable, int]:
+    """TFLM's and TVM's default: largest first, first fit."""
+    return _first_fit(sorted(buffers, key=lambda b: (-b.size, b.first, str(b.key))))
+
+
+def greedy_by_conflicts(buffers: list[Buffer]) -> dict[Hashable, int]:
+    """Buffers that overlap the most others in time first, ties by size."""
+    def conflicts(b: Buffer) -> int:
+        return sum(o.size for o in buffers if o is not b and o.overlaps_in_time(b))
+    return _first_fit(sorted(buffers, key=lambda b: (-(conflicts(b) + b.size), -b.size, str(b.key))))
+
+
+def greedy_by_area(buffers: list[Buffer]) -> dict[Hashable, int]:
+    """Largest size x lifetime first: long-lived big tensors go to the bottom."""
+    return _first_fit(sorted(buffers, key=lambda b: (-b.size * (b.last - b.first + 1), str(b.key))))
+
+
+def greedy_by_start(buffers: list[Buffer]) -> dict[Hashable, int]:
+    """Execution order: what is born first is placed first."""
+    return _first_fit(sorted(buffers, key=lambda b: (b.first, -b.size, str(b.key))))
+
+
+PLACERS: dict[str, Callable[[list[Buffer]], dict[Hashable, int]]] = {
+    "greedy_by_size": greedy_by_size,
+    "greedy_by_conflicts": greedy_by_conflicts,
+    "greedy_by_area": greedy_by_area,
+    "greedy_by_start": greedy_by_start,
+}
+
+
+def arena_size(buffers: list[Buffer], offsets: dict[Hashable, int]) -> int:
+    return max((offsets[b.key] + b.size for b in buffers), default=0)
+
+
+def check_placement(buffers: list[Buffer], offsets: dict[Hashable, int]) -> None:
+    """Raise GraphError if two buffers that are live at the same step overlap in memory."""
+    for b in buffers:
+        if b.key not in offsets or offsets[b.key] < 0 or offsets[b.key] % ALIGN:
+            raise GraphError(f"memory plan: buffer {b.name!r} has no valid aligned offset")
+    by_start = sorted(buffers, key=lambda b: b.first)
+    for i, a in enumerate(by_start):
+        for b in by_start[i + 1:]:
+            if b.first > a.last:
+                break
+            lo = max(offsets[a.key], offsets[b.key])
+            hi = min(offsets[a.key] + a.size, offsets[b.key] + b.size)
+            if lo < hi:
+                raise GraphError(f"memory plan: {a.name!r} and {b.name!r} are live together "
+                                 f"(steps {max(a.first, b.first)}-{min(a.last, b.last)}) "
+                                 f"but share bytes {lo}-{hi}")
+
+
+def plan(graph: Graph, scratch: dict[int, int] | None = None,
+         algorithms: tuple[str, ...] | None = None) -> MemoryPlan:
+    """Run every placement algorithm, keep the smallest verified arena."""
+    bufs = buffers_of(graph, scratch)
+    best: tuple[int, str, dict] | None = None
+    for name in algorithms or tuple(PLACERS):
+        offsets = PLACERS[name](bufs)
+        size = arena_size(bufs, offsets)
+        if best is None or size < best[0]:
+            best = (size, name, offsets)
+    assert best is not None
+    size, name, offsets = best
+    check_placement(bufs, offsets)
+    root = alias_roots(graph)
+    tensor_offsets = {}
+    for t in graph.activations():
+        r = root.get(t.id, t.id)
+        if ("t", r) in offsets:
+            tensor_offsets[t.id] = offsets[("t", r)]
+    scratch_offsets = {k[1]: v for k, v in offsets.items() if k[0] == "scratch"}
+    return MemoryPlan(arena_bytes=size, lower_bound=lower_bound(graph),
+                      tensor_offsets=tensor_offsets, scratch_offsets=scratch_offsets,
+                      buffers=tuple(bufs), live_bytes=tuple(live_bytes(bufs, len(graph.ops))),
+                      algorithm=name)

@@ -1,0 +1,25 @@
+"""Bit-exactness checks shared by the kernel tests.
+
+`assert_bit_exact(model)` compiles the model for the host, builds the C with
+AddressSanitizer and UBSan, runs random inputs and fails on any byte that
+differs from TFLM, naming the first layer that differs.
+"""
+from __future__ import annotations
+
+import pytest
+
+from mcucompile.verify import verify
+
+
+def host_board():
+    from mcucompile import boards
+    return boards.load("host")
+
+
+def assert_bit_exact(model: bytes, runs: int = 3, seed: int = 0, sanitize: bool = True):
+    pytest.importorskip("tflite_micro", reason="the TFLM reference: pip install tflite-micro")
+    result = verify(model, runs=runs, seed=seed, sanitize=sanitize, board=host_board())
+    assert result.output_bytes > 0
+    assert result.bit_exact, (f"{result.differing_bytes} of {result.output_bytes} output bytes differ "
+                              f"from TFLM; {result.first_bad_layer}")
+    return result
