@@ -66,10 +66,11 @@ class VerifyResult:
     output_bytes: int
     differing_bytes: int
     first_bad_layer: LayerDiff | None
+    intermediate_bytes: int = 0        # bytes of intermediate tensors compared (check_layers)
 
     @property
     def bit_exact(self) -> bool:
-        return self.differing_bytes == 0
+        return self.differing_bytes == 0 and self.first_bad_layer is None
 
 
 def dump_entries(compiled: Compiled) -> tuple[DumpEntry, ...]:
@@ -194,7 +195,9 @@ def first_bad_layer(compiled: Compiled, model: bytes, run_inputs: list[np.ndarra
 
 
 def verify(model: bytes, runs: int = 3, seed: int = 0, sanitize: bool = True,
-           board=None, options: CompileOptions = CompileOptions(), model_name: str = "model") -> VerifyResult:
+           board=None, options: CompileOptions = CompileOptions(), model_name: str = "model",
+           check_layers: bool = False) -> VerifyResult:
+    """Compare outputs with TFLM; with check_layers, every intermediate tensor too."""
     from . import reference
     if board is None:
         from .boards import load
@@ -204,9 +207,10 @@ def verify(model: bytes, runs: int = 3, seed: int = 0, sanitize: bool = True,
     with tempfile.TemporaryDirectory(prefix="mcucompile-verify-") as d:
         exe = build_host_runner(compiled, Path(d), sanitize=sanitize)
         outputs, layers = run_host(exe, compiled, inputs)
-    total = differing = 0
+    total = differing = compared = 0
     bad_layer = None
     for r, (run_in, ours) in enumerate(zip(inputs, outputs)):
+        run_layers = {t: v for (rr, t), v in layers.items() if rr == r}
         ref = reference.run(model, run_in)
         for a, b in zip(ours, ref):
             a_bytes = np.frombuffer(np.ascontiguousarray(a).tobytes(), np.uint8)
@@ -214,7 +218,8 @@ def verify(model: bytes, runs: int = 3, seed: int = 0, sanitize: bool = True,
             total += a_bytes.size
             differing += int(np.count_nonzero(a_bytes != b_bytes)) if a_bytes.size == b_bytes.size \
                 else a_bytes.size
-        if differing and bad_layer is None:
-            run_layers = {t: v for (rr, t), v in layers.items() if rr == r}
+        if (differing or check_layers) and bad_layer is None:
             bad_layer = first_bad_layer(compiled, model, run_in, run_layers)
-    return VerifyResult(runs, total, differing, bad_layer)
+        if check_layers:
+            compared += sum(v.nbytes for v in run_layers.values())
+    return VerifyResult(runs, total, differing, bad_layer, compared)

@@ -2,7 +2,8 @@
 
 `assert_bit_exact(model)` compiles the model for the host, builds the C with
 AddressSanitizer and UBSan, runs random inputs and fails on any byte that
-differs from TFLM, naming the first layer that differs.
+differs from TFLM, in the outputs or in any intermediate tensor, naming the
+first layer that differs.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ def host_board():
 
 def assert_bit_exact(model: bytes, runs: int = 3, seed: int = 0, sanitize: bool = True):
     pytest.importorskip("tflite_micro", reason="the TFLM reference: pip install tflite-micro")
-    result = verify(model, runs=runs, seed=seed, sanitize=sanitize, board=host_board())
-    assert result.output_bytes > 0
+    result = verify(model, runs=runs, seed=seed, sanitize=sanitize, board=host_board(), check_layers=True)
+    assert result.output_bytes > 0 and result.intermediate_bytes > 0
     assert result.bit_exact, (f"{result.differing_bytes} of {result.output_bytes} output bytes differ "
                               f"from TFLM; {result.first_bad_layer}")
     return result
