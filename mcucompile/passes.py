@@ -25,11 +25,113 @@ def remove_dead_ops(graph: Graph) -> Graph:
     return replace(graph, ops=tuple(reversed(keep)))
 
 
+def schedule_for_memory(graph: Graph, state_limit: int = 50_000) -> Graph:
+    """Reorder ops (keeping dependencies) to minimise the peak of live tensor bytes.
+
+    For a chain there is one order. With branches (residual blocks,
+    concatenations) the order decides which tensors are alive together; this
+    searches all orders exactly by dynamic programming over the sets of
+    executed ops, and keeps the file order when the graph has too many.
+    """
+    from .planner import alias_roots, _align
+    ops = graph.ops
+    n = len(ops)
+    if n < 3:
+        return graph
+    root = alias_roots(graph)
+
+    def r(t: int) -> int:
+        return root.get(t, t)
+
+    size = {}
+    producer: dict[int, int] = {}
+    consumers: dict[int, int] = {}      # root tensor -> bitmask of ops that read it
+    for i, op in enumerate(ops):
+        for t in op.outputs:
+            if r(t) == t:
+                producer[t] = i
+        for t in op.inputs:
+            if t >= 0 and not graph.tensor(r(t)).is_const:
+                consumers[r(t)] = consumers.get(r(t), 0) | (1 << i)
+        for t in op.outputs:            # an alias keeps its root alive until it runs
+            if r(t) != t:
+                consumers[r(t)] = consumers.get(r(t), 0) | (1 << i)
+    for t in {*producer, *consumers}:
+        size[t] = _align(graph.tensor(t).nbytes)
+    outputs = {r(t) for t in graph.outputs}
+    inputs = {r(t) for t in graph.inputs}
+    deps = []
+    for i, op in enumerate(ops):
+        m = 0
+        for t in op.inputs:
+            if t >= 0 and r(t) in producer:
+                m |= 1 << producer[r(t)]
+        for t in op.inputs:
+            if t >= 0 and t != r(t):  # reading an alias needs the alias op to have run
+                for j, o in enumerate(ops):
+                    if t in o.outputs:
+                        m |= 1 << j
+        deps.append(m & ~(1 << i))
+
+    def live_after(done: int) -> int:
+        total = 0
+        for t, sz in size.items():
+            made = t in inputs or (t in producer and done >> producer[t] & 1)
+            needed = t in outputs or (consumers.get(t, 0) & ~done) != 0
+            if made and needed:
+                total += sz
+        return total
+
+    full = (1 << n) - 1
+    memo: dict[int, tuple[int, int]] = {}
+
+    def best(done: int) -> tuple[int, int]:
+        """(peak from here on, next op) for the set of executed ops `done`."""
+        if done == full:
+            return 0, -1
+        hit = memo.get(done)
+        if hit is not None:
+            return hit
+        if len(memo) > state_limit:
+            raise OverflowError
+        base = live_after(done)
+        result = (1 << 62, -1)
+        for i in range(n):
+            if not done >> i & 1 and deps[i] & ~done == 0:
+                new = sum(size[t] for t in ops[i].outputs if r(t) == t and t in size and t not in inputs)
+                step = base + new
+                rest = best(done | (1 << i))[0]
+                cand = (max(step, rest), i)
+                if cand[0] < result[0]:
+                    result = cand
+        memo[done] = result
+        return result
+
+    import sys
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 4 * n + 100))
+    try:
+        best(0)
+    except OverflowError:
+        return graph
+    finally:
+        sys.setrecursionlimit(limit)
+    order, done = [], 0
+    while done != full:
+        i = memo[done][1] if done in memo else best(done)[1]
+        order.append(ops[i])
+        done |= 1 << i
+    if [o.index for o in order] == [o.index for o in ops]:
+        return graph
+    return replace(graph, ops=tuple(order))
+
+
 Pass = Callable[[Graph], Graph]
 
 # The lowering sequence, one line each.
 PIPELINE: tuple[tuple[str, Pass], ...] = (
-    ("remove_dead_ops", remove_dead_ops),     # unread results cost memory and time
+    ("remove_dead_ops", remove_dead_ops),            # unread results cost memory and time
+    ("schedule_for_memory", schedule_for_memory),    # branch order decides what is alive together
 )
 
 

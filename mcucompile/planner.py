@@ -154,6 +154,104 @@ PLACERS: dict[str, Callable[[list[Buffer]], dict[Hashable, int]]] = {
 }
 
 
+# --- improving on the heuristics ---------------------------------------------
+#
+# Every placement can be compacted into the first-fit placement of some order
+# (place buffers in order of their offsets: each lands at or below where it
+# was). So searching over orders of first-fit loses nothing, and an exhaustive
+# search over orders is exact.
+
+def _order_of(buffers: list[Buffer], offsets: dict[Hashable, int]) -> list[Buffer]:
+    return sorted(buffers, key=lambda b: (offsets[b.key], -b.size, str(b.key)))
+
+
+def local_search(buffers: list[Buffer], start: dict[Hashable, int], budget: int = 4000) -> dict[Hashable, int]:
+    """Improve a placement by moving one buffer at a time earlier in the first-fit order,
+    keeping any move that does not grow the arena. Deterministic; `budget` first-fit runs."""
+    order = _order_of(buffers, start)
+    best = _first_fit(order)
+    best_size = arena_size(buffers, best)
+    bound = max(live_bytes(buffers, 1 + max((b.last for b in buffers), default=0)), default=0)
+    runs = 0
+    improved = True
+    while improved and runs < budget and best_size > bound:
+        improved = False
+        # Buffers that end at the top of the arena are the ones to move.
+        top = [i for i, b in enumerate(order) if best[b.key] + b.size == best_size]
+        for i in top:
+            for j in range(i):
+                trial = order[:j] + [order[i]] + order[j:i] + order[i + 1:]
+                offsets = _first_fit(trial)
+                runs += 1
+                size = arena_size(buffers, offsets)
+                if size < best_size:
+                    order, best, best_size, improved = trial, offsets, size, True
+                    break
+                if runs >= budget:
+                    break
+            if improved or runs >= budget:
+                break
+    return best
+
+
+def branch_and_bound(buffers: list[Buffer], incumbent: dict[Hashable, int],
+                     node_limit: int = 200_000) -> tuple[dict[Hashable, int], bool]:
+    """Exact search over first-fit orders, pruned by the incumbent and the liveness bound.
+    Returns (placement, proven_optimal)."""
+    n = len(buffers)
+    best = dict(incumbent)
+    best_size = arena_size(buffers, best)
+    bound = max(live_bytes(buffers, 1 + max((b.last for b in buffers), default=0)), default=0)
+    if best_size <= bound:
+        return best, True
+    conflicts = [[j for j in range(n) if j != i and buffers[i].overlaps_in_time(buffers[j])]
+                 for i in range(n)]
+    offsets: list[int | None] = [None] * n
+    nodes = 0
+    exhausted = True
+
+    def place(i: int) -> int:
+        busy = sorted((offsets[j], offsets[j] + buffers[j].size) for j in conflicts[i]
+                      if offsets[j] is not None)
+        off = 0
+        for lo, hi in busy:
+            if off + buffers[i].size <= lo:
+                break
+            off = max(off, _align(hi))
+        return off
+
+    def dfs(depth: int, top: int) -> None:
+        nonlocal best, best_size, nodes, exhausted
+        if best_size <= bound:
+            return
+        if nodes >= node_limit:
+            exhausted = False
+            return
+        nodes += 1
+        if depth == n:
+            best = {buffers[i].key: offsets[i] for i in range(n)}
+            best_size = top
+            return
+        seen_sizes = set()
+        for i in sorted((i for i in range(n) if offsets[i] is None), key=lambda i: -buffers[i].size):
+            off = place(i)
+            end = off + buffers[i].size
+            # Two unplaced buffers with equal size, lifetime and landing spot are interchangeable.
+            sig = (buffers[i].size, buffers[i].first, buffers[i].last, off)
+            if max(top, end) >= best_size or sig in seen_sizes:
+                continue
+            seen_sizes.add(sig)
+            offsets[i] = off
+            dfs(depth + 1, max(top, end))
+            offsets[i] = None
+
+    dfs(0, 0)
+    return best, exhausted
+
+
+EXACT_LIMIT = 14  # buffers; beyond this the exact search only refines within its node budget
+
+
 def arena_size(buffers: list[Buffer], offsets: dict[Hashable, int]) -> int:
     return max((offsets[b.key] + b.size for b in buffers), default=0)
 
@@ -176,10 +274,10 @@ def check_placement(buffers: list[Buffer], offsets: dict[Hashable, int]) -> None
                                  f"but share bytes {lo}-{hi}")
 
 
-def plan(graph: Graph, scratch: dict[int, int] | None = None,
-         algorithms: tuple[str, ...] | None = None) -> MemoryPlan:
-    """Run every placement algorithm, keep the smallest verified arena."""
-    bufs = buffers_of(graph, scratch)
+def place(bufs: list[Buffer], algorithms: tuple[str, ...] | None = None,
+          refine: bool = True) -> tuple[dict[Hashable, int], str]:
+    """Run every heuristic, keep the smallest; then local search and, for small
+    problems, an exact branch and bound. Returns (offsets, how they were found)."""
     best: tuple[int, str, dict] | None = None
     for name in algorithms or tuple(PLACERS):
         offsets = PLACERS[name](bufs)
@@ -188,6 +286,28 @@ def plan(graph: Graph, scratch: dict[int, int] | None = None,
             best = (size, name, offsets)
     assert best is not None
     size, name, offsets = best
+    bound = max(live_bytes(bufs, 1 + max((b.last for b in bufs), default=0)), default=0)
+    if refine and size > bound:
+        improved = local_search(bufs, offsets)
+        if arena_size(bufs, improved) < size:
+            offsets, name = improved, f"{name}+local_search"
+            size = arena_size(bufs, offsets)
+        if size > bound:
+            exact, proven = branch_and_bound(bufs, offsets,
+                                             node_limit=200_000 if len(bufs) <= EXACT_LIMIT else 20_000)
+            if arena_size(bufs, exact) < size:
+                offsets, name = exact, "branch_and_bound"
+            if proven:
+                name += " (optimal)"
+    return offsets, name
+
+
+def plan(graph: Graph, scratch: dict[int, int] | None = None,
+         algorithms: tuple[str, ...] | None = None, refine: bool = True) -> MemoryPlan:
+    """Place every buffer, keep the smallest verified arena."""
+    bufs = buffers_of(graph, scratch)
+    offsets, name = place(bufs, algorithms, refine)
+    size = arena_size(bufs, offsets)
     check_placement(bufs, offsets)
     root = alias_roots(graph)
     tensor_offsets = {}
