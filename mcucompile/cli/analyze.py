@@ -11,6 +11,8 @@ def add_parser(sub) -> None:
     p.add_argument("model", type=Path, help="fully int8 .tflite model")
     add_board_argument(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                   help="draw the memory timeline (live bytes per layer, arena, bound, SRAM)")
     p.set_defaults(func=run)
 
 
@@ -20,5 +22,9 @@ def run(args) -> int:
     compiled = compile_model(read_model(args.model), board, model_name=args.model.stem)
     r = compiled.report
     print(r.to_json() if args.json else format_report(r))
+    if args.plot:
+        from ..plot import memory_timeline
+        memory_timeline(compiled, args.plot, r.sram_bytes)
+        print(f"wrote {args.plot}")
     fits = r.fits_sram is not False and r.fits_flash is not False
     return 0 if fits else 2
