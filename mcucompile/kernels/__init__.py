@@ -87,6 +87,8 @@ class KernelCall:
     args: tuple[Union[TensorArg, ScratchArg], ...]
     arrays: tuple[ConstArray, ...] = ()
     scratch_bytes: int = 0
+    # Multiply-accumulates of convolutions and dense layers, the figure MCUNet and
+    # MLPerf Tiny quote; pooling and element-wise work is not counted.
     macs: int = 0
 
 

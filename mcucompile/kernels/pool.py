@@ -115,7 +115,6 @@ def _pool_call(op: Op, graph: Graph, function: str) -> KernelCall:
                    out_h=g.out_h, out_w=g.out_w, stride_h=attrs.stride_h, stride_w=attrs.stride_w,
                    filter_h=attrs.filter_h, filter_w=attrs.filter_w, pad_h=g.pad_h, pad_w=g.pad_w,
                    act_min=act_min, act_max=act_max)
-    taps = g.batches * g.out_h * g.out_w * g.channels * attrs.filter_h * attrs.filter_w
     args: tuple = (TensorArg(inp.id), TensorArg(out.id))
     scratch = 0
     if op.kind == OpKind.AVERAGE_POOL_2D:
@@ -123,7 +122,7 @@ def _pool_call(op: Op, graph: Graph, function: str) -> KernelCall:
         scratch = 4 * g.channels
         args += (SCRATCH,)
     return KernelCall(function, LIBRARY, "mcc_pool_params", fields, args,
-                      scratch_bytes=scratch, macs=taps)
+                      scratch_bytes=scratch)
 
 
 @lowering(OpKind.AVERAGE_POOL_2D)
@@ -240,4 +239,4 @@ def lower_mean(op: Op, graph: Graph, target: KernelTarget) -> KernelCall:
               ConstArray("out_stride", "int32_t", np.array(loops.out_stride, dtype=np.int32)))
     return KernelCall("mcc_mean_s8", LIBRARY, "mcc_mean_params", fields,
                       (TensorArg(inp.id), TensorArg(out.id), SCRATCH), arrays,
-                      scratch_bytes=4 * loops.outputs, macs=inp.num_elements)
+                      scratch_bytes=4 * loops.outputs)

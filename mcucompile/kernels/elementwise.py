@@ -1,0 +1,199 @@
+"""ADD and MUL (int8, with broadcasting) onto templates/kernels/mcc_elementwise.{c,h}.
+
+Bit-exact with TFLM's reference kernels (tflite-micro add_common.cc /
+mul_common.cc with reference_integer_ops::AddFunc / MulElementwise):
+
+* ADD brings both inputs to a common scale 2 * max(s1, s2) with 20 bits of
+  headroom (`left_shift`), adds, and rescales to the output. The three
+  multipliers are computed here in double, as TFLM's Prepare does.
+* MUL multiplies the zero-point-corrected inputs in int32 and rescales once by
+  s1 * s2 / s_out.
+* Both clamp to the fused activation's range.
+
+Broadcasting only changes which input elements meet, never the arithmetic.
+The compiler reduces any numpy-style broadcast to at most BCAST_DIMS loops:
+size-1 output dims are dropped and neighbouring dims where each input either
+spans or is broadcast in the same way are merged (e.g. [1,H,W,C] + [1,1,1,C]
+becomes 2 loops: H*W rows of C). Each input gets a stride per loop, 0 where it
+is broadcast.
+
+A constant operand (x + bias-like tensor from the converter) is emitted to
+flash and the `_const` kernel reads it from the params; both ops are
+commutative, so the constant always plays input 2.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import UnsupportedModelError
+from ..ir import DType, ElementwiseAttrs, Graph, Op, OpKind, Tensor
+from ..quant import activation_range, quantize_multiplier
+from . import ArrayRef, ConstArray, Field, KernelCall, KernelTarget, TensorArg, lowering
+
+LIBRARY = "mcc_elementwise"
+
+# Loop depth of the broadcasting kernels (MCC_BCAST_DIMS in mcc_elementwise.h).
+BCAST_DIMS = 4
+
+# ADD's headroom: inputs are shifted left this much before rescaling (TFLM, int8 output).
+ADD_LEFT_SHIFT = 20
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    """The loops of a broadcasting call, outermost first, padded to BCAST_DIMS."""
+    shape: tuple[int, ...]
+    input1_strides: tuple[int, ...]
+    input2_strides: tuple[int, ...]
+
+
+def broadcast_loops(shape1: tuple[int, ...], shape2: tuple[int, ...],
+                    out_shape: tuple[int, ...], where: str = "") -> Broadcast | None:
+    """How to walk a numpy-style broadcast of shape1 and shape2 into out_shape.
+
+    None when no broadcast is needed: both inputs hold the output's elements in
+    the output's order, so one flat loop does.
+    """
+    rank = max(len(shape1), len(shape2), len(out_shape))
+
+    def padded(s: tuple[int, ...]) -> tuple[int, ...]:
+        return (1,) * (rank - len(s)) + tuple(s)
+
+    a, b, out = padded(shape1), padded(shape2), padded(out_shape)
+    for da, db, do in zip(a, b, out):
+        if do != max(da, db) or da not in (1, do) or db not in (1, do):
+            raise UnsupportedModelError(
+                f"{where}input shapes {shape1} and {shape2} do not broadcast to {out_shape}")
+
+    # (extent, input1 spans it, input2 spans it) per output dim of extent > 1,
+    # merging neighbours with the same pattern (they are contiguous in memory).
+    loops: list[list] = []
+    for da, db, do in zip(a, b, out):
+        if do == 1:
+            continue
+        pattern = (da == do, db == do)
+        if loops and (loops[-1][1], loops[-1][2]) == pattern:
+            loops[-1][0] *= do
+        else:
+            loops.append([do, *pattern])
+    if all(spans1 and spans2 for _, spans1, spans2 in loops):
+        return None
+    if len(loops) > BCAST_DIMS:
+        raise UnsupportedModelError(
+            f"{where}broadcasting {shape1} with {shape2} needs {len(loops)} nested loops; "
+            f"the kernel supports {BCAST_DIMS}")
+
+    def strides(which: int) -> tuple[int, ...]:
+        out_strides, step = [], 1
+        for loop in reversed(loops):
+            extent, spans = loop[0], loop[which]
+            out_strides.append(step if spans else 0)
+            step *= extent if spans else 1
+        return tuple(reversed(out_strides))
+
+    pad = BCAST_DIMS - len(loops)
+    return Broadcast(shape=(1,) * pad + tuple(loop[0] for loop in loops),
+                     input1_strides=(0,) * pad + strides(1),
+                     input2_strides=(0,) * pad + strides(2))
+
+
+@dataclass(frozen=True)
+class _Operands:
+    input1: Tensor              # always an activation (arena) tensor
+    input2: Tensor              # an activation, or a constant when `constant` is set
+    output: Tensor
+    constant: bool
+
+
+def _operands(op: Op, graph: Graph) -> _Operands:
+    where = f"op {op.index} ({op.kind.value})"
+    if len(op.inputs) != 2 or len(op.outputs) != 1 or min(op.inputs) < 0:
+        raise UnsupportedModelError(f"{where}: needs two inputs and one output")
+    t1, t2 = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1])
+    out = graph.tensor(op.outputs[0])
+    for role, t in (("input 1", t1), ("input 2", t2), ("output", out)):
+        if t.dtype != DType.INT8:
+            raise UnsupportedModelError(
+                f"{where}: {role} {t.name!r} is {t.dtype.value}; only int8 is supported")
+        if t.quant is None or t.quant.per_channel:
+            raise UnsupportedModelError(
+                f"{where}: {role} {t.name!r} needs one (per-tensor) scale and zero point")
+    if t1.is_const and t2.is_const:
+        raise UnsupportedModelError(f"{where}: both inputs are constants (fold them before compiling)")
+    if t1.is_const:
+        t1, t2 = t2, t1  # ADD and MUL are commutative: the constant plays input 2
+    return _Operands(t1, t2, out, constant=t2.is_const)
+
+
+def _call(op: Op, graph: Graph, name: str, operands: _Operands,
+          arithmetic: tuple[Field, ...]) -> KernelCall:
+    """The KernelCall shared by ADD and MUL: sizes, broadcast loops, constant operand."""
+    x1, x2, out = operands.input1, operands.input2, operands.output
+    where = f"op {op.index} ({op.kind.value}): "
+    bcast = broadcast_loops(x1.shape, x2.shape, out.shape, where)
+    if bcast is None and not (x1.num_elements == x2.num_elements == out.num_elements):
+        raise UnsupportedModelError(f"{where}input and output sizes differ")
+    fields = [Field("size", out.num_elements)]
+    arrays = []
+    if bcast is not None:
+        fields += [Field("shape", ArrayRef("shape")),
+                   Field("input1_strides", ArrayRef("input1_strides")),
+                   Field("input2_strides", ArrayRef("input2_strides"))]
+        arrays += [ConstArray("shape", "int32_t", np.array(bcast.shape, dtype=np.int32)),
+                   ConstArray("input1_strides", "int32_t", np.array(bcast.input1_strides, dtype=np.int32)),
+                   ConstArray("input2_strides", "int32_t", np.array(bcast.input2_strides, dtype=np.int32))]
+    if operands.constant:
+        assert x2.data is not None
+        fields.append(Field("constant", ArrayRef("constant")))
+        arrays.append(ConstArray("constant", "int8_t", np.asarray(x2.data, dtype=np.int8).reshape(-1)))
+        function, args = f"mcc_{name}_const_s8", (TensorArg(x1.id), TensorArg(out.id))
+    else:
+        function, args = f"mcc_{name}_s8", (TensorArg(x1.id), TensorArg(x2.id), TensorArg(out.id))
+    assert isinstance(op.attrs, ElementwiseAttrs)
+    act_min, act_max = activation_range(op.attrs.activation, out)
+    fields += [*arithmetic, Field("act_min", act_min), Field("act_max", act_max)]
+    return KernelCall(function=function, library=LIBRARY, params_type=f"mcc_{name}_params",
+                      fields=tuple(fields), args=args, arrays=tuple(arrays))
+
+
+def _smaller_than_one(real: float, what: str, where: str) -> tuple[int, int]:
+    """TFLite's QuantizeMultiplierSmallerThanOneExp (checks 0 < real < 1)."""
+    if not 0.0 < real < 1.0:
+        raise UnsupportedModelError(f"{where}: the {what} rescaling factor {real:g} is outside (0, 1) "
+                                    "(TFLM rejects these quantization parameters)")
+    return quantize_multiplier(real)
+
+
+@lowering(OpKind.ADD)
+def lower_add(op: Op, graph: Graph, target: KernelTarget) -> KernelCall:
+    ops = _operands(op, graph)
+    where = f"op {op.index} (ADD)"
+    s1, s2, so = float(ops.input1.scale), float(ops.input2.scale), float(ops.output.scale)
+    twice_max_input_scale = 2.0 * max(s1, s2)
+    m1, sh1 = _smaller_than_one(s1 / twice_max_input_scale, "input 1", where)
+    m2, sh2 = _smaller_than_one(s2 / twice_max_input_scale, "input 2", where)
+    mo, sho = _smaller_than_one(twice_max_input_scale / ((1 << ADD_LEFT_SHIFT) * so), "output", where)
+    arithmetic = (
+        Field("input1_offset", -ops.input1.zero_point), Field("input1_multiplier", m1),
+        Field("input1_shift", sh1),
+        Field("input2_offset", -ops.input2.zero_point), Field("input2_multiplier", m2),
+        Field("input2_shift", sh2),
+        Field("left_shift", ADD_LEFT_SHIFT),
+        Field("output_offset", ops.output.zero_point), Field("output_multiplier", mo),
+        Field("output_shift", sho))
+    return _call(op, graph, "add", ops, arithmetic)
+
+
+@lowering(OpKind.MUL)
+def lower_mul(op: Op, graph: Graph, target: KernelTarget) -> KernelCall:
+    ops = _operands(op, graph)
+    real = float(ops.input1.scale) * float(ops.input2.scale) / float(ops.output.scale)
+    multiplier, shift = quantize_multiplier(real)
+    arithmetic = (
+        Field("input1_offset", -ops.input1.zero_point),
+        Field("input2_offset", -ops.input2.zero_point),
+        Field("output_offset", ops.output.zero_point),
+        Field("output_multiplier", multiplier), Field("output_shift", shift))
+    return _call(op, graph, "mul", ops, arithmetic)

@@ -1,0 +1,89 @@
+/* mcc_elementwise.c: ADD and MUL, int8; see mcc_elementwise.h. */
+#include "mcc_elementwise.h"
+
+/* --- ADD ----------------------------------------------------------------- */
+
+static inline int8_t add_one(const mcc_add_params *p, int32_t x1, int32_t x2)
+{
+    /* |x + offset| <= 255, so shifting by 20 stays far inside int32. */
+    const int32_t shifted1 = (x1 + p->input1_offset) * (INT32_C(1) << p->left_shift);
+    const int32_t shifted2 = (x2 + p->input2_offset) * (INT32_C(1) << p->left_shift);
+    const int32_t scaled1 = mcc_requantize(shifted1, p->input1_multiplier, p->input1_shift);
+    const int32_t scaled2 = mcc_requantize(shifted2, p->input2_multiplier, p->input2_shift);
+    const int32_t out = mcc_requantize(scaled1 + scaled2, p->output_multiplier, p->output_shift)
+                        + p->output_offset;
+    return (int8_t)MCC_CLAMP(out, p->act_min, p->act_max);
+}
+
+int mcc_add_s8(const mcc_add_params *p, const int8_t *input1, const int8_t *input2,
+               int8_t *output)
+{
+    if (p->shape == NULL) {
+        for (int32_t i = 0; i < p->size; ++i) {
+            output[i] = add_one(p, input1[i], input2[i]);
+        }
+        return MCC_OK;
+    }
+    const int32_t *n = p->shape;
+    const int32_t *s1 = p->input1_strides;
+    const int32_t *s2 = p->input2_strides;
+    for (int32_t i0 = 0; i0 < n[0]; ++i0) {
+        for (int32_t i1 = 0; i1 < n[1]; ++i1) {
+            for (int32_t i2 = 0; i2 < n[2]; ++i2) {
+                const int8_t *a = input1 + i0 * s1[0] + i1 * s1[1] + i2 * s1[2];
+                const int8_t *b = input2 + i0 * s2[0] + i1 * s2[1] + i2 * s2[2];
+                for (int32_t i3 = 0; i3 < n[3]; ++i3) {
+                    *output++ = add_one(p, a[i3 * s1[3]], b[i3 * s2[3]]);
+                }
+            }
+        }
+    }
+    return MCC_OK;
+}
+
+int mcc_add_const_s8(const mcc_add_params *p, const int8_t *input1, int8_t *output)
+{
+    return mcc_add_s8(p, input1, p->constant, output);
+}
+
+/* --- MUL ----------------------------------------------------------------- */
+
+static inline int8_t mul_one(const mcc_mul_params *p, int32_t x1, int32_t x2)
+{
+    /* |product| <= 255 * 255: no overflow. */
+    const int32_t product = (x1 + p->input1_offset) * (x2 + p->input2_offset);
+    const int32_t out = mcc_requantize(product, p->output_multiplier, p->output_shift)
+                        + p->output_offset;
+    return (int8_t)MCC_CLAMP(out, p->act_min, p->act_max);
+}
+
+int mcc_mul_s8(const mcc_mul_params *p, const int8_t *input1, const int8_t *input2,
+               int8_t *output)
+{
+    if (p->shape == NULL) {
+        for (int32_t i = 0; i < p->size; ++i) {
+            output[i] = mul_one(p, input1[i], input2[i]);
+        }
+        return MCC_OK;
+    }
+    const int32_t *n = p->shape;
+    const int32_t *s1 = p->input1_strides;
+    const int32_t *s2 = p->input2_strides;
+    for (int32_t i0 = 0; i0 < n[0]; ++i0) {
+        for (int32_t i1 = 0; i1 < n[1]; ++i1) {
+            for (int32_t i2 = 0; i2 < n[2]; ++i2) {
+                const int8_t *a = input1 + i0 * s1[0] + i1 * s1[1] + i2 * s1[2];
+                const int8_t *b = input2 + i0 * s2[0] + i1 * s2[1] + i2 * s2[2];
+                for (int32_t i3 = 0; i3 < n[3]; ++i3) {
+                    *output++ = mul_one(p, a[i3 * s1[3]], b[i3 * s2[3]]);
+                }
+            }
+        }
+    }
+    return MCC_OK;
+}
+
+int mcc_mul_const_s8(const mcc_mul_params *p, const int8_t *input1, int8_t *output)
+{
+    return mcc_mul_s8(p, input1, p->constant, output);
+}
