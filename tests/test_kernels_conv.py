@@ -1,0 +1,449 @@
+"""CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED: compile-time arithmetic, kernel
+choice, and bit-exactness of mcc_conv.c with TFLM.
+
+The first part needs neither TensorFlow nor TFLM: it checks the lowering's
+numbers (padding, multipliers, folded bias) against values worked out from
+TFLM's formulas (kernels/padding.h, kernel_util.cc, fully_connected_common.cc),
+and the lowering's choices and errors on hand-built graphs.
+
+The second part compiles models and compares every output byte with TFLM:
+the shared reference models, then single-op models from tests/modelgen.py
+over the configuration space, and modelgen models edited at the flatbuffer
+level for what the converter never emits (a missing bias, grouped filters,
+nonzero input zero points with padding).
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcucompile.errors import UnsupportedModelError
+from mcucompile.frontend import tflite
+from mcucompile.ir import (Activation, Conv2DAttrs, DepthwiseConv2DAttrs, DType,
+                           FullyConnectedAttrs, Graph, Op, OpKind, Padding, Quant, Tensor)
+from mcucompile.kernels import ArrayRef, KernelTarget, lower
+from mcucompile.kernels.conv import (folded_bias, out_size, pad_before, per_channel_multipliers,
+                                     per_tensor_multiplier, scratch_bytes)
+
+
+# ----------------------------------------------------------------------------
+# Compile-time arithmetic
+# ----------------------------------------------------------------------------
+
+# (padding, in, filter, stride, dilation) -> (out, top/left pad), from TFLite's
+# ComputeOutSize and ComputePaddingWithOffset worked by hand:
+# SAME out = ceil(in / stride); total = (out-1)*stride + (filter-1)*dilation + 1 - in;
+# pad = max(total, 0) // 2.
+PADDING_CASES = [
+    (Padding.SAME, 96, 3, 2, 1, 48, 0),    # person_detect's first layer: total 1 -> 0 before
+    (Padding.SAME, 48, 3, 1, 1, 48, 1),
+    (Padding.SAME, 49, 10, 2, 1, 25, 4),   # micro_speech: total 9 -> 4 before, 5 after
+    (Padding.SAME, 40, 8, 2, 1, 20, 3),    # micro_speech: total 6
+    (Padding.SAME, 10, 3, 1, 2, 10, 2),    # dilation 2: effective filter 5
+    (Padding.SAME, 9, 4, 2, 1, 5, 1),      # total 3 -> odd pixel after
+    (Padding.SAME, 5, 7, 1, 1, 5, 3),      # filter larger than the input
+    (Padding.VALID, 10, 3, 1, 2, 6, 0),
+    (Padding.VALID, 11, 5, 2, 1, 4, 0),
+    (Padding.VALID, 9, 1, 2, 1, 5, 0),
+]
+
+
+@pytest.mark.parametrize("padding,size,filt,stride,dilation,out,pad", PADDING_CASES)
+def test_output_size_and_padding_follow_tflite(padding, size, filt, stride, dilation, out, pad):
+    assert out_size(padding, size, filt, stride, dilation) == out
+    assert pad_before(size, filt, stride, dilation, out) == pad
+
+
+def test_per_tensor_fc_multiplier_takes_the_scale_product_in_float32():
+    # Worked with TFLite's QuantizeMultiplier in C: (double)(in * filter) / out
+    # gives (1765890609, -1), while the per-channel formula
+    # (double)in * (double)filter / out gives (1765890612, -1).
+    s_in, s_w, s_out = 0.06373247504234314, 0.027051692828536034, 0.004193255212157965
+    assert per_tensor_multiplier(s_in, s_w, s_out) == (1765890609, -1)
+    mult, shift = per_channel_multipliers(s_in, (s_w,), s_out, 1)
+    assert (int(mult[0]), int(shift[0])) == (1765890612, -1)
+
+
+def test_per_channel_multipliers_broadcast_a_single_filter_scale():
+    # 0.5 * 0.25 / 0.125 = 1.0 = 0.5 * 2^1 -> (2^30, 1); 0.5 * 0.5 / 0.125 = 2 -> (2^30, 2).
+    mult, shift = per_channel_multipliers(0.5, (0.25,), 0.125, 3)
+    assert mult.tolist() == [2**30] * 3 and shift.tolist() == [1] * 3
+    mult, shift = per_channel_multipliers(0.5, (0.25, 0.5), 0.125, 2)
+    assert mult.tolist() == [2**30, 2**30] and shift.tolist() == [1, 2]
+    assert mult.dtype == shift.dtype == np.int32
+
+
+def test_folded_bias_adds_input_offset_times_weight_sum():
+    w = np.array([[1, 2, -3], [127, 127, 127]], dtype=np.int8)
+    assert folded_bias(np.array([10, -10]), w, 128, "op").tolist() == [10 + 0, -10 + 128 * 381]
+    assert folded_bias(None, w, -5, "op").tolist() == [0, -5 * 381]
+    with pytest.raises(UnsupportedModelError, match="overflows int32"):
+        folded_bias(np.array([0, 2**31 - 100]), w, 128, "op 3 (CONV_2D)")
+
+
+def test_portable_kernels_need_no_scratch():
+    for kind in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED):
+        for target in (KernelTarget(), KernelTarget(dsp=True, fpu=True)):
+            assert scratch_bytes(kind, target) == 0
+
+
+# ----------------------------------------------------------------------------
+# Lowering of hand-built graphs
+# ----------------------------------------------------------------------------
+
+RNG = np.random.default_rng(1234)
+
+
+def _single_op(kind: OpKind, attrs, in_shape, w_shape, out_shape, *, bias=True,
+               dtype=DType.INT8, w_scales=(0.02,), w_zp=0, w_axis=0, in_zp=-7) -> Graph:
+    out_c = w_shape[0] if kind != OpKind.DEPTHWISE_CONV_2D else w_shape[3]
+    w = RNG.integers(-127, 128, w_shape).astype(np.int8)
+    tensors = [
+        Tensor(0, "in", in_shape, dtype, Quant((0.05,), (in_zp,))),
+        Tensor(1, "w", w_shape, DType.INT8, Quant(tuple(w_scales), (w_zp,) * len(w_scales), w_axis),
+               data=w),
+        Tensor(2, "b", (out_c,), DType.INT32, Quant((0.001,), (0,)),
+               data=RNG.integers(-1000, 1000, out_c).astype(np.int32)),
+        Tensor(3, "out", out_shape, dtype, Quant((0.1,), (3,))),
+    ]
+    op = Op(7, kind, (0, 1, 2 if bias else -1), (3,), attrs)
+    return Graph("t", tuple(tensors), (op,), (0,), (3,))
+
+
+def _conv(padding=Padding.SAME, stride=1, dilation=1, act=Activation.NONE):
+    return Conv2DAttrs(padding, stride, stride, dilation, dilation, act)
+
+
+def _fields(call) -> dict:
+    return {f.name: f.value for f in call.fields}
+
+
+def _array(call, suffix: str) -> np.ndarray:
+    return next(a.values for a in call.arrays if a.suffix == suffix)
+
+
+def test_conv_lowering_computes_geometry_and_folds_the_input_offset():
+    g = _single_op(OpKind.CONV_2D, _conv(stride=2), (1, 9, 8, 3), (5, 3, 3, 3), (1, 5, 4, 5))
+    call = lower(g.ops[0], g)
+    f = _fields(call)
+    assert call.function == "mcc_conv2d_s8" and call.params_type == "mcc_conv2d_params"
+    # SAME, stride 2: out 5x4; total padding (5-1)*2+3-9 = 2 -> 1 and (4-1)*2+3-8 = 1 -> 0.
+    assert (f["out_h"], f["out_w"], f["pad_h"], f["pad_w"]) == (5, 4, 1, 0)
+    assert (f["input_offset"], f["output_offset"]) == (7, 3)
+    w, b = g.tensor(1).data, g.tensor(2).data
+    expected = b.astype(np.int64) + 7 * w.reshape(5, -1).astype(np.int64).sum(axis=1)
+    assert _array(call, "bias").tolist() == expected.tolist()
+    assert _array(call, "weights").tolist() == w.reshape(-1).tolist()
+    assert f["weights"] == ArrayRef("weights") and f["folded_bias"] == ArrayRef("bias")
+    assert call.macs == 5 * 4 * 5 * 3 * 3 * 3
+    assert call.scratch_bytes == 0
+
+
+def test_pointwise_conv_becomes_a_matrix_multiply_over_pixels():
+    g = _single_op(OpKind.CONV_2D, _conv(), (2, 3, 4, 6), (5, 1, 1, 6), (2, 3, 4, 5))
+    call = lower(g.ops[0], g)
+    f = _fields(call)
+    assert call.function == "mcc_conv2d_1x1_s8"
+    assert call.params_type == "mcc_fully_connected_params"
+    assert (f["rows"], f["depth"], f["out_c"], f["per_channel"]) == (24, 6, 5, 1)
+    # A 1x1 filter at stride 2 skips pixels: the general kernel.
+    g = _single_op(OpKind.CONV_2D, _conv(stride=2), (1, 4, 4, 6), (5, 1, 1, 6), (1, 2, 2, 5))
+    assert lower(g.ops[0], g).function == "mcc_conv2d_s8"
+
+
+def test_grouped_conv_and_missing_bias():
+    # 6 input channels, filters of depth 2: three groups of two output channels.
+    g = _single_op(OpKind.CONV_2D, _conv(), (1, 5, 5, 6), (6, 3, 3, 2), (1, 5, 5, 6), bias=False)
+    call = lower(g.ops[0], g)
+    assert _fields(call)["filter_c"] == 2 and _fields(call)["in_c"] == 6
+    w = g.tensor(1).data.reshape(6, -1).astype(np.int64)
+    assert _array(call, "bias").tolist() == (7 * w.sum(axis=1)).tolist()
+
+
+def test_depthwise_weights_are_laid_out_channel_major():
+    attrs = DepthwiseConv2DAttrs(Padding.VALID, 1, 1, 1, 1, 2, Activation.RELU6)
+    g = _single_op(OpKind.DEPTHWISE_CONV_2D, attrs, (1, 6, 5, 3), (1, 3, 2, 6), (1, 4, 4, 6),
+                   w_scales=tuple(0.01 * (i + 1) for i in range(6)), w_axis=3)
+    call = lower(g.ops[0], g)
+    f = _fields(call)
+    assert call.function == "mcc_depthwise_conv2d_s8"
+    assert f["depth_multiplier"] == 2 and (f["pad_h"], f["pad_w"]) == (0, 0)
+    w = g.tensor(1).data
+    assert _array(call, "weights").tolist() == np.transpose(w[0], (2, 0, 1)).reshape(-1).tolist()
+    # RELU6 on scale 0.1, zero point 3: [3, 3 + 60].
+    assert (f["act_min"], f["act_max"]) == (3, 63)
+    assert len(_array(call, "mult")) == 6
+    assert call.macs == 4 * 4 * 6 * 3 * 2
+
+
+def test_fully_connected_per_tensor_keeps_one_multiplier():
+    attrs = FullyConnectedAttrs(Activation.RELU, keep_num_dims=True)
+    g = _single_op(OpKind.FULLY_CONNECTED, attrs, (2, 3, 8), (4, 8), (2, 3, 4))
+    call = lower(g.ops[0], g)
+    f = _fields(call)
+    assert call.function == "mcc_fully_connected_s8"
+    assert (f["rows"], f["depth"], f["out_c"], f["per_channel"]) == (6, 8, 4, 0)
+    assert _array(call, "mult").tolist() == [per_tensor_multiplier(0.05, 0.02, 0.1)[0]]
+    assert call.macs == 6 * 4 * 8
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: _single_op(OpKind.CONV_2D, _conv(), (1, 4, 4, 2), (3, 3, 3, 2), (1, 4, 4, 3),
+                        dtype=DType.FLOAT32), "only int8"),
+    (lambda: _single_op(OpKind.CONV_2D, _conv(act=Activation.TANH), (1, 4, 4, 2), (3, 3, 3, 2),
+                        (1, 4, 4, 3)), "TANH"),
+    (lambda: _single_op(OpKind.CONV_2D, _conv(), (1, 4, 4, 2), (3, 3, 3, 2), (1, 3, 3, 3)),
+     "does not match"),
+    (lambda: _single_op(OpKind.CONV_2D, _conv(), (1, 4, 4, 5), (3, 3, 3, 2), (1, 4, 4, 3)),
+     "does not fit"),
+    (lambda: _single_op(OpKind.CONV_2D, _conv(), (1, 4, 4, 6), (4, 3, 3, 2), (1, 4, 4, 4)),
+     "3 groups"),
+    (lambda: _single_op(OpKind.DEPTHWISE_CONV_2D,
+                        DepthwiseConv2DAttrs(Padding.SAME, 1, 1, 1, 1, 1, Activation.NONE),
+                        (1, 4, 4, 2), (1, 3, 3, 4), (1, 4, 4, 4)), "depth_multiplier"),
+    (lambda: _single_op(OpKind.FULLY_CONNECTED, FullyConnectedAttrs(Activation.NONE, False),
+                        (1, 8), (4, 8), (1, 4), w_zp=3), "zero point"),
+    (lambda: _single_op(OpKind.FULLY_CONNECTED, FullyConnectedAttrs(Activation.NONE, False),
+                        (1, 9), (4, 8), (1, 4)), "do not form"),
+])
+def test_unsupported_combinations_name_the_op(make, message):
+    g = make()
+    with pytest.raises(UnsupportedModelError, match=message) as e:
+        lower(g.ops[0], g)
+    assert str(e.value).startswith("op 7 (")
+
+
+def test_macs_of_the_reference_models(shared_models):
+    # The MAC counts in ../shared/models/README.md.
+    for name, macs in (("person_detect", 7_157_888), ("micro_speech_quantized", 336_000),
+                       ("hello_world_int8", 288)):
+        g = tflite.load(shared_models / f"{name}.tflite")
+        assert sum(c.macs for op in g.ops
+                   if op.kind in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
+                   for c in [lower(op, g)]) == macs, name
+
+
+# ----------------------------------------------------------------------------
+# Bit-exact with TFLM
+# ----------------------------------------------------------------------------
+
+def _assert_every_layer_bit_exact(model: bytes, runs: int = 2, reference_model: bytes | None = None,
+                                  ) -> None:
+    """Compare every layer's output tensor, not just the model outputs: person_detect's
+    output is two bytes after a softmax, which would hide most conv mistakes.
+    `reference_model`, if given, is what TFLM runs instead of `model`."""
+    from harness import host_board
+
+    from mcucompile import reference
+    from mcucompile.pipeline import compile_model
+    from mcucompile.verify import build_host_runner, dump_entries, random_inputs, run_host
+
+    compiled = compile_model(model, host_board())
+    inputs = random_inputs(compiled.graph, runs, seed=5)
+    with tempfile.TemporaryDirectory() as d:
+        exe = build_host_runner(compiled, Path(d))
+        _, layers = run_host(exe, compiled, inputs)
+    compared = 0
+    for r in range(runs):
+        ref = reference.run_all_tensors(reference_model or model, inputs[r])
+        for e in dump_entries(compiled):
+            ours = layers[(r, e.tensor)].reshape(-1)
+            theirs = np.asarray(ref[e.tensor]).reshape(-1)
+            bad = np.flatnonzero(ours != theirs)
+            assert bad.size == 0, (f"run {r}, op {e.op_index}: {bad.size} of {ours.size} bytes differ, "
+                                   f"first at {bad[0]} (ours {ours[bad[0]]}, TFLM {theirs[bad[0]]})")
+            compared += 1
+    assert compared == runs * len(dump_entries(compiled))
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("name", ["person_detect", "micro_speech_quantized", "hello_world_int8"])
+def test_reference_models_are_bit_exact_layer_by_layer(shared_models, name):
+    _assert_every_layer_bit_exact((shared_models / f"{name}.tflite").read_bytes())
+
+
+@pytest.mark.tf
+@pytest.mark.reference
+def test_small_mobilenet_v2_is_bit_exact_layer_by_layer():
+    # Many conv layers in one build: 1x1 expand/project, 3x3 depthwise at stride
+    # 1 and 2, inputs after RELU6 (zero point -128, so padded borders matter).
+    import modelgen as mg
+    _assert_every_layer_bit_exact(mg.mobilenet_v2(resolution=32, num_classes=5, head_channels=32))
+
+
+# The sweep: each case is one single-op modelgen model (cached on disk after
+# the first conversion). Odd channel counts and non-square inputs everywhere.
+# Kernel sizes x strides x paddings as a Latin square: every pair of the three
+# appears, in 8 models instead of 16 (each build costs ~2 s of sanitized gcc).
+KERNEL_STRIDE_PADDING = [(1, 1, "same"), (1, 2, "valid"), (3, 1, "valid"), (3, 2, "same"),
+                         (5, 1, "same"), (5, 2, "valid"), (7, 1, "valid"), (7, 2, "same")]
+OTHER_PADDING = {"same": "valid", "valid": "same"}
+
+CONV_CASES = {
+    **{f"k{k}_s{s}_{p}": dict(kernel=k, stride=s, padding=p) for k, s, p in KERNEL_STRIDE_PADDING},
+    "dilation2_same": dict(input_shape=(1, 10, 7, 5), filters=7, kernel=3, dilation=2),
+    "dilation2_valid_relu6": dict(input_shape=(1, 10, 7, 5), filters=7, kernel=(3, 2), dilation=2,
+                                  padding="valid", activation="relu6"),
+    "rect_kernel_stride21_relu": dict(input_shape=(1, 8, 9, 4), filters=6, kernel=(3, 1),
+                                      stride=(2, 1), activation="relu"),
+    "relu_n1_to_1": dict(activation="relu_n1_to_1"),
+    "batch2_no_bias": dict(input_shape=(2, 6, 5, 3), filters=4, use_bias=False),
+    "pointwise_batch2": dict(input_shape=(2, 6, 5, 7), filters=5, kernel=1),
+    "per_tensor": dict(per_channel=False, activation="relu"),
+}
+CONV_BASE = dict(input_shape=(1, 9, 11, 3), filters=5)
+
+DEPTHWISE_CASES = {
+    # The same square with the paddings swapped, so both families see all 16 combinations.
+    **{f"k{k}_s{s}_{OTHER_PADDING[p]}": dict(kernel=k, stride=s, padding=OTHER_PADDING[p])
+       for k, s, p in KERNEL_STRIDE_PADDING},
+    "mult2_rect": dict(input_shape=(1, 8, 8, 7), kernel=(3, 5), stride=(1, 2), depth_multiplier=2,
+                       activation="relu"),
+    "mult3_dilation2": dict(input_shape=(1, 10, 7, 5), dilation=2, depth_multiplier=3,
+                            activation="relu6"),
+    "dilation2_valid": dict(input_shape=(1, 10, 7, 5), dilation=2, padding="valid"),
+    "mult8_from_one_channel": dict(input_shape=(1, 9, 7, 1), depth_multiplier=8, stride=2),
+    "batch2_no_bias": dict(input_shape=(2, 6, 5, 3), use_bias=False),
+    "per_tensor": dict(per_channel=False, activation="relu_n1_to_1"),
+}
+DEPTHWISE_BASE = dict(input_shape=(1, 9, 11, 3))
+
+DENSE_CASES = {
+    "default": dict(),
+    "no_bias": dict(input_shape=(1, 16), units=7, use_bias=False),
+    "batch4_relu": dict(input_shape=(4, 9), units=5, activation="relu"),
+    "keep_num_dims_relu6": dict(input_shape=(2, 3, 5), units=3, activation="relu6"),
+    "per_tensor": dict(input_shape=(1, 13), units=6, per_channel=False),
+    "per_tensor_batch3": dict(input_shape=(3, 7), units=5, per_channel=False, use_bias=False),
+}
+
+# A representative subset runs by default; the rest is marked slow.
+FAST = {"conv": {"k1_s1_same", "k3_s2_same", "k7_s1_valid", "dilation2_same", "batch2_no_bias",
+                 "per_tensor"},
+        "depthwise": {"k3_s1_same", "k5_s2_valid", "mult2_rect", "mult3_dilation2",
+                      "batch2_no_bias", "per_tensor"},
+        "dense": {"no_bias", "batch4_relu", "keep_num_dims_relu6", "per_tensor"}}
+
+
+def _cases(family: str, cases: dict, base: dict):
+    for name, kw in cases.items():
+        marks = [] if name in FAST[family] else [pytest.mark.slow]
+        yield pytest.param({**base, **kw}, id=name, marks=marks)
+
+
+@pytest.mark.tf
+@pytest.mark.reference
+@pytest.mark.parametrize("kw", _cases("conv", CONV_CASES, CONV_BASE))
+def test_conv2d_bit_exact(kw):
+    import modelgen as mg
+    from harness import assert_bit_exact
+    assert_bit_exact(mg.conv2d(**kw))
+
+
+@pytest.mark.tf
+@pytest.mark.reference
+@pytest.mark.parametrize("kw", _cases("depthwise", DEPTHWISE_CASES, DEPTHWISE_BASE))
+def test_depthwise_conv2d_bit_exact(kw):
+    import modelgen as mg
+    from harness import assert_bit_exact
+    assert_bit_exact(mg.depthwise_conv2d(**kw))
+
+
+@pytest.mark.tf
+@pytest.mark.reference
+@pytest.mark.parametrize("kw", _cases("dense", DENSE_CASES, {}))
+def test_fully_connected_bit_exact(kw):
+    import modelgen as mg
+    from harness import assert_bit_exact
+    assert_bit_exact(mg.dense(**kw))
+
+
+# --- models the converter does not emit -------------------------------------
+# modelgen's calibration data is symmetric, so its input zero points are ~0 and
+# a padded border reads the same as a zero tap. These edits exercise the
+# folded-bias border handling, a missing bias (input -1) and grouped filters.
+
+def _edited(model: bytes, edit) -> bytes:
+    import modelgen as mg
+    return mg._edit_flatbuffer(model, edit)
+
+
+def _set_zero_points(input_zp: int, output_zp: int):
+    def edit(m):
+        sg = m.subgraphs[0]
+        op = sg.operators[0]
+        sg.tensors[op.inputs[0]].quantization.zeroPoint = np.array([input_zp], dtype=np.int64)
+        sg.tensors[op.outputs[0]].quantization.zeroPoint = np.array([output_zp], dtype=np.int64)
+    return edit
+
+
+def _drop_bias(m):
+    op = m.subgraphs[0].operators[0]
+    op.inputs = np.array([op.inputs[0], op.inputs[1], -1], dtype=np.int32)
+
+
+def _halve_filter_depth(m):
+    """[O, H, W, I] -> [O, H, W, I/2]: a grouped convolution with two groups."""
+    sg = m.subgraphs[0]
+    f = sg.tensors[sg.operators[0].inputs[1]]
+    buf = m.buffers[f.buffer]
+    w = np.asarray(buf.data, dtype=np.uint8).reshape(tuple(f.shape))
+    w = np.ascontiguousarray(w[..., : w.shape[-1] // 2])
+    buf.data = w.reshape(-1)
+    f.shape = np.array(w.shape, dtype=np.int32)
+
+
+def _both(*edits):
+    def edit(m):
+        for e in edits:
+            e(m)
+    return edit
+
+
+EDITED_CASES = {
+    "conv_zero_points_same": ("conv2d", dict(input_shape=(1, 7, 6, 3), filters=5, kernel=5, stride=2),
+                              _set_zero_points(97, -40)),
+    "conv_dilated_zero_points": ("conv2d", dict(input_shape=(1, 9, 8, 3), filters=3, dilation=2),
+                                 _set_zero_points(-128, 127)),
+    "conv_no_bias_zero_points": ("conv2d", dict(input_shape=(1, 6, 7, 5), filters=3),
+                                 _both(_drop_bias, _set_zero_points(-77, 5))),
+    "conv_grouped": ("conv2d", dict(input_shape=(1, 7, 6, 6), filters=4),
+                     _both(_halve_filter_depth, _set_zero_points(33, 0))),
+    "depthwise_zero_points": ("depthwise_conv2d", dict(input_shape=(1, 7, 6, 5), kernel=5,
+                                                       depth_multiplier=2),
+                              _set_zero_points(120, -3)),
+    "dense_zero_points_no_bias": ("dense", dict(input_shape=(2, 11), units=5),
+                                  _both(_drop_bias, _set_zero_points(64, -100))),
+}
+
+
+@pytest.mark.tf
+@pytest.mark.reference
+@pytest.mark.parametrize("case", list(EDITED_CASES))
+def test_edited_models_bit_exact(case):
+    import modelgen as mg
+    from harness import assert_bit_exact
+    factory, kw, edit = EDITED_CASES[case]
+    assert_bit_exact(_edited(getattr(mg, factory)(**kw), edit))
+
+
+def _zero_bias(m):
+    sg = m.subgraphs[0]
+    buf = m.buffers[sg.tensors[sg.operators[0].inputs[2]].buffer]
+    buf.data = np.zeros_like(np.asarray(buf.data))
+
+
+@pytest.mark.tf
+@pytest.mark.reference
+def test_depthwise_without_bias_adds_nothing():
+    # TFLM crashes on a DEPTHWISE_CONV_2D whose bias input is -1 (its Prepare
+    # releases the absent bias tensor), so compare with the same model carrying
+    # an all-zero bias: TFLM's kernel skips a missing bias, i.e. adds zero.
+    import modelgen as mg
+    base = mg.depthwise_conv2d(input_shape=(1, 6, 5, 3), stride=2, depth_multiplier=2)
+    zp = _set_zero_points(-50, 9)
+    _assert_every_layer_bit_exact(_edited(base, _both(_drop_bias, zp)),
+                                  reference_model=_edited(base, _both(_zero_bias, zp)))
