@@ -91,6 +91,8 @@ class ModelView:
     inputs: tuple[IOView, ...]
     outputs: tuple[IOView, ...]
     name_table_size: int        # C has no zero-length arrays
+    input_bytes: int
+    output_bytes: int
 
 
 def c_identifier(name: str) -> str:
@@ -185,7 +187,9 @@ def generate(graph: Graph, plan: MemoryPlan, calls: dict[int, KernelCall | None]
                      layers=tuple(layers),
                      inputs=tuple(_io(graph, plan, t) for t in graph.inputs),
                      outputs=tuple(_io(graph, plan, t) for t in graph.outputs),
-                     name_table_size=max(len(layers), 1))
+                     name_table_size=max(len(layers), 1),
+                     input_bytes=sum(graph.tensor(t).nbytes for t in graph.inputs),
+                     output_bytes=sum(graph.tensor(t).nbytes for t in graph.outputs))
     env = _environment()
     files = {f"{prefix}.h": env.get_template("model.h.j2").render(m=view),
              f"{prefix}.c": env.get_template("model.c.j2").render(m=view)}
