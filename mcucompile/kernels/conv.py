@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UnsupportedModelError
-from ..ir import Conv2DAttrs, DepthwiseConv2DAttrs, DType, Graph, Op, OpKind, Padding, Tensor
+from ..ir import (Conv2DAttrs, DepthwiseConv2DAttrs, DType, ExplicitPadding, Graph, Op, OpKind,
+                  Padding, Tensor)
 from ..quant import activation_range, f32, quantize_multiplier
 from . import (SCRATCH, ArrayRef, ConstArray, Field, KernelCall, KernelTarget, TensorArg,
                lowering)
@@ -59,6 +60,29 @@ def pad_before(in_size: int, filter_size: int, stride: int, dilation: int, out: 
     effective = (filter_size - 1) * dilation + 1
     total = max(0, (out - 1) * stride + effective - in_size)
     return total // 2
+
+
+def axis_window(padding: Padding | ExplicitPadding, axis: str, in_size: int, filter_size: int,
+                stride: int, dilation: int, out_tensor: int) -> tuple[int, int]:
+    """(output size, padding before) along one axis ("h" or "w").
+
+    For TFLite's SAME and VALID the output size follows from the padding. A
+    patch (patch-based inference) carries explicit top/left padding and takes
+    its output size from its tensor; every window must still touch the input."""
+    if isinstance(padding, ExplicitPadding):
+        pad = padding.top if axis == "h" else padding.left
+        effective = (filter_size - 1) * dilation + 1
+        if pad < 0 or effective - pad <= 0 or (out_tensor - 1) * stride - pad >= in_size:
+            return -1, pad  # reported by the caller as a shape mismatch
+        return out_tensor, pad
+    out = out_size(padding, in_size, filter_size, stride, dilation)
+    return out, pad_before(in_size, filter_size, stride, dilation, out)
+
+
+def padding_name(padding: Padding | ExplicitPadding) -> str:
+    if isinstance(padding, ExplicitPadding):
+        return f"explicit (top {padding.top}, left {padding.left})"
+    return padding.value
 
 
 @dataclass(frozen=True)
@@ -92,18 +116,18 @@ def window(op: Op, attrs: Conv2DAttrs | DepthwiseConv2DAttrs, inp: Tensor, filt:
     filter_h, filter_w = filt.shape[1], filt.shape[2]
     if min(attrs.stride_h, attrs.stride_w, attrs.dilation_h, attrs.dilation_w) < 1:
         raise UnsupportedModelError(f"{where}: strides and dilations must be >= 1")
-    out_h = out_size(attrs.padding, in_h, filter_h, attrs.stride_h, attrs.dilation_h)
-    out_w = out_size(attrs.padding, in_w, filter_w, attrs.stride_w, attrs.dilation_w)
+    out_h, pad_h = axis_window(attrs.padding, "h", in_h, filter_h, attrs.stride_h, attrs.dilation_h,
+                               out.shape[1])
+    out_w, pad_w = axis_window(attrs.padding, "w", in_w, filter_w, attrs.stride_w, attrs.dilation_w,
+                               out.shape[2])
     if (n, out_h, out_w) != out.shape[:3] or out_h < 1 or out_w < 1:
         raise UnsupportedModelError(
-            f"{where}: output shape {out.shape} does not match the {attrs.padding.value} window "
+            f"{where}: output shape {out.shape} does not match the {padding_name(attrs.padding)} window "
             f"over input {inp.shape} (expected {n}x{out_h}x{out_w})")
     return Window(
         batches=n, in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out.shape[3],
         filter_h=filter_h, filter_w=filter_w, stride_h=attrs.stride_h, stride_w=attrs.stride_w,
-        dilation_h=attrs.dilation_h, dilation_w=attrs.dilation_w,
-        pad_h=pad_before(in_h, filter_h, attrs.stride_h, attrs.dilation_h, out_h),
-        pad_w=pad_before(in_w, filter_w, attrs.stride_w, attrs.dilation_w, out_w))
+        dilation_h=attrs.dilation_h, dilation_w=attrs.dilation_w, pad_h=pad_h, pad_w=pad_w)
 
 
 # --- quantization -----------------------------------------------------------

@@ -26,7 +26,7 @@ from ..ir import DType, Graph, Op, OpKind, Pool2DAttrs, ReducerAttrs, Tensor
 from ..quant import activation_range, f32, quantize_multiplier
 from . import (SCRATCH, ArrayRef, ConstArray, Field, KernelCall, KernelTarget, TensorArg,
                lowering)
-from .conv import out_size, pad_before
+from .conv import axis_window, padding_name
 
 LIBRARY = "mcc_pool"
 
@@ -74,14 +74,13 @@ def pool_geometry(op: Op, attrs: Pool2DAttrs, inp: Tensor, out: Tensor) -> PoolG
     if min(attrs.stride_h, attrs.stride_w, attrs.filter_h, attrs.filter_w) < 1:
         raise UnsupportedModelError(f"{where}: strides and filter sizes must be >= 1")
     n, in_h, in_w, c = inp.shape
-    out_h = out_size(attrs.padding, in_h, attrs.filter_h, attrs.stride_h, 1)
-    out_w = out_size(attrs.padding, in_w, attrs.filter_w, attrs.stride_w, 1)
+    out_h, pad_h = axis_window(attrs.padding, "h", in_h, attrs.filter_h, attrs.stride_h, 1, out.shape[1])
+    out_w, pad_w = axis_window(attrs.padding, "w", in_w, attrs.filter_w, attrs.stride_w, 1, out.shape[2])
     if out.shape != (n, out_h, out_w, c) or out_h < 1 or out_w < 1:
         raise UnsupportedModelError(
             f"{where}: output shape {out.shape} does not match a {attrs.filter_h}x{attrs.filter_w} "
-            f"{attrs.padding.value} window over input {inp.shape} (expected {(n, out_h, out_w, c)})")
-    pad_h = pad_before(in_h, attrs.filter_h, attrs.stride_h, 1, out_h)
-    pad_w = pad_before(in_w, attrs.filter_w, attrs.stride_w, 1, out_w)
+            f"{padding_name(attrs.padding)} window over input {inp.shape} "
+            f"(expected {(n, out_h, out_w, c)})")
     # TFLM fails at run time when a window lies wholly in the padding; refuse it here.
     for o, stride, pad, size, flt, axis in ((out_h, attrs.stride_h, pad_h, in_h, attrs.filter_h, "height"),
                                             (out_w, attrs.stride_w, pad_w, in_w, attrs.filter_w, "width")):
