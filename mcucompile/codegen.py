@@ -130,16 +130,22 @@ def _io(graph: Graph, plan: MemoryPlan, tid: int) -> IOView:
 
 
 def _layer(graph: Graph, plan: MemoryPlan, step: int, op, call: KernelCall,
-           arrays: list[ArrayView], ptr_arrays: list[PtrArrayView]) -> LayerView:
+           arrays: list[ArrayView], ptr_arrays: list[PtrArrayView], seen: dict) -> LayerView:
     lname = c_identifier(op.name)
+    names = {}
     for a in call.arrays:
-        arrays.append(ArrayView(f"{lname}_{a.suffix}", a.ctype, int(a.values.size),
-                                _rows(np.asarray(a.values), a.ctype)))
+        values = np.ascontiguousarray(a.values)
+        # Identical constants (the same weights used by every patch of a layer) are emitted once.
+        key = (a.ctype, values.dtype.str, values.tobytes())
+        if key not in seen:
+            seen[key] = f"{lname}_{a.suffix}"
+            arrays.append(ArrayView(seen[key], a.ctype, int(values.size), _rows(values, a.ctype)))
+        names[a.suffix] = seen[key]
     fields = []
     for f in call.fields:
         v = f.value
         if isinstance(v, ArrayRef):
-            text = f"{lname}_{v.suffix}"
+            text = names[v.suffix]
         elif isinstance(v, TensorPtrs):
             text = f"{lname}_{f.name}"
             ctype = graph.tensor(v.tensors[0]).dtype.ctype
@@ -176,10 +182,11 @@ def generate(graph: Graph, plan: MemoryPlan, calls: dict[int, KernelCall | None]
     arrays: list[ArrayView] = []
     ptr_arrays: list[PtrArrayView] = []
     layers = []
+    seen: dict = {}
     for op in graph.ops:
         call = calls[op.index]
         if call is not None:
-            layers.append(_layer(graph, plan, len(layers), op, call, arrays, ptr_arrays))
+            layers.append(_layer(graph, plan, len(layers), op, call, arrays, ptr_arrays, seen))
     libraries = tuple(sorted({c.library for c in calls.values() if c is not None}))
     view = ModelView(prefix=prefix, PREFIX=prefix.upper(), header_lines=header_lines,
                      arena_bytes=plan.arena_bytes, arena_storage=max(plan.arena_bytes, 4),
@@ -200,6 +207,20 @@ def generate(graph: Graph, plan: MemoryPlan, calls: dict[int, KernelCall | None]
             if src.exists():
                 files[src.name] = src.read_text()
     return files
+
+
+def flash_constant_bytes(calls: dict[int, KernelCall | None]) -> int:
+    """Bytes of distinct constant arrays, as generate() emits them."""
+    seen = set()
+    total = 0
+    for c in calls.values():
+        for a in (c.arrays if c else ()):
+            v = np.ascontiguousarray(a.values)
+            key = (a.ctype, v.dtype.str, v.tobytes())
+            if key not in seen:
+                seen.add(key)
+                total += v.nbytes
+    return total
 
 
 def header_lines(model_sha256: str, board: str, options: dict[str, str]) -> tuple[str, ...]:

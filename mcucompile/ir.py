@@ -115,11 +115,24 @@ class OpKind(enum.Enum):
     HARD_SWISH = "HARD_SWISH"
     QUANTIZE = "QUANTIZE"
     DEQUANTIZE = "DEQUANTIZE"
+    # Internal ops, made by the patch-based inference pass (never in a .tflite):
+    CROP_2D = "CROP_2D"      # copy a spatial region of an NHWC tensor
+    PASTE_2D = "PASTE_2D"    # write a patch into a region of a larger NHWC tensor
 
 
 class Padding(enum.Enum):
     SAME = "SAME"
     VALID = "VALID"
+
+
+@dataclass(frozen=True)
+class ExplicitPadding:
+    """Padding given in pixels, for windows over a patch of a larger tensor.
+
+    Only the top and left amounts are stored: the bottom and right follow from
+    the output shape (taps that fall outside the input are padding)."""
+    top: int
+    left: int
 
 
 class Activation(enum.Enum):
@@ -136,7 +149,7 @@ class Activation(enum.Enum):
 
 @dataclass(frozen=True)
 class Conv2DAttrs:
-    padding: Padding
+    padding: "Padding | ExplicitPadding"
     stride_h: int
     stride_w: int
     dilation_h: int
@@ -146,7 +159,7 @@ class Conv2DAttrs:
 
 @dataclass(frozen=True)
 class DepthwiseConv2DAttrs:
-    padding: Padding
+    padding: "Padding | ExplicitPadding"
     stride_h: int
     stride_w: int
     dilation_h: int
@@ -163,7 +176,7 @@ class FullyConnectedAttrs:
 
 @dataclass(frozen=True)
 class Pool2DAttrs:
-    padding: Padding
+    padding: "Padding | ExplicitPadding"
     stride_h: int
     stride_w: int
     filter_h: int
@@ -206,6 +219,14 @@ class SqueezeAttrs:
 
 
 @dataclass(frozen=True)
+class RegionAttrs:
+    """CROP_2D reads, PASTE_2D writes, the region of the full tensor whose
+    top-left corner is (y, x); its size is the patch tensor's."""
+    y: int
+    x: int
+
+
+@dataclass(frozen=True)
 class NoAttrs:
     """RESHAPE (the new shape is the output tensor's), PAD, PADV2, TRANSPOSE,
     RELU, RELU6, LOGISTIC, HARD_SWISH, QUANTIZE, DEQUANTIZE."""
@@ -213,7 +234,7 @@ class NoAttrs:
 
 Attrs = Union[Conv2DAttrs, DepthwiseConv2DAttrs, FullyConnectedAttrs, Pool2DAttrs,
               ElementwiseAttrs, ConcatenationAttrs, SoftmaxAttrs, ReducerAttrs,
-              ResizeNearestAttrs, SqueezeAttrs, NoAttrs]
+              ResizeNearestAttrs, SqueezeAttrs, RegionAttrs, NoAttrs]
 
 ATTRS_OF_KIND: dict[OpKind, type] = {
     OpKind.CONV_2D: Conv2DAttrs,
@@ -238,6 +259,8 @@ ATTRS_OF_KIND: dict[OpKind, type] = {
     OpKind.HARD_SWISH: NoAttrs,
     OpKind.QUANTIZE: NoAttrs,
     OpKind.DEQUANTIZE: NoAttrs,
+    OpKind.CROP_2D: RegionAttrs,
+    OpKind.PASTE_2D: RegionAttrs,
 }
 
 # Ops whose output is the input's bytes under another shape: the planner

@@ -15,17 +15,36 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import codegen, passes, planner
+from . import codegen, passes, patching, planner
 from .errors import McuCompileError
 from .frontend import tflite
 from .ir import Graph
-from .kernels import KernelCall, KernelTarget, lower
+from .kernels import KernelCall, KernelTarget, lower, lower_inplace
+
+
+MEMORY_STRATEGIES = ("auto", "layer", "inplace", "patch")
 
 
 @dataclass(frozen=True)
 class CompileOptions:
     name: str = "model"          # C prefix of the generated API
     check_ir: bool = False       # verify the IR after every pass
+    memory: str = "auto"         # auto (smallest arena of the rest), layer, inplace or patch
+    max_recompute: float = 0.15  # patch-based inference: extra MACs allowed, as a fraction
+    patch_stage_ops: int | None = None        # force the split: ops run per patch
+    patch_grid: tuple[int, int] | None = None  # force the patch grid (rows, columns)
+
+
+@dataclass(frozen=True)
+class StrategyReport:
+    strategy: str
+    arena_bytes: int
+    macs: int
+    recompute: float             # extra MACs over layer-by-layer, as a fraction
+    inplace_ops: int             # ops that overwrite their input
+    patch_stage_ops: int | None = None
+    patch_grid: list | None = None
+    split_tensor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +71,9 @@ class Report:
     weights_bytes: int
     macs: int
     planner: str
+    memory_strategy: str
+    strategies: list[StrategyReport]
+    tflm_arena_bytes: int | None     # the tflite-micro interpreter's arena, when it is installed
     sram_bytes: int | None
     flash_bytes: int | None
     fits_sram: bool | None
@@ -84,6 +106,87 @@ def target_of(board) -> KernelTarget:
     return KernelTarget(dsp=bool(board.dsp), fpu=bool(board.fpu))
 
 
+@dataclass(frozen=True, eq=False)
+class _Lowered:
+    """One memory strategy, lowered and planned."""
+    strategy: str
+    graph: Graph
+    calls: dict[int, KernelCall | None]
+    plan: planner.MemoryPlan
+    inplace: dict[int, int]
+    patch: patching.PatchConfig | None = None
+
+
+def _last_reads(graph: Graph) -> dict[int, int]:
+    """For each tensor, the last step at which it or a RESHAPE/SQUEEZE alias of it is read."""
+    root = planner.alias_roots(graph)
+    last: dict[int, int] = {}
+    for step, op in enumerate(graph.ops):
+        for t in op.inputs:
+            if t >= 0:
+                r = root.get(t, t)
+                last[r] = step
+    return {t.id: last.get(root.get(t.id, t.id), -1) for t in graph.tensors}
+
+
+def _lower_and_plan(graph: Graph, target: KernelTarget, strategy: str, use_inplace: bool,
+                    inplace: dict[int, int] | None = None, patch=None) -> _Lowered:
+    """Lower every op (in place where allowed and worth it) and plan the arena."""
+    inplace = dict(inplace or {})
+    root = planner.alias_roots(graph)
+    outputs = {root.get(t, t) for t in graph.outputs}
+    last = _last_reads(graph)
+    calls: dict[int, KernelCall | None] = {}
+    for step, op in enumerate(graph.ops):
+        call = lower_inplace(op, graph, target) if use_inplace else None
+        if call is not None:
+            src = call.inplace_input
+            if last[src] != step or root.get(src, src) in outputs:
+                call = None  # its input is still needed afterwards
+        if call is None:
+            call = lower(op, graph, target)
+        else:
+            inplace[op.outputs[0]] = call.inplace_input
+        calls[op.index] = call
+    scratch = {i: c.scratch_bytes for i, c in calls.items() if c is not None and c.scratch_bytes}
+    plan = planner.plan(graph, scratch, inplace=inplace)
+    return _Lowered(strategy, graph, calls, plan, inplace, patch)
+
+
+def _strategies(graph: Graph, target: KernelTarget, options: CompileOptions) -> list[_Lowered]:
+    if options.memory not in MEMORY_STRATEGIES:
+        raise McuCompileError(f"--memory {options.memory!r}: choose one of {', '.join(MEMORY_STRATEGIES)}")
+    want = ("layer", "inplace", "patch") if options.memory == "auto" else (options.memory,)
+    out = []
+    if "layer" in want:
+        out.append(_lower_and_plan(graph, target, "layer", use_inplace=False))
+    if "inplace" in want:
+        out.append(_lower_and_plan(graph, target, "inplace", use_inplace=True))
+    if "patch" in want:
+        if options.patch_stage_ops or options.patch_grid:
+            stage = options.patch_stage_ops or _default_stage(graph)
+            config = patching.PatchConfig(stage, tuple(options.patch_grid or (2, 2)))
+            patched = [(config, patching.apply(graph, config))]
+        else:
+            patched = [(c.config, c.graph) for c in patching.search(graph, options.max_recompute)]
+            if not patched and options.memory == "patch":
+                raise McuCompileError(
+                    f"patch-based inference finds no split within --max-recompute "
+                    f"{options.max_recompute:.0%} for this model: allow more, or use --memory inplace")
+        for config, g in patched:
+            out.append(_lower_and_plan(g, target, "patch", use_inplace=True,
+                                       inplace=patching.paste_inplace(g), patch=config))
+    return out
+
+
+def _default_stage(graph: Graph) -> int:
+    cands = patching.stage_candidates(graph)
+    if not cands:
+        raise patching.PatchError("no prefix of this model can run patch by patch: its first op is "
+                                  "not a convolution, pooling or element-wise op on 4-D tensors")
+    return cands[-1]
+
+
 def compile_model(model: bytes, board, options: CompileOptions = CompileOptions(),
                   model_name: str = "model") -> Compiled:
     """Everything but writing files. Raises McuCompileError on any user mistake."""
@@ -91,17 +194,48 @@ def compile_model(model: bytes, board, options: CompileOptions = CompileOptions(
     graph = tflite.load(model, name=model_name)
     graph = passes.run_passes(graph, check=options.check_ir)
     target = target_of(board)
-    calls = {op.index: lower(op, graph, target) for op in graph.ops}
-    scratch = {i: c.scratch_bytes for i, c in calls.items() if c is not None and c.scratch_bytes}
-    plan = planner.plan(graph, scratch)
+    candidates = _strategies(graph, target, options)
+    base_macs = patching.conv_macs(graph)
+    # Smallest arena wins; on a tie, fewer MACs, then the simpler strategy (listed first).
+    chosen = min(candidates, key=lambda c: (c.plan.arena_bytes, patching.conv_macs(c.graph)))
     sha = hashlib.sha256(model).hexdigest()
-    header = codegen.header_lines(sha, board.name, {"name": options.name})
-    files = codegen.generate(graph, plan, calls, options.name, header)
-    report = _report(graph, calls, plan, board, model_name, sha)
-    return Compiled(graph, calls, plan, files, report)
+    header = codegen.header_lines(sha, board.name, {
+        "name": options.name, "memory": f"{options.memory} -> {chosen.strategy}",
+        "max_recompute": f"{options.max_recompute:g}"})
+    files = codegen.generate(chosen.graph, chosen.plan, chosen.calls, options.name, header)
+    strategies = [_strategy_report(c, base_macs) for c in candidates]
+    report = _report(chosen, board, model_name, sha, strategies, _tflm_arena(model),
+                     layerwise_bound=planner.lower_bound(graph))
+    return Compiled(chosen.graph, chosen.calls, chosen.plan, files, report)
 
 
-def _report(graph: Graph, calls, plan: planner.MemoryPlan, board, model_name: str, sha: str) -> Report:
+def _strategy_report(c: _Lowered, base_macs: int) -> StrategyReport:
+    macs = patching.conv_macs(c.graph)
+    split = None
+    if c.patch:
+        split = c.graph.tensor(c.graph.ops[0].outputs[0]).name.split("@")[0]
+        split = next(op for op in c.graph.ops if op.kind.value == "PASTE_2D")
+        split = c.graph.tensor(split.outputs[0]).name.split("@")[0]
+    return StrategyReport(
+        strategy=c.strategy, arena_bytes=c.plan.arena_bytes, macs=macs,
+        recompute=round(macs / base_macs - 1.0, 4) if base_macs else 0.0,
+        inplace_ops=len(c.inplace) - (len(patching.paste_inplace(c.graph)) if c.patch else 0),
+        patch_stage_ops=c.patch.stage_ops if c.patch else None,
+        patch_grid=list(c.patch.grid) if c.patch else None, split_tensor=split)
+
+
+def _tflm_arena(model: bytes) -> int | None:
+    """TFLM's arena for the same model, when the reference package is installed."""
+    try:
+        from .reference import tflm_arena_bytes
+        return tflm_arena_bytes(model)
+    except Exception:  # not installed, or TFLM cannot run this model: the figure is optional
+        return None
+
+
+def _report(chosen: _Lowered, board, model_name: str, sha: str,
+            strategies: list[StrategyReport], tflm_arena: int | None, layerwise_bound: int) -> Report:
+    graph, calls, plan = chosen.graph, chosen.calls, chosen.plan
     layers = []
     for op in graph.ops:
         c = calls[op.index]
@@ -115,14 +249,14 @@ def _report(graph: Graph, calls, plan: planner.MemoryPlan, board, model_name: st
             output_offsets=[plan.tensor_offsets[t] for t in op.outputs if t in plan.tensor_offsets],
             scratch_bytes=c.scratch_bytes if c else 0,
             scratch_offset=plan.scratch_offsets.get(op.index)))
-    weights = sum(int(a.values.size) * a.values.dtype.itemsize
-                  for c in calls.values() if c for a in c.arrays)
+    weights = codegen.flash_constant_bytes(calls)
     sram = None if board.is_host else board.sram_bytes
     flash = None if board.is_host else board.flash_bytes
     return Report(model=model_name, model_sha256=sha, board=board.name,
-                  arena_bytes=plan.arena_bytes, liveness_lower_bound_bytes=plan.lower_bound,
+                  arena_bytes=plan.arena_bytes, liveness_lower_bound_bytes=layerwise_bound,
                   weights_bytes=weights, macs=sum(layer.macs for layer in layers),
-                  planner=plan.algorithm, sram_bytes=sram, flash_bytes=flash,
+                  planner=plan.algorithm, memory_strategy=chosen.strategy, strategies=strategies,
+                  tflm_arena_bytes=tflm_arena, sram_bytes=sram, flash_bytes=flash,
                   fits_sram=None if sram is None else plan.arena_bytes <= sram,
                   fits_flash=None if flash is None else weights <= flash,
                   layers=layers)

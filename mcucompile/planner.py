@@ -50,20 +50,55 @@ def _align(x: int, a: int = ALIGN) -> int:
     return (x + a - 1) // a * a
 
 
-def alias_roots(graph: Graph) -> dict[int, int]:
-    """Map each tensor that is a RESHAPE/SQUEEZE output to the tensor whose bytes it shares."""
+def alias_roots(graph: Graph, inplace: dict[int, int] | None = None) -> dict[int, int]:
+    """Map each tensor that shares another's buffer to the group's first tensor.
+
+    RESHAPE/SQUEEZE outputs always share their input's bytes. `inplace` maps
+    the output of an op that runs in place to the input it overwrites."""
     root: dict[int, int] = {}
+    inplace = inplace or {}
     for op in graph.ops:
         if op.kind in ALIAS_KINDS:
             src = op.inputs[0]
             root[op.outputs[0]] = root.get(src, src)
+        for out in op.outputs:
+            if out in inplace:
+                src = inplace[out]
+                root[out] = root.get(src, src)
     return root
 
 
-def buffers_of(graph: Graph, scratch: dict[int, int] | None = None) -> list[Buffer]:
+def check_inplace(graph: Graph, inplace: dict[int, int]) -> None:
+    """An op may overwrite an input only if nothing reads that input's buffer afterwards."""
+    root = alias_roots(graph, inplace)
+    step_of = {t: i for i, op in enumerate(graph.ops) for t in op.outputs}
+    for out, src in inplace.items():
+        s = step_of[out]
+        group = {t for t in range(len(graph.tensors)) if root.get(t, t) == root.get(src, src)}
+        for later in graph.ops[s + 1:]:
+            if any(t in group and t not in _descendants_in(graph, out, group) for t in later.inputs):
+                raise GraphError(f"op {graph.ops[s].index} ({graph.ops[s].kind.value}) cannot run in place: "
+                                 f"op {later.index} still reads its input afterwards")
+        if src in graph.outputs:
+            raise GraphError(f"op {graph.ops[s].index} cannot overwrite graph output "
+                             f"{graph.tensor(src).name!r}")
+
+
+def _descendants_in(graph: Graph, tid: int, group: set[int]) -> set[int]:
+    """Tensors of the group that hold the op's result: `tid` and what aliases it later."""
+    out = {tid}
+    for op in graph.ops:
+        if any(t in out for t in op.inputs):
+            out.update(t for t in op.outputs if t in group)
+    return out
+
+
+def buffers_of(graph: Graph, scratch: dict[int, int] | None = None,
+               inplace: dict[int, int] | None = None) -> list[Buffer]:
     """Buffers with lifetimes. Step i is the i-th op; graph inputs are live from
-    step 0 and graph outputs until the last step. `scratch` maps op index -> bytes."""
-    root = alias_roots(graph)
+    step 0 and graph outputs until the last step. `scratch` maps op index -> bytes;
+    `inplace` (output -> input) merges an in-place op's output into its input's buffer."""
+    root = alias_roots(graph, inplace)
     last_step = max(len(graph.ops) - 1, 0)
     first: dict[int, int] = {}
     last: dict[int, int] = {}
@@ -83,7 +118,12 @@ def buffers_of(graph: Graph, scratch: dict[int, int] | None = None) -> list[Buff
                 touch(t, step)
     for t in graph.outputs:
         touch(t, last_step)
-    bufs = [Buffer(("t", r), _align(graph.tensor(r).nbytes), first[r], last[r], graph.tensor(r).name)
+    size: dict[int, int] = {}
+    for t in graph.tensors:
+        r = root.get(t.id, t.id)
+        if r in first:
+            size[r] = max(size.get(r, 0), t.nbytes)
+    bufs = [Buffer(("t", r), _align(size[r]), first[r], last[r], graph.tensor(r).name)
             for r in sorted(first)]
     for step, op in enumerate(graph.ops):
         size = (scratch or {}).get(op.index, 0)
@@ -100,9 +140,10 @@ def live_bytes(buffers: list[Buffer], steps: int) -> list[int]:
     return live
 
 
-def lower_bound(graph: Graph) -> int:
-    """The layer-wise liveness lower bound over tensors (scratch excluded)."""
-    return max(live_bytes(buffers_of(graph), len(graph.ops)), default=0)
+def lower_bound(graph: Graph, inplace: dict[int, int] | None = None) -> int:
+    """The layer-wise liveness lower bound over tensors (scratch excluded).
+    With `inplace`, ops that overwrite their input count their output only once."""
+    return max(live_bytes(buffers_of(graph, inplace=inplace), len(graph.ops)), default=0)
 
 
 # --- placement algorithms -----------------------------------------------------
@@ -287,14 +328,17 @@ def place(bufs: list[Buffer], algorithms: tuple[str, ...] | None = None,
     assert best is not None
     size, name, offsets = best
     bound = max(live_bytes(bufs, 1 + max((b.last for b in bufs), default=0)), default=0)
+    # First-fit is quadratic in the buffers: scale the search to the problem.
+    n = max(len(bufs), 1)
+    runs = max(20, min(4000, 4_000_000 // (n * n)))
     if refine and size > bound:
-        improved = local_search(bufs, offsets)
+        improved = local_search(bufs, offsets, budget=runs)
         if arena_size(bufs, improved) < size:
             offsets, name = improved, f"{name}+local_search"
             size = arena_size(bufs, offsets)
         if size > bound:
             exact, proven = branch_and_bound(bufs, offsets,
-                                             node_limit=200_000 if len(bufs) <= EXACT_LIMIT else 20_000)
+                                             node_limit=200_000 if n <= EXACT_LIMIT else 50 * runs)
             if arena_size(bufs, exact) < size:
                 offsets, name = exact, "branch_and_bound"
             if proven:
@@ -303,13 +347,16 @@ def place(bufs: list[Buffer], algorithms: tuple[str, ...] | None = None,
 
 
 def plan(graph: Graph, scratch: dict[int, int] | None = None,
-         algorithms: tuple[str, ...] | None = None, refine: bool = True) -> MemoryPlan:
+         algorithms: tuple[str, ...] | None = None, refine: bool = True,
+         inplace: dict[int, int] | None = None) -> MemoryPlan:
     """Place every buffer, keep the smallest verified arena."""
-    bufs = buffers_of(graph, scratch)
+    if inplace:
+        check_inplace(graph, inplace)
+    bufs = buffers_of(graph, scratch, inplace)
     offsets, name = place(bufs, algorithms, refine)
     size = arena_size(bufs, offsets)
     check_placement(bufs, offsets)
-    root = alias_roots(graph)
+    root = alias_roots(graph, inplace)
     tensor_offsets = {}
     for t in graph.activations():
         r = root.get(t.id, t.id)

@@ -22,13 +22,23 @@ def test_build_writes_model_sources_and_report(shared_models, tmp_path):
     out = tmp_path / "out"
     r = mcucompile("build", str(shared_models / "person_detect.tflite"), "--board", "host", "-o", str(out))
     assert r.returncode == 0, r.stderr
-    assert "arena" in r.stdout and "55,296 B" in r.stdout
+    assert "arena" in r.stdout and "55,296 B" in r.stdout and "memory strategies" in r.stdout
     files = sorted(p.name for p in (out / "model").iterdir())
     assert "model.c" in files and "model.h" in files and "mcc_common.h" in files
     report = json.loads((out / "report.json").read_text())
-    assert report["arena_bytes"] == report["liveness_lower_bound_bytes"] == 55296
-    assert report["macs"] == 7157888
-    assert len(report["layers"]) == 31 and report["layers"][0]["op"] == "DEPTHWISE_CONV_2D"
+    # The default is the smallest of the strategies: patches beat the layer-wise bound here.
+    assert report["liveness_lower_bound_bytes"] == 55296
+    layer = next(s for s in report["strategies"] if s["strategy"] == "layer")
+    assert layer["arena_bytes"] == 55296
+    assert report["arena_bytes"] == min(s["arena_bytes"] for s in report["strategies"]) <= 27648
+    assert report["memory_strategy"] == "patch"
+    r2 = mcucompile("build", str(shared_models / "person_detect.tflite"), "--board", "host", "-o",
+                    str(tmp_path / "layer"), "--memory", "layer")
+    assert r2.returncode == 0, r2.stderr
+    plain = json.loads((tmp_path / "layer" / "report.json").read_text())
+    assert plain["arena_bytes"] == 55296 and plain["macs"] == 7157888
+    assert len(plain["layers"]) == 31 and plain["layers"][0]["op"] == "DEPTHWISE_CONV_2D"
+    assert report["layers"][0]["op"] == "CROP_2D"  # the first patch's input
     assert report["weights_bytes"] > 0
 
 

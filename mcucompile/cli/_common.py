@@ -11,6 +11,38 @@ def add_board_argument(p: argparse.ArgumentParser, required: bool = True) -> Non
                    help="board name (see `mcucompile boards`) or path to a board file")
 
 
+def add_memory_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("memory")
+    g.add_argument("--memory", choices=("auto", "layer", "inplace", "patch"), default="auto",
+                   help="activation memory strategy (default: auto, the smallest arena)")
+    g.add_argument("--max-recompute", type=float, default=15.0, metavar="PERCENT",
+                   help="patch-based inference: extra MACs allowed, in percent (default: 15)")
+    g.add_argument("--patch-split", type=int, default=None, metavar="OPS",
+                   help="force the split: run the first OPS ops patch by patch")
+    g.add_argument("--patches", default=None, metavar="RxC",
+                   help="force the patch grid, e.g. 3x3")
+
+
+def compile_options(args):
+    from ..errors import McuCompileError
+    from ..pipeline import CompileOptions
+    grid = None
+    if args.patches:
+        try:
+            r, c = (int(x) for x in args.patches.lower().split("x"))
+            grid = (r, c)
+        except ValueError:
+            raise McuCompileError(f"--patches {args.patches!r}: write rows x columns, e.g. 3x3") from None
+    if args.max_recompute < 0:
+        raise McuCompileError("--max-recompute must be 0 or more (percent)")
+    memory = args.memory
+    if (grid or args.patch_split) and memory == "auto":
+        memory = "patch"
+    return CompileOptions(name=getattr(args, "name", "model"), check_ir=getattr(args, "check_ir", False),
+                          memory=memory, max_recompute=args.max_recompute / 100.0,
+                          patch_stage_ops=args.patch_split, patch_grid=grid)
+
+
 def load_board(name: str):
     from .. import boards
     return boards.load(name)
@@ -18,6 +50,11 @@ def load_board(name: str):
 
 def _kb(n: int | None) -> str:
     return "-" if n is None else f"{n:,} B"
+
+
+def _is_chosen(r: Report, s) -> bool:
+    best = min((x for x in r.strategies if x.strategy == r.memory_strategy), key=lambda x: x.arena_bytes)
+    return s is best
 
 
 def format_report(r: Report) -> str:
@@ -35,10 +72,23 @@ def format_report(r: Report) -> str:
         f"model            {r.model}  (sha256 {r.model_sha256[:12]})",
         f"board            {r.board}",
         f"MACs             {r.macs:,}",
-        f"arena            {_kb(r.arena_bytes)}  ({pct:.1f}% of the liveness lower bound "
+        f"arena            {_kb(r.arena_bytes)}  ({pct:.1f}% of the layer-wise liveness lower bound "
         f"{_kb(r.liveness_lower_bound_bytes)}; planner {r.planner})",
         f"weights (flash)  {_kb(r.weights_bytes)}",
+        f"TFLM arena       {_kb(r.tflm_arena_bytes)}" if r.tflm_arena_bytes else
+        "TFLM arena       - (pip install tflite-micro to compare)",
+        "",
+        "memory strategies (* = used):",
     ]
+    for s in r.strategies:
+        mark = "*" if s.strategy == r.memory_strategy and _is_chosen(r, s) else " "
+        extra = ""
+        if s.patch_grid:
+            extra = (f"  first {s.patch_stage_ops} ops in {s.patch_grid[0]}x{s.patch_grid[1]} patches "
+                     f"(split at {s.split_tensor}), +{100 * s.recompute:.1f}% MACs")
+        elif s.inplace_ops:
+            extra = f"  {s.inplace_ops} ops in place"
+        lines.append(f"  {mark} {s.strategy:<8} {_kb(s.arena_bytes):>12}{extra}")
     if r.sram_bytes is not None:
         lines.append(f"fits SRAM        {'yes' if r.fits_sram else 'NO'}: arena {_kb(r.arena_bytes)} "
                      f"of {_kb(r.sram_bytes)}")

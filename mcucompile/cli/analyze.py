@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import add_board_argument, format_report, load_board
+from ._common import (add_board_argument, add_memory_arguments, compile_options, format_report,
+                      load_board)
 
 
 def add_parser(sub) -> None:
@@ -13,13 +14,14 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", type=Path, default=None, metavar="PNG",
                    help="draw the memory timeline (live bytes per layer, arena, bound, SRAM)")
+    add_memory_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..pipeline import compile_model, read_model
     board = load_board(args.board)
-    compiled = compile_model(read_model(args.model), board, model_name=args.model.stem)
+    compiled = compile_model(read_model(args.model), board, compile_options(args), model_name=args.model.stem)
     r = compiled.report
     print(r.to_json() if args.json else format_report(r))
     if args.plot:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import add_board_argument, format_report, load_board
+from ._common import (add_board_argument, add_memory_arguments, compile_options, format_report,
+                      load_board)
 
 
 def add_parser(sub) -> None:
@@ -14,14 +15,15 @@ def add_parser(sub) -> None:
                    help="output directory (default: ./<model>-<board>)")
     p.add_argument("--name", default="model", help="C prefix of the generated API (default: model)")
     p.add_argument("--check-ir", action="store_true", help="verify the IR after every pass")
+    add_memory_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..pipeline import CompileOptions, build
+    from ..pipeline import build
     board = load_board(args.board)
     out = args.out or Path(f"{args.model.stem}-{board.name}")
-    compiled = build(args.model, board, out, options=CompileOptions(name=args.name, check_ir=args.check_ir))
+    compiled = build(args.model, board, out, options=compile_options(args))
     print(format_report(compiled.report))
     print(f"\nwrote {out}/model/ ({len(compiled.files)} files) and {out}/report.json")
     return 0

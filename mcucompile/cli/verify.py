@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import MismatchError
+from ._common import add_memory_arguments, compile_options
 
 
 def add_parser(sub) -> None:
@@ -13,6 +14,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-sanitize", action="store_true",
                    help="build without AddressSanitizer/UBSan (faster)")
+    add_memory_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -21,7 +23,7 @@ def run(args) -> int:
     from ..verify import verify
     model = read_model(args.model)
     result = verify(model, runs=args.runs, seed=args.seed, sanitize=not args.no_sanitize,
-                    model_name=args.model.stem, check_layers=True)
+                    model_name=args.model.stem, check_layers=True, options=compile_options(args))
     if not result.bit_exact:
         where = f"\n{result.first_bad_layer}" if result.first_bad_layer else ""
         raise MismatchError(f"{args.model}: {result.differing_bytes} of {result.output_bytes} output bytes "

@@ -28,6 +28,7 @@ _ACTIVATION = {0: Activation.NONE, 1: Activation.RELU, 2: Activation.RELU_N1_TO_
 # Ops whose data inputs and outputs are all int8 in a fully quantized model.
 # QUANTIZE and DEQUANTIZE sit at float boundaries and are checked on their own.
 _INT8_OPS = frozenset(OpKind) - {OpKind.QUANTIZE, OpKind.DEQUANTIZE}
+INTERNAL_OPS = {OpKind.CROP_2D.value, OpKind.PASTE_2D.value}  # ours, never read from a file
 
 QUANTIZE_HINT = (
     "mcucompile compiles fully integer (int8) models. Quantize it with "
@@ -174,7 +175,7 @@ class _Importer:
     def _check_supported(self, raw_ops: list[Table]) -> None:
         """Collect every problem first, so one message lists them all."""
         unknown, float_ops, bad_types = [], [], []
-        supported = {k.value for k in OpKind}
+        supported = {k.value for k in OpKind} - INTERNAL_OPS
         for i, t in enumerate(raw_ops):
             kind = self._kind_name(t)
             ins = self._ids(t.array(1, "i4", "inputs"), optional=True)

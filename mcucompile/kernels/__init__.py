@@ -90,6 +90,8 @@ class KernelCall:
     # Multiply-accumulates of convolutions and dense layers, the figure MCUNet and
     # MLPerf Tiny quote; pooling and element-wise work is not counted.
     macs: int = 0
+    # Set by in-place lowerings: the input tensor whose buffer the output overwrites.
+    inplace_input: int | None = None
 
 
 Lowering = Callable[[Op, Graph, KernelTarget], KernelCall]
@@ -104,6 +106,28 @@ def lowering(*kinds: OpKind) -> Callable[[Lowering], Lowering]:
             LOWERINGS[k] = fn
         return fn
     return register
+
+
+# In-place variants: a function that returns a call writing the op's output over
+# its input (setting KernelCall.inplace_input), or None when this op cannot.
+# The pipeline asks only for ops whose input is dead after them.
+INPLACE_LOWERINGS: dict[OpKind, Lowering] = {}
+
+
+def inplace_lowering(*kinds: OpKind) -> Callable[[Lowering], Lowering]:
+    def register(fn: Lowering) -> Lowering:
+        for k in kinds:
+            assert k not in INPLACE_LOWERINGS, f"two in-place lowerings for {k}"
+            INPLACE_LOWERINGS[k] = fn
+        return fn
+    return register
+
+
+def lower_inplace(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) -> KernelCall | None:
+    fn = INPLACE_LOWERINGS.get(op.kind)
+    call = fn(op, graph, target) if fn else None
+    assert call is None or call.inplace_input in op.inputs
+    return call
 
 
 def lower(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) -> KernelCall | None:
