@@ -17,9 +17,13 @@ def host_board():
     return boards.load("host")
 
 
-def assert_bit_exact(model: bytes, runs: int = 3, seed: int = 0, sanitize: bool = True):
+def assert_bit_exact(model: bytes, runs: int = 3, seed: int = 0, sanitize: bool = True,
+                     options=None):
+    """`options` (a pipeline.CompileOptions) selects e.g. the memory strategy."""
+    from mcucompile.pipeline import CompileOptions
     pytest.importorskip("tflite_micro", reason="the TFLM reference: pip install tflite-micro")
-    result = verify(model, runs=runs, seed=seed, sanitize=sanitize, board=host_board(), check_layers=True)
+    result = verify(model, runs=runs, seed=seed, sanitize=sanitize, board=host_board(), check_layers=True,
+                    options=options or CompileOptions())
     assert result.output_bytes > 0 and result.intermediate_bytes > 0
     assert result.bit_exact, (f"{result.differing_bytes} of {result.output_bytes} output bytes differ "
                               f"from TFLM; {result.first_bad_layer}")
