@@ -18,6 +18,7 @@ from pathlib import Path
 from . import codegen, passes, patching, planner
 from .errors import McuCompileError
 from .frontend import tflite
+from .frontend.tflite import read_model  # noqa: F401  (re-exported for the CLI verbs)
 from .ir import Graph
 from .kernels import KernelCall, KernelTarget, lower, lower_inplace
 
@@ -260,18 +261,6 @@ def _report(chosen: _Lowered, board, model_name: str, sha: str,
                   fits_sram=None if sram is None else plan.arena_bytes <= sram,
                   fits_flash=None if flash is None else weights <= flash,
                   layers=layers)
-
-
-def read_model(path: Path) -> bytes:
-    from .errors import ModelFormatError
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ModelFormatError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ModelFormatError(f"{path} is a directory, not a .tflite file") from None
-    except OSError as e:
-        raise ModelFormatError(f"{path}: cannot read it ({e.strerror})") from None
 
 
 def build(model_path: Path, board, out: Path, name: str = "model",

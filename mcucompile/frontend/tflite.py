@@ -38,19 +38,24 @@ QUANTIZE_HINT = (
     "inference_input_type = inference_output_type = tf.int8.")
 
 
+def read_model(path: str | Path) -> bytes:
+    """The bytes of a model file, or one clear error."""
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ModelFormatError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ModelFormatError(f"{path} is a directory, not a .tflite file") from None
+    except OSError as e:
+        raise ModelFormatError(f"{path}: cannot read it ({e.strerror})") from None
+
+
 def load(source: bytes | str | Path, name: str | None = None) -> ir.Graph:
     """Read a .tflite model (bytes or a path) into a verified Graph."""
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise ModelFormatError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise ModelFormatError(f"{path} is a directory, not a .tflite file") from None
-        except OSError as e:
-            raise ModelFormatError(f"{path}: cannot read it ({e.strerror})") from None
-        name = name or path.stem
+        data = read_model(source)
+        name = name or Path(source).stem
     else:
         data = bytes(source)
     graph = _Importer(data, name or "model").run()
