@@ -34,6 +34,7 @@ class CompileOptions:
     max_recompute: float = 0.15  # patch-based inference: extra MACs allowed, as a fraction
     patch_stage_ops: int | None = None        # force the split: ops run per patch
     patch_grid: tuple[int, int] | None = None  # force the patch grid (rows, columns)
+    compare_tflm: bool = False   # measure TFLM's arena for the report (tflite-micro, in a subprocess)
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,8 @@ def compile_model(model: bytes, board, options: CompileOptions = CompileOptions(
         "max_recompute": f"{options.max_recompute:g}"})
     files = codegen.generate(chosen.graph, chosen.plan, chosen.calls, options.name, header)
     strategies = [_strategy_report(c, base_macs) for c in candidates]
-    report = _report(chosen, board, model_name, sha, strategies, _tflm_arena(model),
+    tflm = _tflm_arena(model) if options.compare_tflm else None
+    report = _report(chosen, board, model_name, sha, strategies, tflm,
                      layerwise_bound=planner.lower_bound(graph))
     return Compiled(chosen.graph, chosen.calls, chosen.plan, files, report)
 
@@ -225,12 +227,25 @@ def _strategy_report(c: _Lowered, base_macs: int) -> StrategyReport:
         patch_grid=list(c.patch.grid) if c.patch else None, split_tensor=split)
 
 
+_TFLM_ARENA = ("import sys; from mcucompile.reference import tflm_arena_bytes; "
+               "print(tflm_arena_bytes(sys.stdin.buffer.read()))")
+
+
 def _tflm_arena(model: bytes) -> int | None:
-    """TFLM's arena for the same model, when the reference package is installed."""
+    """TFLM's arena for the same model, when the reference package is installed.
+
+    It runs in a child process: TFLM crashes on some valid models (a depthwise
+    convolution without bias), and an optional figure must not take the compiler down."""
+    import importlib.util
+    import subprocess
+    import sys
+    if importlib.util.find_spec("tflite_micro") is None:
+        return None
     try:
-        from .reference import tflm_arena_bytes
-        return tflm_arena_bytes(model)
-    except Exception:  # not installed, or TFLM cannot run this model: the figure is optional
+        proc = subprocess.run([sys.executable, "-c", _TFLM_ARENA], input=model, capture_output=True,
+                              timeout=120)
+        return int(proc.stdout.decode().strip().splitlines()[-1]) if proc.returncode == 0 else None
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
         return None
 
 

@@ -61,7 +61,8 @@ def test_branchy_cnn_is_bit_exact_with_every_strategy():
 
 def test_person_detect_patches_halve_the_layerwise_bound(shared_models):
     """The issue's goal: at most 27,648 B (half of 55,296 B) with at most 15% extra MACs."""
-    c = pipeline.compile_model(_shared(shared_models, "person_detect"), host_board())
+    c = pipeline.compile_model(_shared(shared_models, "person_detect"), host_board(),
+                               CompileOptions(compare_tflm=True))
     r = c.report
     assert r.liveness_lower_bound_bytes == 55296
     assert r.arena_bytes <= 27648

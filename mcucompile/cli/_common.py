@@ -40,7 +40,8 @@ def compile_options(args):
         memory = "patch"
     return CompileOptions(name=getattr(args, "name", "model"), check_ir=getattr(args, "check_ir", False),
                           memory=memory, max_recompute=args.max_recompute / 100.0,
-                          patch_stage_ops=args.patch_split, patch_grid=grid)
+                          patch_stage_ops=args.patch_split, patch_grid=grid,
+                          compare_tflm=getattr(args, "compare_tflm", True))
 
 
 def load_board(name: str):

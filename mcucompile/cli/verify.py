@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
     p.add_argument("--no-sanitize", action="store_true",
                    help="build without AddressSanitizer/UBSan (faster)")
     add_memory_arguments(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, compare_tflm=False)
 
 
 def run(args) -> int:
