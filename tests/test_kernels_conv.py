@@ -24,9 +24,10 @@ from mcucompile.errors import UnsupportedModelError
 from mcucompile.frontend import tflite
 from mcucompile.ir import (Activation, Conv2DAttrs, DepthwiseConv2DAttrs, DType,
                            FullyConnectedAttrs, Graph, Op, OpKind, Padding, Quant, Tensor)
-from mcucompile.kernels import ArrayRef, KernelTarget, lower
-from mcucompile.kernels.conv import (folded_bias, out_size, pad_before, per_channel_multipliers,
-                                     per_tensor_multiplier, scratch_bytes)
+from mcucompile.kernels import SCRATCH, ArrayRef, KernelTarget, lower
+from mcucompile.kernels.conv import (Variant, choose, folded_bias, out_size, pad_before,
+                                     per_channel_multipliers, per_tensor_multiplier,
+                                     reference_call, scratch_bytes)
 
 
 # ----------------------------------------------------------------------------
@@ -84,12 +85,6 @@ def test_folded_bias_adds_input_offset_times_weight_sum():
         folded_bias(np.array([0, 2**31 - 100]), w, 128, "op 3 (CONV_2D)")
 
 
-def test_portable_kernels_need_no_scratch():
-    for kind in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED):
-        for target in (KernelTarget(), KernelTarget(dsp=True, fpu=True)):
-            assert scratch_bytes(kind, target) == 0
-
-
 # ----------------------------------------------------------------------------
 # Lowering of hand-built graphs
 # ----------------------------------------------------------------------------
@@ -127,7 +122,7 @@ def _array(call, suffix: str) -> np.ndarray:
 
 def test_conv_lowering_computes_geometry_and_folds_the_input_offset():
     g = _single_op(OpKind.CONV_2D, _conv(stride=2), (1, 9, 8, 3), (5, 3, 3, 3), (1, 5, 4, 5))
-    call = lower(g.ops[0], g)
+    call = reference_call(g.ops[0], g)
     f = _fields(call)
     assert call.function == "mcc_conv2d_s8" and call.params_type == "mcc_conv2d_params"
     # SAME, stride 2: out 5x4; total padding (5-1)*2+3-9 = 2 -> 1 and (4-1)*2+3-8 = 1 -> 0.
@@ -144,20 +139,24 @@ def test_conv_lowering_computes_geometry_and_folds_the_input_offset():
 
 def test_pointwise_conv_becomes_a_matrix_multiply_over_pixels():
     g = _single_op(OpKind.CONV_2D, _conv(), (2, 3, 4, 6), (5, 1, 1, 6), (2, 3, 4, 5))
-    call = lower(g.ops[0], g)
+    call = reference_call(g.ops[0], g)
     f = _fields(call)
     assert call.function == "mcc_conv2d_1x1_s8"
     assert call.params_type == "mcc_fully_connected_params"
     assert (f["rows"], f["depth"], f["out_c"], f["per_channel"]) == (24, 6, 5, 1)
-    # A 1x1 filter at stride 2 skips pixels: the general kernel.
+    fast = lower(g.ops[0], g)
+    assert fast.function == "mcc_gemm_s8" and fast.params_type == "mcc_gemm_params"
+    assert (_fields(fast)["rows"], _fields(fast)["depth"], _fields(fast)["row_block"]) == (24, 6, 4)
+    # A 1x1 filter at stride 2 skips pixels: not a GEMM over the input rows, an im2col.
     g = _single_op(OpKind.CONV_2D, _conv(stride=2), (1, 4, 4, 6), (5, 1, 1, 6), (1, 2, 2, 5))
-    assert lower(g.ops[0], g).function == "mcc_conv2d_s8"
+    assert reference_call(g.ops[0], g).function == "mcc_conv2d_s8"
+    assert lower(g.ops[0], g).function == "mcc_conv2d_im2col_s8"
 
 
 def test_grouped_conv_and_missing_bias():
     # 6 input channels, filters of depth 2: three groups of two output channels.
     g = _single_op(OpKind.CONV_2D, _conv(), (1, 5, 5, 6), (6, 3, 3, 2), (1, 5, 5, 6), bias=False)
-    call = lower(g.ops[0], g)
+    call = reference_call(g.ops[0], g)
     assert _fields(call)["filter_c"] == 2 and _fields(call)["in_c"] == 6
     w = g.tensor(1).data.reshape(6, -1).astype(np.int64)
     assert _array(call, "bias").tolist() == (7 * w.sum(axis=1)).tolist()
@@ -167,7 +166,7 @@ def test_depthwise_weights_are_laid_out_channel_major():
     attrs = DepthwiseConv2DAttrs(Padding.VALID, 1, 1, 1, 1, 2, Activation.RELU6)
     g = _single_op(OpKind.DEPTHWISE_CONV_2D, attrs, (1, 6, 5, 3), (1, 3, 2, 6), (1, 4, 4, 6),
                    w_scales=tuple(0.01 * (i + 1) for i in range(6)), w_axis=3)
-    call = lower(g.ops[0], g)
+    call = reference_call(g.ops[0], g)
     f = _fields(call)
     assert call.function == "mcc_depthwise_conv2d_s8"
     assert f["depth_multiplier"] == 2 and (f["pad_h"], f["pad_w"]) == (0, 0)
@@ -182,7 +181,7 @@ def test_depthwise_weights_are_laid_out_channel_major():
 def test_fully_connected_per_tensor_keeps_one_multiplier():
     attrs = FullyConnectedAttrs(Activation.RELU, keep_num_dims=True)
     g = _single_op(OpKind.FULLY_CONNECTED, attrs, (2, 3, 8), (4, 8), (2, 3, 4))
-    call = lower(g.ops[0], g)
+    call = reference_call(g.ops[0], g)
     f = _fields(call)
     assert call.function == "mcc_fully_connected_s8"
     assert (f["rows"], f["depth"], f["out_c"], f["per_channel"]) == (6, 8, 4, 0)
@@ -227,6 +226,217 @@ def test_macs_of_the_reference_models(shared_models):
 
 
 # ----------------------------------------------------------------------------
+# The fast kernels: choice, layouts, requantization, scratch
+# ----------------------------------------------------------------------------
+
+def _dw(padding=Padding.SAME, stride=1, dilation=1, mult=1, act=Activation.NONE):
+    return DepthwiseConv2DAttrs(padding, stride, stride, dilation, dilation, mult, act)
+
+
+@pytest.mark.parametrize("kind,attrs,shapes,variant", [
+    (OpKind.FULLY_CONNECTED, FullyConnectedAttrs(Activation.NONE, False),
+     ((1, 13), (5, 13), (1, 5)), Variant.GEMM),
+    (OpKind.CONV_2D, _conv(), ((1, 5, 3, 7), (9, 1, 1, 7), (1, 5, 3, 9)), Variant.GEMM),
+    (OpKind.CONV_2D, _conv(stride=2), ((1, 9, 8, 3), (5, 3, 3, 3), (1, 5, 4, 5)), Variant.IM2COL),
+    (OpKind.CONV_2D, _conv(dilation=2), ((1, 9, 8, 3), (5, 3, 3, 3), (1, 9, 8, 5)), Variant.IM2COL),
+    (OpKind.DEPTHWISE_CONV_2D, _dw(stride=2), ((1, 9, 8, 5), (1, 3, 3, 5), (1, 5, 4, 5)),
+     Variant.PLANAR),
+    (OpKind.DEPTHWISE_CONV_2D, _dw(mult=2), ((1, 9, 8, 3), (1, 7, 5, 6), (1, 9, 8, 6)),
+     Variant.PLANAR),
+    (OpKind.DEPTHWISE_CONV_2D, _dw(mult=8), ((1, 9, 8, 1), (1, 3, 3, 8), (1, 9, 8, 8)),
+     Variant.PLANAR),
+    # One input channel and a filter the planar kernel does not take: a convolution.
+    (OpKind.DEPTHWISE_CONV_2D, _dw(stride=2, mult=8), ((1, 9, 8, 1), (1, 4, 2, 8), (1, 5, 4, 8)),
+     Variant.IM2COL),
+])
+def test_fast_kernel_choice(kind, attrs, shapes, variant):
+    in_shape, w_shape, out_shape = shapes
+    w_scales = (0.02,) * (w_shape[3] if kind == OpKind.DEPTHWISE_CONV_2D else w_shape[0])
+    g = _single_op(kind, attrs, in_shape, w_shape, out_shape, w_scales=w_scales,
+                   w_axis=3 if kind == OpKind.DEPTHWISE_CONV_2D else 0)
+    for target in (KernelTarget(), KernelTarget(dsp=True, fpu=True)):
+        choice = choose(g.ops[0], g, target)
+        call = lower(g.ops[0], g, target)
+        assert choice.variant == variant and call.function == variant.value
+        # The call's scratch and scratch_bytes() are the same number, from the same choice.
+        assert call.scratch_bytes == choice.scratch_bytes == scratch_bytes(g.ops[0], g, target)
+        assert call.args[-1] == SCRATCH and call.macs == reference_call(g.ops[0], g).macs
+
+
+@pytest.mark.parametrize("kind,attrs,shapes,why", [
+    (OpKind.CONV_2D, _conv(), ((1, 5, 5, 6), (6, 3, 3, 2), (1, 5, 5, 6)), "grouped"),
+    (OpKind.DEPTHWISE_CONV_2D, _dw(dilation=2), ((1, 9, 8, 3), (1, 3, 3, 3), (1, 9, 8, 3)),
+     "dilated"),
+    (OpKind.DEPTHWISE_CONV_2D, _dw(), ((1, 9, 8, 3), (1, 3, 4, 3), (1, 9, 8, 3)), "width 4"),
+    (OpKind.DEPTHWISE_CONV_2D, _dw(stride=3), ((1, 9, 8, 3), (1, 3, 3, 3), (1, 3, 3, 3)),
+     "stride_w 3"),
+])
+def test_shapes_the_fast_kernels_do_not_take_go_to_the_general_ones(kind, attrs, shapes, why):
+    in_shape, w_shape, out_shape = shapes
+    g = _single_op(kind, attrs, in_shape, w_shape, out_shape)
+    choice = choose(g.ops[0], g)
+    assert choice.variant == Variant.GENERAL and why in choice.why
+    assert lower(g.ops[0], g).function == reference_call(g.ops[0], g).function
+    assert scratch_bytes(g.ops[0], g) == 0
+
+
+def test_requantization_the_fast_table_cannot_do_goes_to_the_general_kernels():
+    attrs = FullyConnectedAttrs(Activation.NONE, False)
+    # Multiplier 0.05 * 0.02 / 0.1 = 0.01: shift -6, fine.
+    g = _single_op(OpKind.FULLY_CONNECTED, attrs, (1, 8), (4, 8), (1, 4))
+    assert choose(g.ops[0], g).variant == Variant.GEMM
+    # Multiplier 0.05 * 2 / 0.1 = 1: shift +1, which the fast table does not express.
+    g = _single_op(OpKind.FULLY_CONNECTED, attrs, (1, 8), (4, 8), (1, 4), w_scales=(2.0,))
+    assert "not negative" in choose(g.ops[0], g).why
+    # A bias near 2^30: doubling the accumulator could overflow.
+    g = _single_op(OpKind.FULLY_CONNECTED, attrs, (1, 8), (4, 8), (1, 4))
+    g.tensor(2).data[:] = 2**30 - 5
+    assert "2^30" in choose(g.ops[0], g).why
+    assert lower(g.ops[0], g).function == "mcc_fully_connected_s8"
+
+
+def test_gemm_weights_pair_channels_and_interleave_depth():
+    from mcucompile.kernels.conv import gemm_weights
+    # 3 channels (one pair and a half), depth 6 (one group and a half).
+    w = (np.arange(18, dtype=np.int8) + 1).reshape(3, 6)
+    got = gemm_weights(w).reshape(2, 2, 2, 4)          # [pair][group][word][byte]
+    # Pair 0, group 0, word 0: (w[0][0], w[1][0], w[0][2], w[1][2]); word 1 for k = 1, 3.
+    assert got[0, 0, 0].tolist() == [1, 7, 3, 9] and got[0, 0, 1].tolist() == [2, 8, 4, 10]
+    # Group 1 holds k = 4, 5 and zeros for 6, 7.
+    assert got[0, 1, 0].tolist() == [5, 11, 0, 0] and got[0, 1, 1].tolist() == [6, 12, 0, 0]
+    # Pair 1: channel 2 and a zero channel.
+    assert got[1, 0, 0].tolist() == [13, 0, 15, 0] and got[1, 1, 1].tolist() == [18, 0, 0, 0]
+
+
+def _tflm_requantize(acc: int, mult: int, shift: int) -> int:
+    """TFLite's MultiplyByQuantizedMultiplier, step by step (reference_ops / gemmlowp)."""
+    left, right = max(shift, 0), max(-shift, 0)
+    a = ((acc << left) + 2**31) % 2**32 - 2**31
+    if a == mult == -2**31:
+        high = 2**31 - 1
+    else:
+        ab = a * mult
+        nudge = 2**30 if ab >= 0 else 1 - 2**30
+        num = ab + nudge
+        high = abs(num) // 2**31 * (1 if num >= 0 else -1)      # truncates toward zero
+    mask = (1 << right) - 1
+    rem, threshold = high & mask, (mask >> 1) + (1 if high < 0 else 0)
+    return (high >> right) + (1 if rem > threshold else 0)
+
+
+def _fast_requantize(acc: int, mult: int, hib: int, post: int) -> int:
+    """mcc_conv.h's "Fast requantization", as fast_requant in mcc_conv.c computes it."""
+    a = 2 * acc
+    top = hib + (-1 if a < 0 else 0)
+    hi = (a * mult + 2**31 + top * 2**32) >> 32
+    return min(max(hi >> post, -128), 127)
+
+
+def test_fast_requantization_equals_tflite_including_ties():
+    from mcucompile.kernels.conv import fast_channel_table  # noqa: F401  (the table's formula)
+    rng = np.random.default_rng(7)
+    checked = 0
+    for _ in range(400):
+        post = int(rng.integers(1, 20))
+        mult = int(rng.integers(2**30, 2**31))
+        offset = int(rng.integers(-128, 128))
+        hib = (1 << (post - 1)) + offset * (1 << post)
+        # Accumulators near every rounding boundary of the final shift, both signs.
+        target = rng.integers(-300, 300, 20) * 2**post + 2**(post - 1)
+        accs = set((target * 2**31 // mult).tolist()) | set(rng.integers(-2**29, 2**29, 10).tolist())
+        for base in list(accs):
+            for acc in (base - 1, base, base + 1, -base):
+                if abs(acc) >= 2**30:
+                    continue
+                expected = min(max(_tflm_requantize(acc, mult, -post) + offset, -128), 127)
+                assert _fast_requantize(acc, mult, hib, post) == expected, (acc, mult, post, offset)
+                checked += 1
+    assert checked > 10_000
+
+
+C_CHECK = r"""
+#include <inttypes.h>
+#include <stdio.h>
+#include "mcc_conv.c"
+
+/* fast_requant against mcc_requantize (TFLite's arithmetic in mcc_common.h). */
+static uint64_t state = 0x9E3779B97F4A7C15u;
+static uint32_t next(void) { state = state * 6364136223846793005u + 1442695040888963407u; return (uint32_t)(state >> 32); }
+
+int main(void)
+{
+    long bad = 0, checked = 0;
+    for (int i = 0; i < 200000; ++i) {
+        const int32_t post = 1 + (int32_t)(next() % 20u);
+        const int32_t mult = (int32_t)(0x40000000u | (next() >> 2));
+        const int32_t off = (int32_t)(next() % 256u) - 128;
+        const int32_t hib = (1 << (post - 1)) + off * (1 << post);
+        int32_t acc = (int32_t)(next() >> 2) - 0x20000000;
+        if (i & 1) {   /* near a rounding boundary of the last shift */
+            const int64_t q = (int64_t)((int32_t)(next() % 600u) - 300) * (INT64_C(1) << post)
+                            + (INT64_C(1) << (post - 1));
+            acc = (int32_t)(q * INT64_C(2147483648) / mult) + (int32_t)(next() % 3u) - 1;
+        }
+        int32_t want = mcc_requantize(acc, mult, -post) + off;
+        want = MCC_CLAMP(want, -128, 127);
+        if (fast_requant(acc, mult, hib, post) != want) {
+            if (bad++ < 5) printf("acc %" PRId32 " mult %" PRId32 " post %" PRId32 "\n", acc, mult, post);
+        }
+        ++checked;
+    }
+    printf("checked %ld bad %ld\n", checked, bad);
+    SCRATCH_LINES
+    return bad != 0;
+}
+"""
+
+
+def _c_scratch_cases():
+    """(C expression printing a scratch size, the Python mirror's value)."""
+    from mcucompile.kernels.conv import (gemm_scratch_bytes, im2col_scratch_bytes,
+                                         planar_scratch_bytes)
+    rng = np.random.default_rng(3)
+    cases = []
+    for _ in range(30):
+        rows, depth, rb = int(rng.integers(1, 40)), int(rng.integers(1, 700)), int(rng.choice([1, 4]))
+        cases.append((f"{{ mcc_gemm_params p = {{ .rows = {rows}, .depth = {depth}, .row_block = {rb} }};"
+                       f" printf(\"%zu\\n\", mcc_gemm_s8_scratch_bytes(&p)); }}",
+                       gemm_scratch_bytes(rows, depth, rb)))
+        b, oh, ow = int(rng.integers(1, 3)), int(rng.integers(1, 5)), int(rng.integers(1, 5))
+        fh, fw, ic = int(rng.integers(1, 8)), int(rng.integers(1, 8)), int(rng.integers(1, 9))
+        cases.append((f"{{ mcc_conv2d_im2col_params p = {{ .batches = {b}, .out_h = {oh}, .out_w = {ow},"
+                       f" .filter_h = {fh}, .filter_w = {fw}, .in_c = {ic}, .row_block = {rb} }};"
+                       f" printf(\"%zu\\n\", mcc_conv2d_im2col_s8_scratch_bytes(&p)); }}",
+                       im2col_scratch_bytes(b * oh * ow, fh * fw * ic, rb)))
+        g, ph, pw = int(rng.integers(1, 9)), int(rng.integers(3, 60)), 4 * int(rng.integers(1, 16))
+        cases.append((f"{{ mcc_depthwise_conv2d_planar_params p = {{ .group = {g}, .plane_h = {ph},"
+                       f" .plane_w = {pw} }}; printf(\"%zu\\n\","
+                       f" mcc_depthwise_conv2d_planar_s8_scratch_bytes(&p)); }}",
+                       planar_scratch_bytes(g, ph, pw)))
+    return cases
+
+
+def test_fast_requantization_in_c_and_scratch_sizes_mirror_python(tmp_path):
+    """The portable C of fast_requant against mcc_requantize on 200,000 values (half
+    of them next to a rounding tie), and every *_scratch_bytes against its Python
+    mirror, with the host compiler (-fsanitize=undefined: no signed overflow)."""
+    from mcucompile.resources import data_dir
+    from mcucompile.verify import host_compiler
+    import subprocess
+    cases = _c_scratch_cases()
+    src = tmp_path / "check.c"
+    src.write_text(C_CHECK.replace("SCRATCH_LINES", "\n    ".join(c for c, _ in cases)))
+    exe = tmp_path / "check"
+    subprocess.run([host_compiler(), "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror",
+                    "-fsanitize=undefined", "-fno-sanitize-recover=undefined",
+                    f"-I{data_dir('templates') / 'kernels'}", str(src), "-o", str(exe)], check=True)
+    out = subprocess.run([str(exe)], capture_output=True, text=True)
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0 and lines[0] == "checked 200000 bad 0", out.stdout + out.stderr
+    assert [int(v) for v in lines[1:]] == [v for _, v in cases]
+
+
+# ----------------------------------------------------------------------------
 # Bit-exact with TFLM
 # ----------------------------------------------------------------------------
 
@@ -238,10 +448,11 @@ def _assert_every_layer_bit_exact(model: bytes, runs: int = 2, reference_model: 
     from harness import host_board
 
     from mcucompile import reference
-    from mcucompile.pipeline import compile_model
+    from mcucompile.pipeline import CompileOptions, compile_model
     from mcucompile.verify import build_host_runner, dump_entries, random_inputs, run_host
 
-    compiled = compile_model(model, host_board())
+    # Layer by layer: the graph keeps TFLite's tensors, and the fast kernels run.
+    compiled = compile_model(model, host_board(), CompileOptions(memory="layer"))
     inputs = random_inputs(compiled.graph, runs, seed=5)
     with tempfile.TemporaryDirectory() as d:
         exe = build_host_runner(compiled, Path(d))

@@ -21,9 +21,31 @@ fully_connected_common.cc, kernels/kernel_util.cc, kernels/padding.h):
 * Bias is optional (input -1). It is folded with the input offset:
   folded_bias[c] = bias[c] + input_offset * sum(weights[c]); see mcc_conv.h for
   why this stays exact with padding.
+
+Kernels. `choose()` is the one place that picks a kernel (the lowering and
+`scratch_bytes()` both call it):
+
+* mcc_gemm_s8: FULLY_CONNECTED and pointwise CONV_2D (1x1, stride 1, no
+  padding) as int8 GEMM, four rows x two output channels per pass.
+* mcc_conv2d_im2col_s8: every other ungrouped CONV_2D, and a DEPTHWISE_CONV_2D
+  over one input channel that the planar kernel does not take (patches of
+  four pixels gathered into scratch, then the same GEMM).
+* mcc_depthwise_conv2d_planar_s8: DEPTHWISE_CONV_2D with filter width 3, 5 or
+  7, stride_w 1 or 2, no dilation (padded channel planes in scratch).
+* the general kernels (`reference_call`) for the rest: grouped or dilated
+  depthwise filters, other widths and strides, and layers whose requantization
+  the fast kernels' shorter form cannot reproduce exactly (a real multiplier
+  >= 0.5, or accumulators that could reach 2^30; see `fast_channel_table`).
+
+Weights are re-arranged here into the order the inner loops read them
+(`gemm_weights`, `planar_weights`). The DSP/portable split is the C
+compiler's: each fast kernel has SMLAD inner loops under __ARM_FEATURE_DSP and
+portable ones over the same layouts, so the choice does not depend on the
+target and one generated source serves the host, Cortex-M0+/M3 and M4/M7/M33.
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import numpy as np
@@ -169,17 +191,6 @@ def folded_bias(bias: np.ndarray | None, weights: np.ndarray, input_offset: int,
     return acc.astype(np.int32)
 
 
-def scratch_bytes(kind: OpKind, target: KernelTarget) -> int:
-    """Scratch memory of the kernel chosen for `kind` on `target`.
-
-    The portable kernels read the input tensor where it lies and keep their
-    accumulators in registers, so they need none on any target. A DSP variant
-    that packs input patches (im2col) would size its buffer here.
-    """
-    del kind, target
-    return 0
-
-
 # --- checks shared by the three ops -----------------------------------------
 
 @dataclass(frozen=True)
@@ -245,10 +256,39 @@ def _args(op: Op, scratch: int) -> tuple:
     return args + (SCRATCH,) if scratch else args
 
 
-# --- the lowerings ----------------------------------------------------------
+# --- everything a lowering needs, computed once ------------------------------
 
-@lowering(OpKind.CONV_2D)
-def lower_conv2d(op: Op, graph: Graph, target: KernelTarget) -> KernelCall:
+@dataclass(frozen=True, eq=False)
+class _Layer:
+    """One validated op with its compile-time arithmetic, before any kernel is chosen."""
+    kind: OpKind
+    where: str
+    win: Window | None          # None for FULLY_CONNECTED
+    weights: np.ndarray         # CONV [O,H,W,I]; DEPTHWISE [C*M,H,W]; FC [O,depth]
+    bias: np.ndarray | None     # the model's int32 bias, int64 here
+    fold: np.ndarray            # int32 [out_c]: bias + input_offset * sum(weights)
+    mult: np.ndarray            # int32 [out_c], or [1] for a per-tensor FULLY_CONNECTED
+    shift: np.ndarray
+    input_offset: int
+    output_offset: int
+    act_min: int
+    act_max: int
+    macs: int
+    groups: int = 1             # CONV_2D
+    depth_multiplier: int = 1   # DEPTHWISE_CONV_2D
+    rows: int = 0               # FULLY_CONNECTED
+    per_channel: bool = True    # FULLY_CONNECTED
+
+    @property
+    def out_c(self) -> int:
+        return int(self.weights.shape[0])
+
+    def rows_by_depth(self) -> np.ndarray:
+        """The weights as [out_c, depth]: each output channel's dot-product operand."""
+        return self.weights.reshape(self.out_c, -1)
+
+
+def _prepare_conv2d(op: Op, graph: Graph) -> _Layer:
     o = _operands(op, graph)
     attrs: Conv2DAttrs = op.attrs
     win = window(op, attrs, o.input, o.weights, o.output)
@@ -263,41 +303,18 @@ def lower_conv2d(op: Op, graph: Graph, target: KernelTarget) -> KernelCall:
                                     f"into {groups} groups")
     if o.bias is not None and o.bias.size != out_c:
         raise UnsupportedModelError(f"{o.where}: bias has {o.bias.size} values for {out_c} channels")
-
     input_offset = -o.input.zero_point
     mult, shift = per_channel_multipliers(o.input.scale, o.weights.quant.scale,
                                           o.output.scale, out_c)
-    fold = folded_bias(o.bias, o.weights.data, input_offset, o.where)
     act_min, act_max = _act_range(op, o.output, o.where)
-    array_fields, arrays = _requant_fields(mult, shift, fold, o.weights.data)
     macs = (win.batches * win.out_h * win.out_w * out_c
             * win.filter_h * win.filter_w * filter_c)
-    scratch = scratch_bytes(op.kind, target)
-
-    # A 1x1 filter at stride 1 without padding or groups reads each pixel once:
-    # it is a fully connected layer over N*H*W rows.
-    if (win.filter_h == win.filter_w == 1 and win.stride_h == win.stride_w == 1
-            and win.pad_h == win.pad_w == 0 and groups == 1):
-        fields = _ints(rows=win.batches * win.in_h * win.in_w, depth=win.in_c, out_c=out_c,
-                       per_channel=1, output_offset=o.output.zero_point,
-                       act_min=act_min, act_max=act_max) + array_fields
-        return KernelCall("mcc_conv2d_1x1_s8", LIBRARY, "mcc_fully_connected_params", fields,
-                          _args(op, scratch), arrays, scratch, macs)
-
-    fields = _ints(batches=win.batches, in_h=win.in_h, in_w=win.in_w, in_c=win.in_c,
-                   out_h=win.out_h, out_w=win.out_w, out_c=out_c,
-                   filter_h=win.filter_h, filter_w=win.filter_w, filter_c=filter_c,
-                   stride_h=win.stride_h, stride_w=win.stride_w,
-                   dilation_h=win.dilation_h, dilation_w=win.dilation_w,
-                   pad_h=win.pad_h, pad_w=win.pad_w,
-                   input_offset=input_offset, output_offset=o.output.zero_point,
-                   act_min=act_min, act_max=act_max) + array_fields
-    return KernelCall("mcc_conv2d_s8", LIBRARY, "mcc_conv2d_params", fields,
-                      _args(op, scratch), arrays, scratch, macs)
+    return _Layer(op.kind, o.where, win, o.weights.data, o.bias,
+                  folded_bias(o.bias, o.weights.data, input_offset, o.where), mult, shift,
+                  input_offset, o.output.zero_point, act_min, act_max, macs, groups=groups)
 
 
-@lowering(OpKind.DEPTHWISE_CONV_2D)
-def lower_depthwise_conv2d(op: Op, graph: Graph, target: KernelTarget) -> KernelCall:
+def _prepare_depthwise(op: Op, graph: Graph) -> _Layer:
     o = _operands(op, graph)
     attrs: DepthwiseConv2DAttrs = op.attrs
     win = window(op, attrs, o.input, o.weights, o.output)
@@ -315,32 +332,20 @@ def lower_depthwise_conv2d(op: Op, graph: Graph, target: KernelTarget) -> Kernel
             f"shapes ({win.in_c} -> {out_c} channels)")
     if o.bias is not None and o.bias.size != out_c:
         raise UnsupportedModelError(f"{o.where}: bias has {o.bias.size} values for {out_c} channels")
-
     input_offset = -o.input.zero_point
     mult, shift = per_channel_multipliers(o.input.scale, o.weights.quant.scale,
                                           o.output.scale, out_c)
-    # [1, H, W, C] -> [C, H, W]: each channel's taps contiguous for the kernel's loop.
+    # [1, H, W, C] -> [C, H, W]: each channel's taps contiguous.
     weights = np.transpose(o.weights.data[0], (2, 0, 1))
-    fold = folded_bias(o.bias, weights, input_offset, o.where)
     act_min, act_max = _act_range(op, o.output, o.where)
-    array_fields, arrays = _requant_fields(mult, shift, fold, weights)
-    scratch = scratch_bytes(op.kind, target)
-    fields = _ints(batches=win.batches, in_h=win.in_h, in_w=win.in_w, in_c=win.in_c,
-                   out_h=win.out_h, out_w=win.out_w, out_c=out_c,
-                   filter_h=win.filter_h, filter_w=win.filter_w,
-                   depth_multiplier=depth_multiplier,
-                   stride_h=win.stride_h, stride_w=win.stride_w,
-                   dilation_h=win.dilation_h, dilation_w=win.dilation_w,
-                   pad_h=win.pad_h, pad_w=win.pad_w,
-                   input_offset=input_offset, output_offset=o.output.zero_point,
-                   act_min=act_min, act_max=act_max) + array_fields
     macs = win.batches * win.out_h * win.out_w * out_c * win.filter_h * win.filter_w
-    return KernelCall("mcc_depthwise_conv2d_s8", LIBRARY, "mcc_depthwise_conv2d_params", fields,
-                      _args(op, scratch), arrays, scratch, macs)
+    return _Layer(op.kind, o.where, win, weights, o.bias,
+                  folded_bias(o.bias, weights, input_offset, o.where), mult, shift,
+                  input_offset, o.output.zero_point, act_min, act_max, macs,
+                  depth_multiplier=depth_multiplier)
 
 
-@lowering(OpKind.FULLY_CONNECTED)
-def lower_fully_connected(op: Op, graph: Graph, target: KernelTarget) -> KernelCall:
+def _prepare_fully_connected(op: Op, graph: Graph) -> _Layer:
     o = _operands(op, graph)
     # keep_num_dims only changes the output's shape, which the tensor already has.
     if len(o.weights.shape) != 2:
@@ -356,10 +361,8 @@ def lower_fully_connected(op: Op, graph: Graph, target: KernelTarget) -> KernelC
             f"{o.output.shape} do not form a [batches, {depth}] x [{depth}, {out_c}] product")
     if o.bias is not None and o.bias.size != out_c:
         raise UnsupportedModelError(f"{o.where}: bias has {o.bias.size} values for {out_c} channels")
-
     wq = o.weights.quant
-    per_channel = wq.per_channel
-    if per_channel:
+    if wq.per_channel:
         if len(wq.scale) != out_c or wq.axis != 0:
             raise UnsupportedModelError(f"{o.where}: per-channel weights must have one scale "
                                         f"per output channel (axis 0)")
@@ -371,13 +374,315 @@ def lower_fully_connected(op: Op, graph: Graph, target: KernelTarget) -> KernelC
                 "symmetric (zero point 0)")
         m, s = per_tensor_multiplier(o.input.scale, wq.scale[0], o.output.scale)
         mult, shift = np.array([m], dtype=np.int32), np.array([s], dtype=np.int32)
-
-    fold = folded_bias(o.bias, o.weights.data, -o.input.zero_point, o.where)
     act_min, act_max = _act_range(op, o.output, o.where)
-    array_fields, arrays = _requant_fields(mult, shift, fold, o.weights.data)
-    scratch = scratch_bytes(op.kind, target)
-    fields = _ints(rows=rows, depth=depth, out_c=out_c, per_channel=int(per_channel),
-                   output_offset=o.output.zero_point,
-                   act_min=act_min, act_max=act_max) + array_fields
-    return KernelCall("mcc_fully_connected_s8", LIBRARY, "mcc_fully_connected_params", fields,
-                      _args(op, scratch), arrays, scratch, rows * out_c * depth)
+    return _Layer(op.kind, o.where, None, o.weights.data, o.bias,
+                  folded_bias(o.bias, o.weights.data, -o.input.zero_point, o.where), mult, shift,
+                  -o.input.zero_point, o.output.zero_point, act_min, act_max, rows * out_c * depth,
+                  rows=rows, per_channel=bool(wq.per_channel))
+
+
+_PREPARE = {OpKind.CONV_2D: _prepare_conv2d, OpKind.DEPTHWISE_CONV_2D: _prepare_depthwise,
+            OpKind.FULLY_CONNECTED: _prepare_fully_connected}
+
+
+def _prepare(op: Op, graph: Graph) -> _Layer:
+    return _PREPARE[op.kind](op, graph)
+
+
+# --- the general kernels -------------------------------------------------------
+
+def _reference(layer: _Layer, op: Op) -> KernelCall:
+    """The general kernel (mcc_conv2d_s8, mcc_depthwise_conv2d_s8,
+    mcc_fully_connected_s8, mcc_conv2d_1x1_s8): any shape, TFLite's layouts, no scratch."""
+    array_fields, arrays = _requant_fields(layer.mult, layer.shift, layer.fold, layer.weights)
+    common = _ints(output_offset=layer.output_offset, act_min=layer.act_min, act_max=layer.act_max)
+    args = _args(op, 0)
+    if layer.kind == OpKind.FULLY_CONNECTED:
+        depth = layer.weights.shape[1]
+        fields = _ints(rows=layer.rows, depth=depth, out_c=layer.out_c,
+                       per_channel=int(layer.per_channel)) + common + array_fields
+        return KernelCall("mcc_fully_connected_s8", LIBRARY, "mcc_fully_connected_params", fields,
+                          args, arrays, 0, layer.macs)
+    win = layer.win
+    if layer.kind == OpKind.DEPTHWISE_CONV_2D:
+        fields = _ints(batches=win.batches, in_h=win.in_h, in_w=win.in_w, in_c=win.in_c,
+                       out_h=win.out_h, out_w=win.out_w, out_c=layer.out_c,
+                       filter_h=win.filter_h, filter_w=win.filter_w,
+                       depth_multiplier=layer.depth_multiplier,
+                       stride_h=win.stride_h, stride_w=win.stride_w,
+                       dilation_h=win.dilation_h, dilation_w=win.dilation_w,
+                       pad_h=win.pad_h, pad_w=win.pad_w,
+                       input_offset=layer.input_offset) + common + array_fields
+        return KernelCall("mcc_depthwise_conv2d_s8", LIBRARY, "mcc_depthwise_conv2d_params", fields,
+                          args, arrays, 0, layer.macs)
+    if _is_pointwise(layer):
+        fields = _ints(rows=win.batches * win.in_h * win.in_w, depth=win.in_c, out_c=layer.out_c,
+                       per_channel=1) + common + array_fields
+        return KernelCall("mcc_conv2d_1x1_s8", LIBRARY, "mcc_fully_connected_params", fields,
+                          args, arrays, 0, layer.macs)
+    fields = _ints(batches=win.batches, in_h=win.in_h, in_w=win.in_w, in_c=win.in_c,
+                   out_h=win.out_h, out_w=win.out_w, out_c=layer.out_c,
+                   filter_h=win.filter_h, filter_w=win.filter_w,
+                   filter_c=layer.weights.shape[3],
+                   stride_h=win.stride_h, stride_w=win.stride_w,
+                   dilation_h=win.dilation_h, dilation_w=win.dilation_w,
+                   pad_h=win.pad_h, pad_w=win.pad_w,
+                   input_offset=layer.input_offset) + common + array_fields
+    return KernelCall("mcc_conv2d_s8", LIBRARY, "mcc_conv2d_params", fields, args, arrays, 0,
+                      layer.macs)
+
+
+def _is_pointwise(layer: _Layer) -> bool:
+    """A CONV_2D that reads each pixel once: 1x1 filter, stride 1, no padding, no groups,
+    i.e. a fully connected layer over N*H*W rows."""
+    w = layer.win
+    return (layer.kind == OpKind.CONV_2D and layer.groups == 1
+            and w.filter_h == w.filter_w == 1 and w.stride_h == w.stride_w == 1
+            and w.pad_h == w.pad_w == 0)
+
+
+def reference_call(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) -> KernelCall:
+    """The general kernel's call for a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED
+    op, with TFLite's weight layouts and the (multiplier, shift) arrays documented
+    in mcc_conv.h, whatever `choose` picks. For code that builds on those
+    constants (the in-place kernels)."""
+    del target
+    return _reference(_prepare(op, graph), op)
+
+
+# --- the fast kernels: which one, and its scratch -------------------------------
+
+class Variant(enum.Enum):
+    GEMM = "mcc_gemm_s8"                              # FULLY_CONNECTED, pointwise CONV_2D
+    IM2COL = "mcc_conv2d_im2col_s8"                   # other CONV_2D; DEPTHWISE with in_c 1
+    PLANAR = "mcc_depthwise_conv2d_planar_s8"         # DEPTHWISE 3/5/7 wide, stride_w 1 or 2
+    GENERAL = "general"                               # the general kernels (reference_call)
+
+
+# The int16 block of four rows is at most this big (a depth of 1024); deeper
+# layers read rows one by one instead, with no scratch.
+BLOCK_SCRATCH_MAX = 32 * 1024
+# The int8 patch of an im2col row is at most this long; longer patches (a 3x3
+# filter over more than ~450 channels) would need too much scratch.
+IM2COL_MAX_PATCH = 4096
+# Channel planes in scratch per depthwise pass: as many as fit in this many
+# bytes, at least one. One plane may not exceed PLANAR_MAX_PLANE.
+PLANAR_BUDGET = 2048
+PLANAR_MAX_PLANE = 32 * 1024
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The kernel for one layer and everything its scratch size depends on."""
+    variant: Variant
+    scratch_bytes: int
+    why: str                    # for GENERAL: what rules the fast kernels out
+    row_block: int = 1          # GEMM, IM2COL: 4 (int16 blocks in scratch) or 1
+    group: int = 0              # PLANAR: channel planes per pass
+    plane_h: int = 0
+    plane_w: int = 0
+
+
+def _groups(depth: int) -> int:
+    return (depth + 3) // 4
+
+
+def gemm_scratch_bytes(rows: int, depth: int, row_block: int) -> int:
+    """Mirror of mcc_gemm_s8_scratch_bytes."""
+    return 32 * _groups(depth) if row_block == 4 and rows >= 4 else 0
+
+
+def im2col_scratch_bytes(pixels: int, patch: int, row_block: int) -> int:
+    """Mirror of mcc_conv2d_im2col_s8_scratch_bytes."""
+    return (48 if row_block == 4 and pixels >= 4 else 4) * _groups(patch)
+
+
+def planar_scratch_bytes(group: int, plane_h: int, plane_w: int) -> int:
+    """Mirror of mcc_depthwise_conv2d_planar_s8_scratch_bytes."""
+    return group * plane_h * plane_w
+
+
+def _row_block(rows: int, depth: int) -> int:
+    return 4 if rows >= 4 and 32 * _groups(depth) <= BLOCK_SCRATCH_MAX else 1
+
+
+def _planar_row_bytes(win: Window) -> int:
+    return 4 if win.filter_h == win.filter_w == 3 else 8
+
+
+def fast_channel_table(layer: _Layer) -> tuple[np.ndarray | None, str]:
+    """The fast kernels' [out_c, 4] int32 table (folded bias, multiplier, hi_base,
+    post; see "Fast requantization" in mcc_conv.h), or None and why not.
+
+    It needs every channel's TFLite shift to be negative (post >= 1) and no
+    int32 overflow for any int8 input: |acc| < 2^30 (acc is doubled), the
+    running sums below 2^31, and |hi_base| < 2^30.
+    """
+    out_c = layer.out_c
+    mult = np.broadcast_to(layer.mult.astype(np.int64), (out_c,))
+    shift = np.broadcast_to(layer.shift.astype(np.int64), (out_c,))
+    post = np.where(mult == 0, 1, -shift)   # a zero multiplier gives 0 for any post >= 1
+    if post.min() < 1:
+        return None, "a channel's requantization shift is not negative (multiplier >= 0.5)"
+    if post.max() > 31:
+        return None, "a channel's requantization shift is below -31"
+    abs_w = np.abs(layer.rows_by_depth().astype(np.int64)).sum(axis=1)
+    bias = np.zeros(out_c, np.int64) if layer.bias is None else layer.bias.astype(np.int64)
+    widest = max(abs(-128 + layer.input_offset), abs(127 + layer.input_offset))
+    acc_bound = np.abs(bias) + abs_w * widest
+    running = np.abs(layer.fold.astype(np.int64)) + abs_w * 128
+    if acc_bound.max() >= 2**30 or running.max() >= 2**31:
+        return None, "the accumulator may reach 2^30"
+    hib = (1 << (post - 1)) + layer.output_offset * (1 << post)
+    if np.abs(hib).max() + 1 >= 2**30:
+        return None, "the output offset shifted by the requantization shift reaches 2^30"
+    table = np.stack([layer.fold.astype(np.int64), mult, hib, post], axis=1)
+    return table.astype(np.int32), ""
+
+
+def _choose(layer: _Layer) -> Choice:
+    table, why = fast_channel_table(layer)
+    if table is None:
+        return Choice(Variant.GENERAL, 0, why)
+    if layer.kind == OpKind.FULLY_CONNECTED:
+        depth = layer.weights.shape[1]
+        rb = _row_block(layer.rows, depth)
+        return Choice(Variant.GEMM, gemm_scratch_bytes(layer.rows, depth, rb), "", row_block=rb)
+    win = layer.win
+    pixels = win.batches * win.out_h * win.out_w
+    if _is_pointwise(layer):
+        rb = _row_block(pixels, win.in_c)
+        return Choice(Variant.GEMM, gemm_scratch_bytes(pixels, win.in_c, rb), "", row_block=rb)
+    planar = _planar(layer) if layer.kind == OpKind.DEPTHWISE_CONV_2D else None
+    if planar is not None and planar.variant == Variant.PLANAR:
+        return planar
+    # A depthwise layer over one input channel is a convolution with
+    # out_c = depth_multiplier filters of one channel each: im2col when the
+    # planar kernel does not take it (micro_speech's 10x8 filter).
+    if layer.kind == OpKind.CONV_2D or win.in_c == 1:
+        if layer.kind == OpKind.CONV_2D and layer.groups != 1:
+            return Choice(Variant.GENERAL, 0, "grouped convolution")
+        patch = win.filter_h * win.filter_w * (win.in_c if layer.kind == OpKind.CONV_2D else 1)
+        if patch > IM2COL_MAX_PATCH:
+            return Choice(Variant.GENERAL, 0, f"im2col patch of {patch} values is too long")
+        rb = _row_block(pixels, patch)
+        return Choice(Variant.IM2COL, im2col_scratch_bytes(pixels, patch, rb), "", row_block=rb)
+    return planar
+
+
+def _planar(layer: _Layer) -> Choice:
+    """The planar depthwise kernel, or GENERAL and why it does not apply."""
+    win = layer.win
+    if win.dilation_h != 1 or win.dilation_w != 1:
+        return Choice(Variant.GENERAL, 0, "dilated depthwise convolution")
+    if win.filter_w not in (3, 5, 7):
+        return Choice(Variant.GENERAL, 0, f"depthwise filter width {win.filter_w} (not 3, 5 or 7)")
+    if win.stride_w not in (1, 2):
+        return Choice(Variant.GENERAL, 0, f"depthwise stride_w {win.stride_w} (not 1 or 2)")
+    plane_h = max(win.pad_h + win.in_h, (win.out_h - 1) * win.stride_h + win.filter_h)
+    plane_w = max(win.pad_w + win.in_w, (win.out_w - 1) * win.stride_w + _planar_row_bytes(win))
+    plane_w = (plane_w + 3) // 4 * 4
+    plane = plane_h * plane_w
+    if plane > PLANAR_MAX_PLANE:
+        return Choice(Variant.GENERAL, 0, f"a padded channel plane of {plane} bytes is too big")
+    group = max(1, min(win.in_c, PLANAR_BUDGET // plane))
+    return Choice(Variant.PLANAR, planar_scratch_bytes(group, plane_h, plane_w), "",
+                  group=group, plane_h=plane_h, plane_w=plane_w)
+
+
+def choose(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) -> Choice:
+    """THE kernel choice for a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED op.
+
+    The lowering and `scratch_bytes` both call this, nothing else decides.
+    Which way round DSP and portable code are chosen: this function picks the
+    algorithm and the data layout, from the shapes; the C compiler picks the
+    instructions. Every fast kernel holds a DSP inner loop (under
+    __ARM_FEATURE_DSP) and a portable one over the same layout and scratch,
+    so the choice, the generated sources and the arena are the same for every
+    target: `target` (KernelTarget.dsp) changes nothing today, and a future
+    layout that only pays off with SMLAD would be chosen here from it.
+    """
+    del target
+    return _choose(_prepare(op, graph))
+
+
+def scratch_bytes(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) -> int:
+    """Scratch bytes of the kernel `choose` picks (0 for the general kernels)."""
+    return choose(op, graph, target).scratch_bytes
+
+
+# --- data layouts of the fast kernels ----------------------------------------------
+
+def gemm_weights(w: np.ndarray) -> np.ndarray:
+    """[out_c, depth] int8 -> mcc_gemm_s8's layout: channel pairs (2p, 2p+1), depth
+    groups of four; word 0 of a group holds (w[2p][k], w[2p+1][k], w[2p][k+2],
+    w[2p+1][k+2]), word 1 the same for k+1 and k+3. Zero padded."""
+    out_c, depth = w.shape
+    pairs, groups = (out_c + 1) // 2, _groups(depth)
+    padded = np.zeros((2 * pairs, 4 * groups), dtype=np.int8)
+    padded[:out_c, :depth] = w
+    # Index [pair, column, group, half, word] with channel 2*pair + column and
+    # depth 4*group + 2*half + word; laid out as [pair, group, word, half, column].
+    return padded.reshape(pairs, 2, groups, 2, 2).transpose(0, 2, 4, 3, 1).reshape(-1)
+
+
+def planar_weights(w: np.ndarray, row_bytes: int) -> np.ndarray:
+    """[out_c, filter_h, filter_w] int8 -> [out_c, filter_h, row_bytes], rows zero-padded."""
+    out_c, fh, fw = w.shape
+    padded = np.zeros((out_c, fh, row_bytes), dtype=np.int8)
+    padded[:, :, :fw] = w
+    return padded.reshape(-1)
+
+
+def _fast_arrays(weights: np.ndarray, table: np.ndarray) -> tuple[tuple[Field, ...], tuple[ConstArray, ...]]:
+    return ((Field("weights", ArrayRef("weights")), Field("channels", ArrayRef("channels"))),
+            (ConstArray("weights", "int8_t", weights), ConstArray("channels", "int32_t", table.reshape(-1))))
+
+
+def _fast_call(layer: _Layer, choice: Choice, op: Op) -> KernelCall:
+    table, _ = fast_channel_table(layer)
+    act = _ints(act_min=layer.act_min, act_max=layer.act_max)
+    # The fast kernels always take the scratch pointer; with 0 bytes they do not touch it.
+    args = (TensorArg(op.inputs[0]), TensorArg(op.outputs[0]), SCRATCH)
+    win = layer.win
+    if choice.variant == Variant.GEMM:
+        w2d = layer.rows_by_depth()
+        rows = layer.rows if win is None else win.batches * win.in_h * win.in_w
+        fields = _ints(rows=rows, depth=w2d.shape[1], out_c=layer.out_c,
+                       row_block=choice.row_block) + act
+        arrays = _fast_arrays(gemm_weights(w2d), table)
+        return KernelCall(choice.variant.value, LIBRARY, "mcc_gemm_params", fields + arrays[0],
+                          args, arrays[1], choice.scratch_bytes, layer.macs)
+    if choice.variant == Variant.IM2COL:
+        # A depthwise layer over one channel: its [M, H, W] filters are conv filters [M, H, W, 1].
+        fields = _ints(batches=win.batches, in_h=win.in_h, in_w=win.in_w, in_c=win.in_c,
+                       out_h=win.out_h, out_w=win.out_w, out_c=layer.out_c,
+                       filter_h=win.filter_h, filter_w=win.filter_w,
+                       stride_h=win.stride_h, stride_w=win.stride_w,
+                       dilation_h=win.dilation_h, dilation_w=win.dilation_w,
+                       pad_h=win.pad_h, pad_w=win.pad_w, pad_value=-layer.input_offset,
+                       row_block=choice.row_block) + act
+        arrays = _fast_arrays(gemm_weights(layer.rows_by_depth()), table)
+        return KernelCall(choice.variant.value, LIBRARY, "mcc_conv2d_im2col_params",
+                          fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs)
+    fields = _ints(batches=win.batches, in_h=win.in_h, in_w=win.in_w, in_c=win.in_c,
+                   out_h=win.out_h, out_w=win.out_w, out_c=layer.out_c,
+                   filter_h=win.filter_h, filter_w=win.filter_w,
+                   depth_multiplier=layer.depth_multiplier,
+                   stride_h=win.stride_h, stride_w=win.stride_w,
+                   pad_h=win.pad_h, pad_w=win.pad_w, pad_value=-layer.input_offset,
+                   plane_h=choice.plane_h, plane_w=choice.plane_w, group=choice.group) + act
+    arrays = _fast_arrays(planar_weights(layer.weights, _planar_row_bytes(win)), table)
+    return KernelCall(choice.variant.value, LIBRARY, "mcc_depthwise_conv2d_planar_params",
+                      fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs)
+
+
+# --- the lowerings ------------------------------------------------------------
+
+@lowering(OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
+def lower_conv(op: Op, graph: Graph, target: KernelTarget) -> KernelCall:
+    layer = _prepare(op, graph)
+    choice = _choose(layer)
+    if choice.variant == Variant.GENERAL:
+        return _reference(layer, op)
+    return _fast_call(layer, choice, op)

@@ -187,3 +187,591 @@ int mcc_conv2d_1x1_s8(const mcc_fully_connected_params *p,
     matmul_s8(p, input, output);
     return MCC_OK;
 }
+
+/* ============================================================ fast kernels
+ *
+ * See "Fast requantization" and the layouts in mcc_conv.h. Each kernel has a
+ * DSP inner loop (MCC_CONV_DSP) and a portable one over the same scratch
+ * layout; the scratch is written and read through one pointer type per path
+ * (int32_t words of two int16 lanes with DSP, int16_t otherwise).
+ */
+#include <string.h>
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+#define MCC_CONV_DSP 1
+
+/* Sign-extended bytes 1 and 3 of x as two int16 lanes (bytes 0 and 2: __sxtb16). */
+static inline int32_t sxtb16_ror8(int32_t x)
+{
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+/* The low half of lo with the high half of hi. */
+static inline int32_t pkhbt(int32_t lo, int32_t hi)
+{
+    int32_t r;
+    __asm__("pkhbt %0, %1, %2" : "=r"(r) : "r"(lo), "r"(hi));
+    return r;
+}
+
+/* The top word of (top << 32) + a * b + 2^31. */
+static inline int32_t smmlar(int32_t a, int32_t b, int32_t top)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(top));
+    return r;
+}
+
+/* Four bytes from any address (unaligned word loads are fine on ARMv7E-M). */
+static inline int32_t load32(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* n < 4 bytes, zero-filled to a word: the last depth group of a row. */
+static inline int32_t load_partial(const int8_t *p, int32_t n)
+{
+    int8_t b[4] = {0, 0, 0, 0};
+    for (int32_t i = 0; i < n; ++i) {
+        b[i] = p[i];
+    }
+    return load32(b);
+}
+#else
+#define MCC_CONV_DSP 0
+#endif
+
+/* One output value from its accumulator and its channel's table row
+ * (multiplier, hi_base, post): see "Fast requantization" in mcc_conv.h. The
+ * caller keeps the row in locals: int8 stores may alias the table, so the
+ * compiler would reload it after every store. */
+static inline int8_t fast_requant(int32_t acc, int32_t mult, int32_t hib, int32_t post)
+{
+    const int32_t a = (int32_t)((uint32_t)acc << 1);
+    const int32_t top = hib + (a >> 31);
+#if MCC_CONV_DSP
+    return (int8_t)__ssat(smmlar(a, mult, top) >> post, 8);
+#else
+    /* Bounded by the compiler's check: |top| < 2^30, |a * mult| < 2^62. */
+    const int64_t t = (int64_t)a * mult + (int64_t)top * INT64_C(4294967296) + INT64_C(2147483648);
+    const int32_t v = (int32_t)(t >> 32) >> post;
+    return (int8_t)MCC_CLAMP(v, -128, 127);
+#endif
+}
+
+/* The fused activation, when it is narrower than int8's range. */
+static void clamp_activation(int8_t *out, int32_t n, int32_t act_min, int32_t act_max)
+{
+    if (act_min <= -128 && act_max >= 127) {
+        return;
+    }
+    for (int32_t i = 0; i < n; ++i) {
+        out[i] = (int8_t)MCC_CLAMP(out[i], act_min, act_max);
+    }
+}
+
+/* ---------------------------------------------------------------- GEMM core */
+
+/* Widen four int8 rows of `depth` values into the block layout: for depth
+ * group g and row r, int16 pair 8g + r is (x[4g], x[4g+2]) and pair 8g + 4 + r
+ * is (x[4g+1], x[4g+3]); values past depth are 0. */
+static void widen_rows4(const int8_t *const rows[4], int32_t depth, void *block)
+{
+    const int32_t full = depth >> 2;
+    const int32_t rest = depth & 3;
+    for (int32_t r = 0; r < 4; ++r) {
+        const int8_t *x = rows[r];
+#if MCC_CONV_DSP
+        int32_t *dst = (int32_t *)block + r;
+        for (int32_t g = 0; g < full; ++g, dst += 8, x += 4) {
+            const int32_t v = load32(x);
+            dst[0] = __sxtb16(v);
+            dst[4] = sxtb16_ror8(v);
+        }
+        if (rest) {
+            const int32_t v = load_partial(x, rest);
+            dst[0] = __sxtb16(v);
+            dst[4] = sxtb16_ror8(v);
+        }
+#else
+        int16_t *dst = (int16_t *)block + 2 * r;
+        const int32_t groups = full + (rest != 0);
+        for (int32_t g = 0; g < groups; ++g, dst += 16, x += 4) {
+            const int32_t n = g < full ? 4 : rest;
+            dst[0] = x[0];
+            dst[1] = n > 2 ? x[2] : 0;
+            dst[8] = n > 1 ? x[1] : 0;
+            dst[9] = n > 3 ? x[3] : 0;
+        }
+#endif
+    }
+}
+
+/* Requantization rows of two channels, in locals. */
+typedef struct {
+    int32_t bias, mult, hib, post;
+} chan_row;
+
+static inline chan_row chan_at(const int32_t *channels, int32_t c)
+{
+    const int32_t *t = channels + 4 * c;
+    chan_row r = {t[0], t[1], t[2], t[3]};
+    return r;
+}
+
+/* out[r][c..c+1] for the four widened rows of `block`, every channel pair. */
+static void gemm_block4(const void *block, int32_t groups, const int8_t *weights,
+                        const int32_t *channels, int32_t out_c, int8_t *out)
+{
+    const int8_t *w = weights;
+    for (int32_t c = 0; c < out_c; c += 2, w += 8 * groups) {
+        const int two = c + 1 < out_c;
+        const chan_row k0 = chan_at(channels, c);
+        const chan_row k1 = two ? chan_at(channels, c + 1) : k0;
+        int32_t a00 = k0.bias, a01 = k1.bias, a10 = k0.bias, a11 = k1.bias;
+        int32_t a20 = k0.bias, a21 = k1.bias, a30 = k0.bias, a31 = k1.bias;
+#if MCC_CONV_DSP
+        const int32_t *x = (const int32_t *)block;
+        const int8_t *wp = w;
+        /* One depth group: weight word A (k, k+2 of both channels) against
+         * the rows' (k, k+2) pairs, then word B against (k+1, k+3). */
+#define MCC_GEMM_GROUP(X, WP) do {                                            \
+            const int32_t wa_ = load32(WP);                                   \
+            int32_t w0_ = __sxtb16(wa_), w1_ = sxtb16_ror8(wa_);              \
+            a00 = __smlad((X)[0], w0_, a00); a01 = __smlad((X)[0], w1_, a01); \
+            a10 = __smlad((X)[1], w0_, a10); a11 = __smlad((X)[1], w1_, a11); \
+            a20 = __smlad((X)[2], w0_, a20); a21 = __smlad((X)[2], w1_, a21); \
+            a30 = __smlad((X)[3], w0_, a30); a31 = __smlad((X)[3], w1_, a31); \
+            const int32_t wb_ = load32((WP) + 4);                             \
+            w0_ = __sxtb16(wb_);                                              \
+            w1_ = sxtb16_ror8(wb_);                                           \
+            a00 = __smlad((X)[4], w0_, a00); a01 = __smlad((X)[4], w1_, a01); \
+            a10 = __smlad((X)[5], w0_, a10); a11 = __smlad((X)[5], w1_, a11); \
+            a20 = __smlad((X)[6], w0_, a20); a21 = __smlad((X)[6], w1_, a21); \
+            a30 = __smlad((X)[7], w0_, a30); a31 = __smlad((X)[7], w1_, a31); \
+        } while (0)
+        int32_t g = groups;
+        for (; g >= 2; g -= 2, x += 16, wp += 16) {
+            MCC_GEMM_GROUP(x, wp);
+            MCC_GEMM_GROUP(x + 8, wp + 8);
+        }
+        if (g) {
+            MCC_GEMM_GROUP(x, wp);
+        }
+#undef MCC_GEMM_GROUP
+#else
+        const int16_t *x = (const int16_t *)block;
+        const int8_t *wp = w;
+        for (int32_t g = 0; g < groups; ++g, x += 16, wp += 8) {
+            /* x[2r], x[2r+1]: row r's k, k+2; x[8+2r], x[9+2r]: its k+1, k+3. */
+            a00 += x[0] * wp[0] + x[1] * wp[2] + x[8] * wp[4] + x[9] * wp[6];
+            a01 += x[0] * wp[1] + x[1] * wp[3] + x[8] * wp[5] + x[9] * wp[7];
+            a10 += x[2] * wp[0] + x[3] * wp[2] + x[10] * wp[4] + x[11] * wp[6];
+            a11 += x[2] * wp[1] + x[3] * wp[3] + x[10] * wp[5] + x[11] * wp[7];
+            a20 += x[4] * wp[0] + x[5] * wp[2] + x[12] * wp[4] + x[13] * wp[6];
+            a21 += x[4] * wp[1] + x[5] * wp[3] + x[12] * wp[5] + x[13] * wp[7];
+            a30 += x[6] * wp[0] + x[7] * wp[2] + x[14] * wp[4] + x[15] * wp[6];
+            a31 += x[6] * wp[1] + x[7] * wp[3] + x[14] * wp[5] + x[15] * wp[7];
+        }
+#endif
+        int8_t *o = out + c;
+        o[0] = fast_requant(a00, k0.mult, k0.hib, k0.post);
+        o[out_c] = fast_requant(a10, k0.mult, k0.hib, k0.post);
+        o[2 * out_c] = fast_requant(a20, k0.mult, k0.hib, k0.post);
+        o[3 * out_c] = fast_requant(a30, k0.mult, k0.hib, k0.post);
+        if (two) {
+            o[1] = fast_requant(a01, k1.mult, k1.hib, k1.post);
+            o[out_c + 1] = fast_requant(a11, k1.mult, k1.hib, k1.post);
+            o[2 * out_c + 1] = fast_requant(a21, k1.mult, k1.hib, k1.post);
+            o[3 * out_c + 1] = fast_requant(a31, k1.mult, k1.hib, k1.post);
+        }
+    }
+}
+
+/* out[c] for one int8 row read where it lies, every channel pair. */
+static void gemm_row(const int8_t *x, int32_t depth, const int8_t *weights,
+                     const int32_t *channels, int32_t out_c, int8_t *out)
+{
+    const int32_t full = depth >> 2;
+    const int32_t rest = depth & 3;
+    const int32_t groups = full + (rest != 0);
+    const int8_t *w = weights;
+    for (int32_t c = 0; c < out_c; c += 2, w += 8 * groups) {
+        const int two = c + 1 < out_c;
+        const chan_row k0 = chan_at(channels, c);
+        const chan_row k1 = two ? chan_at(channels, c + 1) : k0;
+        int32_t a0 = k0.bias, a1 = k1.bias;
+        const int8_t *wp = w;
+#if MCC_CONV_DSP
+        for (int32_t g = 0; g < groups; ++g, wp += 8) {
+            const int32_t v = g < full ? load32(x + 4 * g) : load_partial(x + 4 * g, rest);
+            const int32_t xe = __sxtb16(v), xo = sxtb16_ror8(v);
+            const int32_t wa = load32(wp), wb = load32(wp + 4);
+            a0 = __smlad(xe, __sxtb16(wa), a0);
+            a1 = __smlad(xe, sxtb16_ror8(wa), a1);
+            a0 = __smlad(xo, __sxtb16(wb), a0);
+            a1 = __smlad(xo, sxtb16_ror8(wb), a1);
+        }
+#else
+        for (int32_t k = 0; k < depth; ++k) {
+            /* Depth k sits in word k & 1 of its group, lane k >> 1 & 1. */
+            const int8_t *wk = wp + 8 * (k >> 2) + 4 * (k & 1) + 2 * ((k >> 1) & 1);
+            a0 += x[k] * wk[0];
+            a1 += x[k] * wk[1];
+        }
+#endif
+        out[c] = fast_requant(a0, k0.mult, k0.hib, k0.post);
+        if (two) {
+            out[c + 1] = fast_requant(a1, k1.mult, k1.hib, k1.post);
+        }
+    }
+}
+
+static int32_t groups_of(int32_t depth)
+{
+    return (depth + 3) >> 2;
+}
+
+size_t mcc_gemm_s8_scratch_bytes(const mcc_gemm_params *p)
+{
+    /* Four rows of ceil(depth / 4) groups of four int16 values. */
+    return p->row_block == 4 && p->rows >= 4 ? (size_t)32 * (size_t)groups_of(p->depth) : 0u;
+}
+
+int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, void *scratch)
+{
+    const int32_t depth = p->depth;
+    const int32_t out_c = p->out_c;
+    int32_t r = 0;
+    if (p->row_block == 4) {
+        for (; r + 4 <= p->rows; r += 4) {
+            const int8_t *x = input + r * depth;
+            const int8_t *const rows[4] = {x, x + depth, x + 2 * depth, x + 3 * depth};
+            widen_rows4(rows, depth, scratch);
+            gemm_block4(scratch, groups_of(depth), p->weights, p->channels, out_c,
+                        output + r * out_c);
+        }
+    }
+    for (; r < p->rows; ++r) {
+        gemm_row(input + r * depth, depth, p->weights, p->channels, out_c, output + r * out_c);
+    }
+    clamp_activation(output, p->rows * out_c, p->act_min, p->act_max);
+    return MCC_OK;
+}
+
+/* ------------------------------------------------------------------ im2col */
+
+/* Scratch: the int16 block (32 bytes per depth group, row_block 4) and then
+ * the int8 patch rows it is widened from (4 or 1, 4 bytes per group). */
+size_t mcc_conv2d_im2col_s8_scratch_bytes(const mcc_conv2d_im2col_params *p)
+{
+    const size_t groups = (size_t)groups_of(p->filter_h * p->filter_w * p->in_c);
+    const int blocks = p->row_block == 4 && p->batches * p->out_h * p->out_w >= 4;
+    return blocks ? 48u * groups : 4u * groups;
+}
+
+static void fill_s8(int8_t *dst, int32_t n, int8_t value)
+{
+    for (int32_t i = 0; i < n; ++i) {
+        dst[i] = value;
+    }
+}
+
+static void copy_s8(int8_t *dst, const int8_t *src, int32_t n)
+{
+    for (int32_t i = 0; i < n; ++i) {
+        dst[i] = src[i];
+    }
+}
+
+/* The patch of output pixel (b, oy, ox) in TFLite's filter order. */
+static void gather_patch(const mcc_conv2d_im2col_params *p, const int8_t *input,
+                         int32_t b, int32_t oy, int32_t ox, int8_t *dst)
+{
+    const int32_t in_c = p->in_c;
+    const int32_t y0 = oy * p->stride_h - p->pad_h;
+    const int32_t x0 = ox * p->stride_w - p->pad_w;
+    const int32_t row_len = p->filter_w * in_c;
+    const int8_t pad = (int8_t)p->pad_value;
+    const int x_inside = x0 >= 0 && x0 + (p->filter_w - 1) * p->dilation_w < p->in_w;
+    for (int32_t ky = 0; ky < p->filter_h; ++ky, dst += row_len) {
+        const int32_t y = y0 + ky * p->dilation_h;
+        if (y < 0 || y >= p->in_h) {
+            fill_s8(dst, row_len, pad);
+            continue;
+        }
+        const int8_t *src = input + ((b * p->in_h + y) * p->in_w) * in_c;
+        if (x_inside && p->dilation_w == 1) {
+            copy_s8(dst, src + x0 * in_c, row_len);
+            continue;
+        }
+        for (int32_t kx = 0; kx < p->filter_w; ++kx) {
+            const int32_t x = x0 + kx * p->dilation_w;
+            if (x >= 0 && x < p->in_w) {
+                copy_s8(dst + kx * in_c, src + x * in_c, in_c);
+            } else {
+                fill_s8(dst + kx * in_c, in_c, pad);
+            }
+        }
+    }
+}
+
+int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
+                         int8_t *output, void *scratch)
+{
+    const int32_t depth = p->filter_h * p->filter_w * p->in_c;
+    const int32_t groups = groups_of(depth);
+    const int32_t stride = 4 * groups;                 /* bytes per patch row */
+    const int32_t total = p->batches * p->out_h * p->out_w;
+    const int blocks = p->row_block == 4 && total >= 4;
+    int8_t *patches = (int8_t *)scratch + (blocks ? 32 * groups : 0);
+    const int32_t n_rows = blocks ? 4 : 1;
+    /* Bytes past the patch are never written by gather_patch: zero them once. */
+    for (int32_t r = 0; r < n_rows; ++r) {
+        fill_s8(patches + r * stride + depth, stride - depth, 0);
+    }
+    int32_t b = 0, oy = 0, ox = 0;
+    int32_t q = 0;
+    for (; q < total; ) {
+        const int block = blocks && q + 4 <= total;
+        const int32_t n = block ? 4 : 1;
+        for (int32_t r = 0; r < n; ++r) {
+            gather_patch(p, input, b, oy, ox, patches + r * stride);
+            if (++ox == p->out_w) {
+                ox = 0;
+                if (++oy == p->out_h) {
+                    oy = 0;
+                    ++b;
+                }
+            }
+        }
+        int8_t *out = output + q * p->out_c;
+        if (block) {
+            const int8_t *const rows[4] = {patches, patches + stride, patches + 2 * stride,
+                                           patches + 3 * stride};
+            widen_rows4(rows, depth, scratch);
+            gemm_block4(scratch, groups, p->weights, p->channels, p->out_c, out);
+        } else {
+            gemm_row(patches, depth, p->weights, p->channels, p->out_c, out);
+        }
+        q += n;
+    }
+    clamp_activation(output, total * p->out_c, p->act_min, p->act_max);
+    return MCC_OK;
+}
+
+/* --------------------------------------------------------- planar depthwise */
+
+size_t mcc_depthwise_conv2d_planar_s8_scratch_bytes(const mcc_depthwise_conv2d_planar_params *p)
+{
+    return (size_t)p->group * (size_t)p->plane_h * (size_t)p->plane_w;
+}
+
+/* Copy channels c0..c0+n-1 of batch b into their padded planes: every byte
+ * of the n planes set to the pad value first (word stores: plane_w is a
+ * multiple of 4 and scratch is word aligned), then each channel's pixels
+ * copied row by row. */
+static void fill_planes(const mcc_depthwise_conv2d_planar_params *p, const int8_t *input,
+                        int32_t b, int32_t c0, int32_t n, int8_t *planes)
+{
+    const int32_t pw = p->plane_w;
+    const int32_t plane = p->plane_h * pw;
+    const int32_t in_c = p->in_c;
+    const uint32_t pad = (uint8_t)p->pad_value * UINT32_C(0x01010101);
+    uint32_t *words = (uint32_t *)(void *)planes;
+    for (int32_t i = 0, nw = n * plane / 4; i < nw; ++i) {
+        words[i] = pad;
+    }
+    const int8_t *base = input + (size_t)b * p->in_h * p->in_w * in_c + c0;
+    for (int32_t j = 0; j < n; ++j) {
+        int8_t *dst = planes + j * plane + p->pad_h * pw + p->pad_w;
+        const int8_t *src = base + j;
+        for (int32_t y = 0; y < p->in_h; ++y, dst += pw) {
+            int32_t x = 0;
+            for (; x + 4 <= p->in_w; x += 4, src += 4 * in_c) {
+                dst[x] = src[0];
+                dst[x + 1] = src[in_c];
+                dst[x + 2] = src[2 * in_c];
+                dst[x + 3] = src[3 * in_c];
+            }
+            for (; x < p->in_w; ++x, src += in_c) {
+                dst[x] = src[0];
+            }
+        }
+    }
+}
+
+/* One output channel of a 3x3 filter: every output pixel of the plane. */
+static void dw3x3_channel(const mcc_depthwise_conv2d_planar_params *p, const int8_t *plane,
+                          const int8_t *w, chan_row k, int8_t *out)
+{
+    /* Locals, not p->...: the int8 output stores may alias *p as far as the
+     * compiler knows, and it would reload every field after each store. */
+    const int32_t pw = p->plane_w;
+    const int32_t out_c = p->out_c;
+    const int32_t ow = p->out_w;
+    const int32_t oh = p->out_h;
+    const int32_t sw = p->stride_w;
+    const int32_t row_step = p->stride_h * pw;
+#if MCC_CONV_DSP
+    /* Filter row i as int16 pairs (w0, w2) and (w1, 0). */
+    const int32_t v0 = load32(w), v1 = load32(w + 4), v2 = load32(w + 8);
+    const int32_t e0 = __sxtb16(v0), o0 = sxtb16_ror8(v0);
+    const int32_t e1 = __sxtb16(v1), o1 = sxtb16_ror8(v1);
+    const int32_t e2 = __sxtb16(v2), o2 = sxtb16_ror8(v2);
+#endif
+    const int8_t *r0 = plane;
+    int8_t *o = out;
+    for (int32_t oy = 0; oy < oh; ++oy, r0 += row_step) {
+        int32_t x = 0;
+#if MCC_CONV_DSP
+        if (sw == 1) {
+            /* Two outputs per step: taps t0..t3 of each row as E = (t0, t2),
+             * O = (t1, t3); out0 = t0 w0 + t1 w1 + t2 w2, out1 = t1 w0 + t2 w1 + t3 w2. */
+            for (; x + 2 <= ow; x += 2, o += 2 * out_c) {
+                const int8_t *r = r0 + x;
+                int32_t a0 = k.bias, a1 = k.bias;
+                int32_t t = load32(r);
+                int32_t E = __sxtb16(t), O = sxtb16_ror8(t);
+                a0 = __smlad(E, e0, a0); a0 = __smlabb(O, o0, a0);
+                a1 = __smlad(O, e0, a1); a1 = __smlatb(E, o0, a1);
+                t = load32(r + pw);
+                E = __sxtb16(t); O = sxtb16_ror8(t);
+                a0 = __smlad(E, e1, a0); a0 = __smlabb(O, o1, a0);
+                a1 = __smlad(O, e1, a1); a1 = __smlatb(E, o1, a1);
+                t = load32(r + 2 * pw);
+                E = __sxtb16(t); O = sxtb16_ror8(t);
+                a0 = __smlad(E, e2, a0); a0 = __smlabb(O, o2, a0);
+                a1 = __smlad(O, e2, a1); a1 = __smlatb(E, o2, a1);
+                o[0] = fast_requant(a0, k.mult, k.hib, k.post);
+                o[out_c] = fast_requant(a1, k.mult, k.hib, k.post);
+            }
+        }
+        for (const int8_t *r = r0 + x * sw; x < ow; ++x, o += out_c, r += sw) {
+            int32_t a = k.bias;
+            int32_t t = load32(r);
+            a = __smlad(__sxtb16(t), e0, a); a = __smlabb(sxtb16_ror8(t), o0, a);
+            t = load32(r + pw);
+            a = __smlad(__sxtb16(t), e1, a); a = __smlabb(sxtb16_ror8(t), o1, a);
+            t = load32(r + 2 * pw);
+            a = __smlad(__sxtb16(t), e2, a); a = __smlabb(sxtb16_ror8(t), o2, a);
+            o[0] = fast_requant(a, k.mult, k.hib, k.post);
+        }
+#else
+        for (const int8_t *r = r0; x < ow; ++x, o += out_c, r += sw) {
+            const int8_t *s = r + pw, *u = r + 2 * pw;
+            const int32_t a = k.bias + r[0] * w[0] + r[1] * w[1] + r[2] * w[2]
+                            + s[0] * w[4] + s[1] * w[5] + s[2] * w[6]
+                            + u[0] * w[8] + u[1] * w[9] + u[2] * w[10];
+            o[0] = fast_requant(a, k.mult, k.hib, k.post);
+        }
+#endif
+    }
+}
+
+/* One output channel of any other filter (rows of 8 weight bytes, at most 7 taps). */
+static void dw_wide_channel(const mcc_depthwise_conv2d_planar_params *p, const int8_t *plane,
+                            const int8_t *w, chan_row k, int8_t *out)
+{
+    const int32_t pw = p->plane_w;
+    const int32_t out_c = p->out_c;
+    const int32_t ow = p->out_w;
+    const int32_t oh = p->out_h;
+    const int32_t fh = p->filter_h;
+    const int32_t sw = p->stride_w;
+    const int32_t row_step = p->stride_h * pw;
+    const int8_t *r0 = plane;
+    int8_t *o = out;
+    for (int32_t oy = 0; oy < oh; ++oy, r0 += row_step) {
+        int32_t x = 0;
+#if MCC_CONV_DSP
+        if (sw == 1) {
+            /* Taps t0..t7 as E0 = (t0, t2), O0 = (t1, t3), E1 = (t4, t6), O1 = (t5, t7);
+             * weights likewise (w7 = 0). out1 pairs (t2, t4) with (w1, w3) through
+             * SMLADX of (t4, t2), and takes t6 w5 alone. */
+            for (; x + 2 <= ow; x += 2, o += 2 * out_c) {
+                const int8_t *r = r0 + x;
+                const int8_t *wr = w;
+                int32_t a0 = k.bias, a1 = k.bias;
+                for (int32_t ky = 0; ky < fh; ++ky, r += pw, wr += 8) {
+                    const int32_t t0 = load32(r), t1 = load32(r + 4);
+                    const int32_t E0 = __sxtb16(t0), O0 = sxtb16_ror8(t0);
+                    const int32_t E1 = __sxtb16(t1), O1 = sxtb16_ror8(t1);
+                    const int32_t v0 = load32(wr), v1 = load32(wr + 4);
+                    const int32_t we0 = __sxtb16(v0), wo0 = sxtb16_ror8(v0);
+                    const int32_t we1 = __sxtb16(v1), wo1 = sxtb16_ror8(v1);
+                    a0 = __smlad(E0, we0, a0); a0 = __smlad(O0, wo0, a0);
+                    a0 = __smlad(E1, we1, a0); a0 = __smlad(O1, wo1, a0);
+                    a1 = __smlad(O0, we0, a1); a1 = __smladx(pkhbt(E1, E0), wo0, a1);
+                    a1 = __smlad(O1, we1, a1); a1 = __smlatb(E1, wo1, a1);
+                }
+                o[0] = fast_requant(a0, k.mult, k.hib, k.post);
+                o[out_c] = fast_requant(a1, k.mult, k.hib, k.post);
+            }
+        }
+        for (; x < ow; ++x, o += out_c) {
+            const int8_t *r = r0 + x * sw;
+            const int8_t *wr = w;
+            int32_t a = k.bias;
+            for (int32_t ky = 0; ky < fh; ++ky, r += pw, wr += 8) {
+                const int32_t t0 = load32(r), t1 = load32(r + 4);
+                const int32_t v0 = load32(wr), v1 = load32(wr + 4);
+                a = __smlad(__sxtb16(t0), __sxtb16(v0), a);
+                a = __smlad(sxtb16_ror8(t0), sxtb16_ror8(v0), a);
+                a = __smlad(__sxtb16(t1), __sxtb16(v1), a);
+                a = __smlad(sxtb16_ror8(t1), sxtb16_ror8(v1), a);
+            }
+            o[0] = fast_requant(a, k.mult, k.hib, k.post);
+        }
+#else
+        const int32_t fw = p->filter_w;
+        for (; x < ow; ++x, o += out_c) {
+            const int8_t *r = r0 + x * sw;
+            int32_t a = k.bias;
+            for (int32_t ky = 0; ky < fh; ++ky, r += pw) {
+                for (int32_t kx = 0; kx < fw; ++kx) {
+                    a += r[kx] * w[8 * ky + kx];
+                }
+            }
+            o[0] = fast_requant(a, k.mult, k.hib, k.post);
+        }
+#endif
+    }
+}
+
+int mcc_depthwise_conv2d_planar_s8(const mcc_depthwise_conv2d_planar_params *p,
+                                   const int8_t *input, int8_t *output, void *scratch)
+{
+    int8_t *planes = (int8_t *)scratch;
+    const int32_t plane = p->plane_h * p->plane_w;
+    const int32_t m = p->depth_multiplier;
+    const int small = p->filter_w == 3 && p->filter_h == 3;
+    const int32_t filter_bytes = p->filter_h * (small ? 4 : 8);
+    const int32_t out_plane = p->out_h * p->out_w * p->out_c;
+    for (int32_t b = 0; b < p->batches; ++b) {
+        int8_t *out_b = output + b * out_plane;
+        for (int32_t c0 = 0; c0 < p->in_c; c0 += p->group) {
+            const int32_t n = MCC_MIN(p->group, p->in_c - c0);
+            fill_planes(p, input, b, c0, n, planes);
+            for (int32_t j = 0; j < n; ++j) {
+                for (int32_t i = 0; i < m; ++i) {
+                    const int32_t oc = (c0 + j) * m + i;
+                    const int8_t *w = p->weights + oc * filter_bytes;
+                    const chan_row k = chan_at(p->channels, oc);
+                    if (small) {
+                        dw3x3_channel(p, planes + j * plane, w, k, out_b + oc);
+                    } else {
+                        dw_wide_channel(p, planes + j * plane, w, k, out_b + oc);
+                    }
+                }
+            }
+        }
+    }
+    clamp_activation(output, p->batches * out_plane, p->act_min, p->act_max);
+    return MCC_OK;
+}

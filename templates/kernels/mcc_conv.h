@@ -19,9 +19,42 @@
  * shift[c]) + output_offset, act_min, act_max), with TFLite's (multiplier,
  * shift) convention (see mcc_requantize in mcc_common.h).
  *
- * Portable C only; none of these kernels needs scratch memory. An Arm DSP
- * variant (`_dsp`, __ARM_FEATURE_DSP) can replace the dot-product helpers in
- * mcc_conv.c without changing these interfaces.
+ * Two families of kernels share these conventions:
+ *
+ * - The general kernels (mcc_conv2d_s8, mcc_depthwise_conv2d_s8,
+ *   mcc_fully_connected_s8, mcc_conv2d_1x1_s8): any shape TFLite allows,
+ *   TFLite's weight layouts, no scratch, plain C. The compiler uses them for
+ *   what the fast kernels do not cover.
+ * - The fast kernels (mcc_gemm_s8, mcc_conv2d_im2col_s8,
+ *   mcc_depthwise_conv2d_planar_s8): weights re-ordered at compile time into
+ *   the order their inner loops read, a per-channel table for a shorter
+ *   requantization (below), scratch for int16 operand blocks or padded
+ *   channel planes. Each contains two inner loops for the same data: ARMv7E-M
+ *   DSP instructions (SMLAD and friends through arm_acle.h) when the compiler
+ *   defines __ARM_FEATURE_DSP (Cortex-M4/M7/M33), and portable C otherwise
+ *   (Cortex-M0+/M3, the host). The layouts, scratch sizes and results are the
+ *   same either way, so one generated source serves every target and the
+ *   host tests exercise every layout and border path.
+ *
+ * Fast requantization. Each output channel c has a table row
+ *     channels[4c..4c+3] = { folded_bias, multiplier, hi_base, post }
+ * with post = -shift >= 1 (the compiler uses these kernels only when every
+ * channel's TFLite shift is negative) and
+ *     hi_base = 2^(post-1) + output_offset * 2^post.
+ * For an accumulator acc (|acc| < 2^30, checked at compile time),
+ *     a = 2 * acc,  s = (a < 0 ? -1 : 0)
+ *     hi = floor((a * multiplier + 2^31) / 2^32) + hi_base + s   (SMMLAR)
+ *     out = saturate_int8(hi >> post)
+ * equals clamp(MultiplyByQuantizedMultiplier(acc, multiplier, shift)
+ * + output_offset, -128, 127) exactly: floor((a*m + 2^31)/2^32) is TFLite's
+ * rounding doubling high multiply (whose negative nudge and truncation give
+ * the same value as this single floor), adding 2^(post-1) + s before the
+ * floor shift is its round-half-away-from-zero divide by 2^post (s is -1
+ * exactly when that product is negative, or it is 0 and s does not matter),
+ * and the output offset shifted up by post passes through the shift intact.
+ * The compiler proves that nothing overflows int32 for any int8 input; a
+ * layer where it cannot goes to the general kernels. A fused activation
+ * narrower than [-128, 127] is applied by a final pass over the output.
  */
 #ifndef MCC_CONV_H
 #define MCC_CONV_H
@@ -112,5 +145,97 @@ int mcc_fully_connected_s8(const mcc_fully_connected_params *p,
 
 int mcc_conv2d_1x1_s8(const mcc_fully_connected_params *p,
                       const int8_t *input, int8_t *output);
+
+/* ------------------------------------------------------------ fast kernels */
+
+/* FULLY_CONNECTED, and CONV_2D with a 1x1 filter, stride 1 and no padding, as
+ * output[rows][out_c] = input[rows][depth] x weights^T, four rows by two
+ * output channels at a time.
+ *
+ * weights:   [ceil(out_c/2)][ceil(depth/4)][2][4] int8: for channels (2p, 2p+1)
+ *            and depth group g (k = 4g..4g+3), word 0 holds
+ *            { w[2p][k], w[2p+1][k], w[2p][k+2], w[2p+1][k+2] } and word 1 the
+ *            same for k+1 and k+3, so that SXTB16 of a word (and of the word
+ *            rotated by 8) yields one channel's int16 pair (k, k+2) or
+ *            (k+1, k+3). Missing channels and depth are zero.
+ * channels:  [out_c][4] int32, see "Fast requantization".
+ * row_block: 4: blocks of four rows are widened to int16 pairs in scratch
+ *            first (mcc_gemm_s8_scratch_bytes); 1: rows are read where they
+ *            lie, no scratch. Leftover rows (rows % 4) always go one by one.
+ */
+typedef struct {
+    int32_t rows;
+    int32_t depth;
+    int32_t out_c;
+    int32_t row_block;
+    int32_t act_min, act_max;
+    const int8_t *weights;
+    const int32_t *channels;
+} mcc_gemm_params;
+
+int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, void *scratch);
+size_t mcc_gemm_s8_scratch_bytes(const mcc_gemm_params *p);
+
+/* CONV_2D without groups through im2col: the patches of four output pixels
+ * (filter_h * filter_w * in_c values each, in TFLite's filter order, taps
+ * outside the image reading pad_value = the input zero point) are gathered
+ * into scratch and multiplied with the same kernel as mcc_gemm_s8. Also
+ * DEPTHWISE_CONV_2D with one input channel, which is this convolution with
+ * out_c = depth_multiplier.
+ *
+ * weights, channels: as mcc_gemm_s8 with depth = filter_h * filter_w * in_c.
+ */
+typedef struct {
+    int32_t batches;
+    int32_t in_h, in_w, in_c;
+    int32_t out_h, out_w, out_c;
+    int32_t filter_h, filter_w;
+    int32_t stride_h, stride_w;
+    int32_t dilation_h, dilation_w;
+    int32_t pad_h, pad_w;
+    int32_t pad_value;
+    int32_t row_block;       /* 4 or 1, as mcc_gemm_params */
+    int32_t act_min, act_max;
+    const int8_t *weights;
+    const int32_t *channels;
+} mcc_conv2d_im2col_params;
+
+int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
+                         int8_t *output, void *scratch);
+size_t mcc_conv2d_im2col_s8_scratch_bytes(const mcc_conv2d_im2col_params *p);
+
+/* DEPTHWISE_CONV_2D with filter_w 3, 5 or 7, any filter_h, stride_w 1 or 2,
+ * no dilation.
+ * `group` input channels at a time are copied into scratch as channel planes
+ * of plane_h x plane_w bytes, padding included (pad_value, the input zero
+ * point), so the inner loops read each filter row as one or two words with
+ * no border tests.
+ *
+ * weights:  [out_c][filter_h][row_bytes] int8, row_bytes = 4 for a 3x3
+ *           filter and 8 otherwise; each filter row zero-padded.
+ * channels: [out_c][4] int32, see "Fast requantization".
+ * plane_h >= (out_h - 1) * stride_h + filter_h and >= pad_h + in_h;
+ * plane_w >= (out_w - 1) * stride_w + row_bytes and >= pad_w + in_w,
+ * a multiple of 4.
+ */
+typedef struct {
+    int32_t batches;
+    int32_t in_h, in_w, in_c;
+    int32_t out_h, out_w, out_c;
+    int32_t filter_h, filter_w;
+    int32_t depth_multiplier;
+    int32_t stride_h, stride_w;
+    int32_t pad_h, pad_w;
+    int32_t pad_value;
+    int32_t plane_h, plane_w;
+    int32_t group;
+    int32_t act_min, act_max;
+    const int8_t *weights;
+    const int32_t *channels;
+} mcc_depthwise_conv2d_planar_params;
+
+int mcc_depthwise_conv2d_planar_s8(const mcc_depthwise_conv2d_planar_params *p,
+                                   const int8_t *input, int8_t *output, void *scratch);
+size_t mcc_depthwise_conv2d_planar_s8_scratch_bytes(const mcc_depthwise_conv2d_planar_params *p);
 
 #endif /* MCC_CONV_H */

@@ -1,0 +1,117 @@
+/* mcc_inplace.h: kernels that write their output over their own input, int8.
+ *
+ * When an op's input is not read by any later op, its output can take the
+ * input's place in the arena: the two share one buffer of max(input, output)
+ * bytes instead of input + output. The compiler passes the same pointer as
+ * `input` and `output` (the kernels return MCC_ERROR otherwise) and proves,
+ * for each layer, that the order below never overwrites an input byte that is
+ * still to be read. Results are bit-exact with the out-of-place kernels of
+ * mcc_conv.h and mcc_pool.h (the same integer arithmetic, per output value).
+ *
+ * Window ops (DEPTHWISE_CONV_2D with depth multiplier 1, AVERAGE_POOL_2D,
+ * MAX_POOL_2D), batch 1, NHWC: channel by channel (MCUNet's TinyEngine
+ * technique). Output value (p, c) lands on byte p * channels + c, where only
+ * input channel c ever lived, so computing channel c can only destroy
+ * channel c. Within a channel, outputs go in raster order and each input row
+ * still needed after being overwritten is first copied into a ring of
+ * `ring_rows` rows of in_w bytes (the scratch). The compiler sizes the ring
+ * (about filter_h rows for stride 1); ring_rows = 0 means no input row is
+ * overwritten before its last use (e.g. stride 2 without top/left padding),
+ * and the kernel reads the buffer directly with no scratch at all. Before
+ * computing output row oy, rows up to
+ *
+ *     min(in_h - 1, max(last row the window reads, last row output row oy overwrites))
+ *
+ * are in the ring; row y lives in slot y % ring_rows.
+ *
+ * Pointwise ops (CONV_2D 1x1 without padding, FULLY_CONNECTED): pixel by
+ * pixel, each pixel's out_c values computed into the scratch (out_c bytes)
+ * and then copied to bytes [o * out_c, (o + 1) * out_c). `reverse` picks the
+ * pixel order (first to last when out_c <= in_c, last to first when out_c >
+ * in_c); see mcucompile/kernels/inplace.py for the proof.
+ */
+#ifndef MCC_INPLACE_H
+#define MCC_INPLACE_H
+
+#include "mcc_common.h"
+
+/* DEPTHWISE_CONV_2D, depth multiplier 1, in place. Same arithmetic and
+ * constant layouts as mcc_depthwise_conv2d_s8 (mcc_conv.h):
+ *
+ * weights:      [channels][filter_h][filter_w] int8
+ * folded_bias:  [channels] int32, bias + input_offset * sum(weights[c])
+ * multiplier, shift: [channels] int32
+ * scratch:      ring_rows * in_w bytes
+ */
+typedef struct {
+    int32_t in_h, in_w, channels;
+    int32_t out_h, out_w;
+    int32_t filter_h, filter_w;
+    int32_t stride_h, stride_w;
+    int32_t dilation_h, dilation_w;
+    int32_t pad_h, pad_w;
+    int32_t ring_rows;
+    int32_t input_offset;
+    int32_t output_offset;
+    int32_t act_min, act_max;
+    const int8_t *weights;
+    const int32_t *folded_bias;
+    const int32_t *multiplier;
+    const int32_t *shift;
+} mcc_depthwise_conv2d_inplace_params;
+
+int mcc_depthwise_conv2d_inplace_s8(const mcc_depthwise_conv2d_inplace_params *p,
+                                    const int8_t *input, int8_t *output, void *scratch);
+
+/* AVERAGE_POOL_2D and MAX_POOL_2D in place, as mcc_avgpool_s8 /
+ * mcc_maxpool_s8 (mcc_pool.h): windows clipped to the image, average rounded
+ * half away from zero, clamped to [act_min, act_max].
+ * scratch: ring_rows * in_w bytes.
+ */
+typedef struct {
+    int32_t in_h, in_w, channels;
+    int32_t out_h, out_w;
+    int32_t filter_h, filter_w;
+    int32_t stride_h, stride_w;
+    int32_t pad_h, pad_w;
+    int32_t ring_rows;
+    int32_t act_min, act_max;
+} mcc_pool_inplace_params;
+
+int mcc_avgpool_inplace_s8(const mcc_pool_inplace_params *p, const int8_t *input,
+                           int8_t *output, void *scratch);
+
+int mcc_maxpool_inplace_s8(const mcc_pool_inplace_params *p, const int8_t *input,
+                           int8_t *output, void *scratch);
+
+/* CONV_2D with a 1x1 filter and no padding (any stride), and FULLY_CONNECTED
+ * (in_h = rows, in_w = 1, in_c = depth), in place. Same arithmetic as
+ * mcc_fully_connected_s8 / mcc_conv2d_1x1_s8:
+ *
+ * weights:      [out_c][in_c] int8
+ * folded_bias:  [out_c] int32
+ * multiplier, shift: [out_c] int32 when per_channel, else [1]
+ * reverse:      1: last pixel first
+ * scratch:      out_c bytes
+ */
+typedef struct {
+    int32_t in_h, in_w, in_c;
+    int32_t out_h, out_w, out_c;
+    int32_t stride_h, stride_w;
+    int32_t reverse;
+    int32_t per_channel;
+    int32_t output_offset;
+    int32_t act_min, act_max;
+    const int8_t *weights;
+    const int32_t *folded_bias;
+    const int32_t *multiplier;
+    const int32_t *shift;
+} mcc_pointwise_inplace_params;
+
+int mcc_conv2d_1x1_inplace_s8(const mcc_pointwise_inplace_params *p, const int8_t *input,
+                              int8_t *output, void *scratch);
+
+int mcc_fully_connected_inplace_s8(const mcc_pointwise_inplace_params *p, const int8_t *input,
+                                   int8_t *output, void *scratch);
+
+#endif /* MCC_INPLACE_H */

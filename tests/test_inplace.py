@@ -1,0 +1,481 @@
+"""In-place kernels (mcucompile/kernels/inplace.py, templates/kernels/mcc_inplace.{c,h}).
+
+Three levels:
+1. The safety arithmetic in Python: ring sizes, pixel orders, liveness.
+2. Random geometries through the real codegen: graphs of chained in-place ops
+   (depthwise, pooling, 1x1 conv, dense, element-wise; odd channels, strides
+   1-3, dilation, kernels 1-7, SAME/VALID/explicit padding, outputs larger
+   than inputs) are built twice, with the normal kernels and in place, and
+   every layer's output must match byte for byte. The in-place build really
+   shares the buffers (checked), under AddressSanitizer and UBSan.
+3. TFLM: single-op models and whole networks with `memory="inplace"`, every
+   output and intermediate tensor compared with the reference.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mcucompile.kernels.inplace as inplace
+from mcucompile import codegen, planner
+from mcucompile.ir import (Activation, Conv2DAttrs, DepthwiseConv2DAttrs, DType, ElementwiseAttrs,
+                           ExplicitPadding, FullyConnectedAttrs, Graph, NoAttrs, Op, OpKind,
+                           Padding, Pool2DAttrs, Quant, Tensor)
+from mcucompile.kernels import KernelCall, lower, lower_inplace
+from mcucompile.kernels.conv import axis_window
+from mcucompile.kernels.inplace import WindowGeometry, pointwise_order, ring_rows
+from mcucompile.pipeline import CompileOptions, Compiled
+from mcucompile.verify import build_host_runner, random_inputs, run_host
+
+
+# ----------------------------------------------------------------------------
+# 1. The safety arithmetic
+# ----------------------------------------------------------------------------
+
+def _geometry(size, k, s, padding, dilation=1, out=None):
+    """A square single-channel window; padding is "SAME", "VALID" or an int (explicit top/left)."""
+    pad_kind = ExplicitPadding(padding, padding) if isinstance(padding, int) else Padding[padding]
+    o, p = axis_window(pad_kind, "h", size, k, s, dilation, out or 0)
+    return WindowGeometry(size, size, o, o, k, k, s, s, dilation, dilation, p, p)
+
+
+@pytest.mark.parametrize("size,k,s,padding,dilation,rows", [
+    (112, 3, 1, "SAME", 1, 3),     # 336 B of ring instead of a 12,544 B plane
+    (112, 5, 1, "SAME", 1, 5),
+    (112, 3, 1, "SAME", 2, 5),     # dilation widens the window
+    (112, 3, 1, "VALID", 1, 0),    # output rows are shorter: the reads stay ahead of the writes
+    (112, 3, 2, "SAME", 1, 0),     # even input: no top padding, reads only ahead
+    (111, 3, 2, "SAME", 1, 0),     # odd input: top padding, yet output row oy reads from row 2oy-1
+    (48, 2, 2, "VALID", 1, 0),
+    (7, 7, 1, "SAME", 1, 7),       # the middle row's window covers the whole image
+    (9, 3, 1, "SAME", 1, 3),
+])
+def test_ring_rows(size, k, s, padding, dilation, rows):
+    assert ring_rows(_geometry(size, k, s, padding, dilation)) == rows
+
+
+def test_an_output_larger_than_its_input_needs_a_ring():
+    # Explicit padding can make the output larger than the input: output row 0
+    # then overwrites input row 1 too, before the window of row 1 reads it.
+    g = _geometry(5, 3, 1, 2, out=7)
+    assert (g.out_h, g.pad_h) == (7, 2)
+    assert ring_rows(g) == 5
+
+
+@pytest.mark.parametrize("in_c,out_c,stride,reverse", [
+    (16, 8, 1, False),    # shrinking: first to last
+    (8, 8, 1, False),
+    (8, 48, 1, True),     # expanding: last to first
+    (8, 16, 2, False),    # stride 2 reads 4 pixels ahead per output pixel
+    (3, 5, 2, False),
+    (1, 64, 2, True),
+    (2, 5, 3, False),     # stride 3: 2 bytes read 3 pixels on per 5 bytes written
+])
+def test_pointwise_order(in_c, out_c, stride, reverse):
+    out = (9 - 1) // stride + 1
+    assert pointwise_order(9, 10, in_c, out, (10 - 1) // stride + 1, out_c, stride, stride) is reverse
+
+
+def test_pointwise_order_refuses_when_neither_order_is_safe():
+    # Stride 3 over 9x10 pixels, 1 -> 5 channels (3x4 outputs). Forwards,
+    # output 1 writes bytes 5..9 over input pixel 6, which output 2 reads.
+    # Backwards, outputs 5.. write bytes 25.. over input pixel 30, which
+    # output 4 reads.
+    assert pointwise_order(9, 10, 1, 3, 4, 5, 3, 3) is None
+
+
+def _q(scale=0.05, zp=0):
+    return Quant((scale,), (zp,))
+
+
+def _tiny_graph(ops_spec):
+    """Activations 0..3 of shape (1, 4, 4, 2); ops as (kind, inputs, output)."""
+    tensors = tuple(Tensor(i, f"t{i}", (1, 4, 4, 2), DType.INT8, _q()) for i in range(4))
+    ops = tuple(Op(i, kind, ins, (out,), ElementwiseAttrs(Activation.NONE) if kind == OpKind.ADD
+                   else NoAttrs()) for i, (kind, ins, out) in enumerate(ops_spec))
+    return Graph("g", tensors, ops, (0,), (3,))
+
+
+def test_input_dies_only_at_its_last_reader():
+    g = _tiny_graph([(OpKind.RELU, (0,), 1), (OpKind.RELU6, (1,), 2), (OpKind.ADD, (1, 2), 3)])
+    assert not inplace.input_dies_at(g, g.ops[1], 1)      # the residual ADD reads t1 later
+    assert inplace.input_dies_at(g, g.ops[0], 0)          # a graph input may be overwritten
+    assert inplace.input_dies_at(g, g.ops[2], 1) and inplace.input_dies_at(g, g.ops[2], 2)
+    assert lower_inplace(g.ops[1], g) is None
+    assert lower_inplace(g.ops[2], g).inplace_input == 1  # the first dying full-size operand
+
+
+def test_graph_outputs_and_aliases_keep_their_input_alive():
+    tensors = (Tensor(0, "x", (1, 4, 4, 2), DType.INT8, _q()),
+               Tensor(1, "y", (1, 4, 4, 2), DType.INT8, _q()),
+               Tensor(2, "y_flat", (1, 32), DType.INT8, _q()),
+               Tensor(3, "z", (1, 4, 4, 2), DType.INT8, _q()))
+    ops = (Op(0, OpKind.RELU, (0,), (1,), NoAttrs()),
+           Op(1, OpKind.RESHAPE, (1,), (2,), NoAttrs()),
+           Op(2, OpKind.RELU6, (1,), (3,), NoAttrs()))
+    g = Graph("g", tensors, ops, (0,), (2, 3))
+    assert not inplace.input_dies_at(g, ops[2], 1)   # y's bytes are graph output y_flat
+    assert inplace.input_dies_at(g, ops[0], 0)
+
+
+def test_dequantize_and_broadcast_operands_are_not_overwritten():
+    tensors = (Tensor(0, "x", (1, 4, 4, 2), DType.INT8, _q()),
+               Tensor(1, "b", (1, 1, 1, 2), DType.INT8, _q()),
+               Tensor(2, "s", (1, 4, 4, 2), DType.INT8, _q(0.1)),
+               Tensor(3, "f", (1, 4, 4, 2), DType.FLOAT32))
+    ops = (Op(0, OpKind.ADD, (1, 0), (2,), ElementwiseAttrs(Activation.NONE)),
+           Op(1, OpKind.DEQUANTIZE, (2,), (3,), NoAttrs()))
+    g = Graph("g", tensors, ops, (0, 1), (3,))
+    assert lower_inplace(ops[0], g).inplace_input == 0   # the full-size operand, not b
+    assert lower_inplace(ops[1], g) is None               # 4 bytes over 1, forwards: unsafe
+
+
+# ----------------------------------------------------------------------------
+# 2. Random geometries: in place == the normal kernels, through the codegen
+# ----------------------------------------------------------------------------
+
+class _Builder:
+    """Chains of ops on random data, each op's input dying at it."""
+
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.tensors: list[Tensor] = []
+        self.ops: list[Op] = []
+        self.inputs: list[int] = []
+        self.outputs: list[int] = []
+
+    def tensor(self, shape, dtype=DType.INT8, quant=None, data=None) -> int:
+        tid = len(self.tensors)
+        self.tensors.append(Tensor(tid, f"t{tid}", tuple(int(d) for d in shape), dtype, quant, data))
+        return tid
+
+    def op(self, kind, inputs, output, attrs) -> int:
+        self.ops.append(Op(len(self.ops), kind, tuple(inputs), (output,), attrs))
+        return output
+
+    def graph(self) -> Graph:
+        return Graph("random", tuple(self.tensors), tuple(self.ops), tuple(self.inputs),
+                     tuple(self.outputs))
+
+    def shape(self, tid):
+        return self.tensors[tid].shape
+
+    def scale(self, tid) -> float:
+        return self.tensors[tid].quant.scale[0]
+
+    # --- quantized constants -------------------------------------------------
+
+    def _weights(self, shape, channels, axis=0):
+        w = self.rng.integers(-127, 128, shape).astype(np.int8)
+        scales = tuple(float(s) for s in self.rng.uniform(0.005, 0.02, channels))
+        return self.tensor(shape, DType.INT8, Quant(scales, (0,) * channels, axis), w), scales
+
+    def _bias(self, n):
+        return self.tensor((n,), DType.INT32, _q(0.0001),
+                           self.rng.integers(-3000, 3000, n).astype(np.int32))
+
+    def _out_quant(self, x, w_scales, taps):
+        # About 50 quantization steps of spread at the output, whatever the fan-in.
+        s = self.scale(x) * float(np.mean(w_scales)) * 74 * 74 * math.sqrt(taps) / 50
+        return _q(s, int(self.rng.integers(-20, 21)))
+
+    def _activation(self):
+        return [Activation.NONE, Activation.RELU6, Activation.RELU][int(self.rng.integers(3))]
+
+    # --- window geometry ------------------------------------------------------
+
+    def _window(self, x, max_k, dilate):
+        """Random window over x: (padding, kernel, stride, dilation, output shape), or None."""
+        _, h, w, c = self.shape(x)
+        k = tuple(int(v) for v in self.rng.integers(1, max_k + 1, 2))
+        s = tuple(int(self.rng.choice([1, 1, 2, 3])) for _ in range(2))
+        d = tuple(int(self.rng.choice([1, 2])) if dilate else 1 for _ in range(2))
+        eff = tuple((k[i] - 1) * d[i] + 1 for i in range(2))
+        mode = int(self.rng.integers(3))
+        if mode == 1 and h >= eff[0] and w >= eff[1]:
+            padding = Padding.VALID
+        elif mode == 2:
+            # Explicit (patch-style) padding: any top/left amount and any output
+            # size whose windows still touch the input, larger than it or not.
+            padding = ExplicitPadding(*(int(self.rng.integers(0, e)) for e in eff))
+        else:
+            padding = Padding.SAME
+        pads = (getattr(padding, "top", 0), getattr(padding, "left", 0))
+        out = []
+        for i, (axis, size) in enumerate((("h", h), ("w", w))):
+            largest = (size - 1 + pads[i]) // s[i] + 1   # the last window still touches the input
+            explicit = largest if self.rng.random() < 0.5 else int(self.rng.integers(1, largest + 1))
+            out.append(axis_window(padding, axis, size, k[i], s[i], d[i], explicit)[0])
+        if min(out) < 1:
+            return None
+        return padding, k, s, d, (1, out[0], out[1], c)
+
+    # --- ops ----------------------------------------------------------------
+
+    def depthwise(self, x):
+        win = self._window(x, 7, dilate=True)
+        if win is None:
+            return x
+        padding, (kh, kw), (sh, sw), (dh, dw), out_shape = win
+        c = self.shape(x)[3]
+        wts, scales = self._weights((1, kh, kw, c), c, axis=3)
+        y = self.tensor(out_shape, quant=self._out_quant(x, scales, kh * kw))
+        return self.op(OpKind.DEPTHWISE_CONV_2D, (x, wts, self._bias(c)), y,
+                       DepthwiseConv2DAttrs(padding, sh, sw, dh, dw, 1, self._activation()))
+
+    def pool(self, x, kind):
+        win = self._window(x, 4, dilate=False)
+        if win is None:
+            return x
+        padding, (kh, kw), (sh, sw), _, out_shape = win
+        y = self.tensor(out_shape, quant=self.tensors[x].quant)
+        return self.op(kind, (x,), y, Pool2DAttrs(padding, sh, sw, kh, kw, self._activation()))
+
+    def pointwise(self, x):
+        _, h, w, c = self.shape(x)
+        out_c = int(self.rng.choice([1, 3, 5, 8, 13, 24]))
+        s = int(self.rng.choice([1, 1, 2]))
+        wts, scales = self._weights((out_c, 1, 1, c), out_c)
+        oh, ow, padding = (h - 1) // s + 1, (w - 1) // s + 1, Padding.SAME
+        # A patch-style crop (fewer output pixels than the stride gives). Only at
+        # stride 2: conv.py's 1x1 stride-1 fast path assumes out == in.
+        if s == 2 and self.rng.random() < 0.5:
+            oh, ow, padding = int(self.rng.integers(1, oh + 1)), int(self.rng.integers(1, ow + 1)), \
+                ExplicitPadding(0, 0)
+        y = self.tensor((1, oh, ow, out_c), quant=self._out_quant(x, scales, c))
+        return self.op(OpKind.CONV_2D, (x, wts, self._bias(out_c)), y,
+                       Conv2DAttrs(padding, s, s, 1, 1, self._activation()))
+
+    def dense(self, x):
+        depth = int(np.prod(self.shape(x)))
+        units = int(self.rng.choice([3, depth // 2 + 1, depth + 7]))
+        wts, scales = self._weights((units, depth), units)
+        y = self.tensor((1, units), quant=self._out_quant(x, scales, depth))
+        return self.op(OpKind.FULLY_CONNECTED, (x, wts, self._bias(units)), y,
+                       FullyConnectedAttrs(self._activation(), False))
+
+    def elementwise(self, x):
+        shape, q = self.shape(x), self.tensors[x].quant
+        which = int(self.rng.integers(3))
+        if which == 0:
+            return self.op(OpKind.RELU6, (x,), self.tensor(shape, quant=q), NoAttrs())
+        if which == 1:
+            return self.op(OpKind.LOGISTIC, (x,), self.tensor(shape, quant=_q(1 / 256, -128)), NoAttrs())
+        c = self.tensor((shape[-1],), DType.INT8, _q(0.03),
+                        self.rng.integers(-128, 128, shape[-1]).astype(np.int8))
+        y = self.tensor(shape, quant=_q(2 * max(self.scale(x), 0.03), 5))
+        return self.op(OpKind.ADD, (c, x), y, ElementwiseAttrs(Activation.NONE))
+
+    def chain(self, length):
+        h, w = (int(v) for v in self.rng.integers(5, 17, 2))
+        c = int(self.rng.choice([1, 3, 5, 7, 8]))
+        x = self.tensor((1, h, w, c), quant=_q(0.05, int(self.rng.integers(-20, 21))))
+        self.inputs.append(x)
+        for _ in range(length):
+            r = float(self.rng.random())
+            if r < 0.45:
+                x = self.depthwise(x)
+            elif r < 0.6:
+                x = self.pool(x, OpKind.AVERAGE_POOL_2D)
+            elif r < 0.7:
+                x = self.pool(x, OpKind.MAX_POOL_2D)
+            elif r < 0.85:
+                x = self.pointwise(x)
+            else:
+                x = self.elementwise(x)
+        if self.rng.random() < 0.5:
+            x = self.dense(x)
+        self.outputs.append(x)
+
+
+def _compile(graph: Graph, use_inplace: bool) -> Compiled:
+    """Lower (in place wherever an input dies), plan and generate, as the pipeline does."""
+    calls: dict[int, KernelCall | None] = {}
+    pairs: dict[int, int] = {}
+    for op in graph.ops:
+        call = lower_inplace(op, graph) if use_inplace else None
+        if call is not None:
+            pairs[op.outputs[0]] = call.inplace_input
+        calls[op.index] = call or lower(op, graph)
+    scratch = {i: c.scratch_bytes for i, c in calls.items() if c and c.scratch_bytes}
+    plan = planner.plan(graph, scratch, refine=False, inplace=pairs)
+    files = codegen.generate(graph, plan, calls, "model", ("test_inplace",))
+    return Compiled(graph, calls, plan, files, report=None)
+
+
+def _run(compiled: Compiled, inputs):
+    with tempfile.TemporaryDirectory(prefix="mcc-inplace-") as d:
+        exe = build_host_runner(compiled, Path(d), sanitize=True)
+        return run_host(exe, compiled, inputs)
+
+
+# One seed catches a ring one row short, direct reads where a ring is needed
+# and a reversed pixel order (checked by mutating inplace.py); each build of
+# ~60 ops costs a few seconds of sanitized gcc.
+SEEDS = (1,)
+
+
+def _random_graph(seed: int) -> Graph:
+    b = _Builder(seed)
+    for _ in range(12):
+        b.chain(length=int(b.rng.integers(2, 6)))
+    return b.graph()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_geometries_match_the_normal_kernels(seed):
+    graph = _random_graph(seed)
+    normal, ours = _compile(graph, False), _compile(graph, True)
+
+    # The in-place build really overwrites its inputs.
+    by_function: dict[str, list] = {}
+    for op in graph.ops:
+        call = ours.calls[op.index]
+        if call.inplace_input is not None:
+            assert ours.plan.tensor_offsets[op.outputs[0]] == ours.plan.tensor_offsets[call.inplace_input]
+            by_function.setdefault(call.function, []).append(call)
+    assert "mcc_depthwise_conv2d_inplace_s8" in by_function
+    assert sum(len(v) for v in by_function.values()) >= len(graph.ops) // 2
+
+    inputs = random_inputs(graph, runs=2, seed=seed)
+    out_a, layers_a = _run(normal, inputs)
+    out_b, layers_b = _run(ours, inputs)
+    for key in layers_a:
+        op = next(o for o in graph.ops if key[1] in o.outputs)
+        assert np.array_equal(layers_a[key], layers_b[key]), (
+            f"run {key[0]}: op {op.index} ({op.kind.value}, {ours.calls[op.index].function}) differs")
+    for a, b_ in zip(out_a, out_b):
+        assert all(np.array_equal(x, y) for x, y in zip(a, b_))
+
+
+def test_random_geometries_cover_every_order():
+    """The seeds above exercise ring and direct reads, outputs larger than their
+    inputs, and both pixel orders (else the comparison proves less than it says)."""
+    seen = set()
+    for seed in SEEDS:
+        graph = _random_graph(seed)
+        for op in graph.ops:
+            call = lower_inplace(op, graph)
+            if call is None:
+                continue
+            f = {x.name: x.value for x in call.fields}
+            if "ring_rows" in f:
+                seen.add(("ring", f["ring_rows"] > 0))
+                if f["out_h"] * f["out_w"] > f["in_h"] * f["in_w"]:
+                    seen.add("out > in")
+            if "reverse" in f:
+                seen.add(("reverse", f["reverse"]))
+                if f["stride_h"] > 1:
+                    seen.add("pointwise stride 2")
+                if f["out_w"] * f["out_h"] < ((f["in_w"] - 1) // f["stride_w"] + 1) * (
+                        (f["in_h"] - 1) // f["stride_h"] + 1):
+                    seen.add("pointwise crop")
+    assert seen >= {("ring", True), ("ring", False), "out > in", ("reverse", 0), ("reverse", 1),
+                    "pointwise stride 2", "pointwise crop"}, seen
+
+
+# ----------------------------------------------------------------------------
+# 3. Against TFLM, with memory="inplace"
+# ----------------------------------------------------------------------------
+
+INPLACE = CompileOptions(memory="inplace")
+
+
+def _assert_inplace_bit_exact(model: bytes, *functions: str):
+    """The model compiles with the given in-place kernels and matches TFLM everywhere."""
+    from harness import assert_bit_exact, host_board
+    from mcucompile.pipeline import compile_model
+    compiled = compile_model(model, host_board(), INPLACE)
+    used = {c.function for c in compiled.calls.values() if c is not None and c.inplace_input is not None}
+    for f in functions:
+        assert f in used, f"{f} not used in place (in place: {sorted(used)})"
+    assert_bit_exact(model, runs=2, options=INPLACE)
+    return compiled
+
+
+# The random geometries above cover the rest; these pin TFLM's own padding.
+DEPTHWISE = {
+    "k3_s1_same": dict(kernel=3, stride=1, padding="same"),          # ring
+    "k3_s2_same": dict(kernel=3, stride=2, padding="same"),          # direct
+    "k7_s1_valid": dict(kernel=7, stride=1, padding="valid"),
+    "dilation2_same": dict(input_shape=(1, 10, 7, 5), dilation=2),
+}
+
+
+@pytest.mark.tf
+@pytest.mark.reference
+@pytest.mark.parametrize("kw", list(DEPTHWISE.values()), ids=list(DEPTHWISE))
+def test_depthwise_in_place_is_bit_exact(kw):
+    import modelgen as mg
+    _assert_inplace_bit_exact(mg.depthwise_conv2d(**{"input_shape": (1, 9, 11, 3), **kw}),
+                              "mcc_depthwise_conv2d_inplace_s8")
+
+
+@pytest.mark.tf
+@pytest.mark.reference
+@pytest.mark.parametrize("make,function", [
+    (lambda mg: mg.conv2d(input_shape=(1, 9, 11, 3), filters=5, kernel=1, stride=1, padding="same"),
+     "mcc_conv2d_1x1_inplace_s8"),
+    (lambda mg: mg.conv2d(input_shape=(1, 9, 11, 3), filters=5, kernel=1, stride=2, padding="valid"),
+     "mcc_conv2d_1x1_inplace_s8"),
+    (lambda mg: mg.conv2d(input_shape=(2, 6, 5, 7), filters=5, kernel=1), "mcc_conv2d_1x1_inplace_s8"),
+    (lambda mg: mg.dense(input_shape=(1, 13), units=6, per_channel=False),
+     "mcc_fully_connected_inplace_s8"),
+], ids=["conv1x1_expand", "conv1x1_stride2", "conv1x1_batch2", "dense_per_tensor"])
+def test_pointwise_in_place_is_bit_exact(make, function):
+    import modelgen as mg
+    _assert_inplace_bit_exact(make(mg), function)
+
+
+@pytest.mark.tf
+@pytest.mark.reference
+@pytest.mark.parametrize("kind,config", [
+    ("max", dict(input_shape=(1, 9, 10, 5), pool_size=3, stride=2, padding="same")),
+    ("avg", dict(input_shape=(1, 6, 9, 7), pool_size=(5, 7), stride=1, padding="same",
+                 activation="relu6")),
+], ids=["max_k3_s2_same", "avg_k5x7_s1_same"])
+def test_pool_in_place_is_bit_exact(kind, config):
+    import modelgen as mg
+    factory = mg.avg_pool2d if kind == "avg" else mg.max_pool2d
+    _assert_inplace_bit_exact(factory(**config), f"mcc_{kind}pool_inplace_s8")
+
+
+@pytest.mark.tf
+@pytest.mark.reference
+@pytest.mark.parametrize("make,function", [
+    (lambda mg: mg.add(shape_b=(1, 1, 1, 8), activation="relu6"), "mcc_add_s8"),
+    (lambda mg: mg.mul(shape_b=(1, 1, 1, 8), constant_b=True), "mcc_mul_const_s8"),
+    (lambda mg: mg.activation(kind="hard_swish", input_shape=(1, 5, 7, 9)), "mcc_lut_s8"),
+    (lambda mg: mg.float_io(mg.softmax, input_shape=(2, 12)), "mcc_softmax_s8"),
+], ids=["add_broadcast", "mul_const", "hard_swish", "softmax_float_io"])
+def test_elementwise_in_place_is_bit_exact(make, function):
+    import modelgen as mg
+    compiled = _assert_inplace_bit_exact(make(mg), function)
+    if function == "mcc_softmax_s8":   # the float input's QUANTIZE too
+        assert any(c.function == "mcc_quantize_f32_s8" and c.inplace_input is not None
+                   for c in compiled.calls.values() if c)
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("name,inplace_ops", [("person_detect", 28), ("micro_speech_quantized", 2)])
+def test_reference_models_in_place(shared_models, name, inplace_ops):
+    """Bit-exact in place. (The arena figures depend on the planner and on the
+    other kernels' scratch; tests/test_memory.py owns those.)"""
+    model = (shared_models / f"{name}.tflite").read_bytes()
+    compiled = _assert_inplace_bit_exact(model)
+    (report,) = compiled.report.strategies
+    assert report.inplace_ops >= inplace_ops
+
+
+@pytest.mark.tf
+@pytest.mark.reference
+def test_mobilenet_v2_in_place_is_bit_exact():
+    import modelgen as mg
+    model = mg.mobilenet_v2(resolution=32, num_classes=5, head_channels=32)
+    compiled = _assert_inplace_bit_exact(model, "mcc_depthwise_conv2d_inplace_s8",
+                                         "mcc_conv2d_1x1_inplace_s8", "mcc_add_s8")
+    assert compiled.report.strategies[0].inplace_ops >= 20

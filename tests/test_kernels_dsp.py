@@ -1,0 +1,131 @@
+"""The fast convolution kernels on Arm cores, under QEMU, against TFLM.
+
+The host tests (test_kernels_conv.py) run the portable inner loops of
+mcc_gemm_s8, mcc_conv2d_im2col_s8 and mcc_depthwise_conv2d_planar_s8; the DSP
+inner loops (SMLAD, SXTB16, SMMLAR) only exist in Cortex-M4/M7 builds. Here
+each single-op model is built into the real firmware for qemu-m7 and qemu-m4
+(__ARM_FEATURE_DSP: the DSP loops) and qemu-m3 (ARMv7-M without DSP: the
+portable loops, compiled for Arm), run on random inputs, and every output byte
+is compared with TFLM.
+
+The shapes are drawn from a seeded generator: odd channel counts, odd and
+non-square images, kernels 1, 3, 5 and 7, both strides and both paddings, so
+each variant meets its odd-column, leftover-row, partial-depth-group and
+border paths. Each case also checks which kernel the compiler picked, so a
+change of choice cannot silently stop testing a variant.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.qemu, pytest.mark.arm_gcc, pytest.mark.reference, pytest.mark.tf]
+
+BOARDS = ("qemu-m7", "qemu-m4", "qemu-m3")
+
+
+def _cases() -> dict[str, tuple[str, dict, str]]:
+    """name -> (modelgen factory, arguments, the kernel the compiler must pick)."""
+    rng = np.random.default_rng(2026)
+
+    def odd(lo: int, hi: int) -> int:
+        return int(rng.integers(lo // 2, hi // 2 + 1)) * 2 + 1
+
+    def image(channels: int) -> tuple[int, int, int, int]:
+        return (1, int(rng.integers(7, 13)), int(rng.integers(7, 13)), channels)
+
+    cases: dict[str, tuple[str, dict, str]] = {}
+    for k, s, p in [(1, 1, "valid"), (3, 2, "same"), (5, 1, "same"), (7, 2, "valid"),
+                    (3, 1, "valid"), (1, 2, "same")]:
+        kernel = "mcc_gemm_s8" if (k, s) == (1, 1) else "mcc_conv2d_im2col_s8"
+        cases[f"conv_k{k}_s{s}_{p}"] = ("conv2d", dict(
+            input_shape=image(odd(1, 7)), filters=odd(3, 11), kernel=k, stride=s, padding=p,
+            activation=str(rng.choice(["relu", "relu6"])), seed=int(rng.integers(100))), kernel)
+    for k, s, p, m in [(3, 1, "same", 1), (3, 2, "valid", 2), (5, 1, "valid", 1),
+                       (5, 2, "same", 1), (7, 1, "same", 2), (7, 2, "valid", 1)]:
+        cases[f"depthwise_k{k}_s{s}_{p}_m{m}"] = ("depthwise_conv2d", dict(
+            input_shape=image(odd(3, 13)), kernel=k, stride=s, padding=p, depth_multiplier=m,
+            activation=str(rng.choice(["relu", "relu6"])), seed=int(rng.integers(100))),
+            "mcc_depthwise_conv2d_planar_s8")
+    cases["depthwise_one_channel_m8"] = ("depthwise_conv2d", dict(
+        input_shape=(1, 15, 13, 1), kernel=3, stride=2, depth_multiplier=8),
+        "mcc_depthwise_conv2d_planar_s8")
+    cases["depthwise_one_channel_10x8"] = ("depthwise_conv2d", dict(
+        input_shape=(1, 19, 16, 1), kernel=(10, 8), stride=2, depth_multiplier=3),
+        "mcc_conv2d_im2col_s8")
+    cases["dense_rows5"] = ("dense", dict(input_shape=(5, odd(17, 41)), units=odd(3, 9),
+                                          activation="relu"), "mcc_gemm_s8")
+    cases["dense_rows1"] = ("dense", dict(input_shape=(1, odd(17, 41)), units=odd(3, 9)),
+                            "mcc_gemm_s8")
+    return cases
+
+
+CASES = _cases()
+# A run of the default tests covers every variant on the M7 and the two most
+# common on the M4 (the same DSP code) and the M3 (the portable loops); the
+# slow tests run every case on every core (~6 s each).
+DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_same_m1",
+                       "depthwise_k5_s2_same_m1", "depthwise_one_channel_m8", "dense_rows5"},
+           "qemu-m4": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1"},
+           "qemu-m3": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1"}}
+
+
+def _params():
+    for name in CASES:
+        for board in BOARDS:
+            slow = name not in DEFAULT[board]
+            yield pytest.param(name, board, id=f"{name}-{board}",
+                               marks=[pytest.mark.slow] if slow else [])
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("dsp_models")
+
+
+def _run_on_qemu(model_path: Path, board_name: str, out: Path, runs: int = 2):
+    from mcucompile import boards, emulator, hil
+    from mcucompile.build import compile_firmware
+    from mcucompile.pipeline import CompileOptions, build
+
+    board = boards.load(board_name)
+    # Layer by layer: the in-place and patch strategies would swap in other kernels.
+    compiled = build(model_path, board, out, options=CompileOptions(memory="layer"))
+    firmware = compile_firmware(out, board, "qemu")
+    assert not firmware.warnings, firmware.warnings
+    with emulator.boot(firmware.elf, firmware.qemu_machine, "tcp") as qemu:
+        with hil.Device(qemu.connect(), timeout=20) as device:
+            report = hil.evaluate(device, model=model_path.read_bytes(), random=runs, seed=17)
+    return compiled, report
+
+
+@pytest.mark.parametrize("name,board", list(_params()))
+def test_fast_kernel_is_bit_exact_on_qemu(name, board, model_dir, tmp_path):
+    import modelgen as mg
+    factory, kwargs, kernel = CASES[name]
+    path = model_dir / f"{name}.tflite"
+    if not path.exists():
+        path.write_bytes(getattr(mg, factory)(**kwargs))
+    compiled, report = _run_on_qemu(path, board, tmp_path / "build")
+    kernels = [layer.kernel for layer in compiled.report.layers]
+    assert kernel in kernels, kernels
+    assert report.compared and report.samples == 2
+    assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)
+
+
+@pytest.mark.parametrize("board", ["qemu-m7", pytest.param("qemu-m4", marks=pytest.mark.slow),
+                                   pytest.param("qemu-m3", marks=pytest.mark.slow)])
+def test_small_mobilenet_v2_is_bit_exact_on_qemu(board, model_dir, tmp_path):
+    # Every fast variant in one network: the first 3x3 stride-2 convolution
+    # (im2col), 1x1 expand/project layers (GEMM in blocks of four rows),
+    # 3x3 depthwise at stride 1 and 2 (planar) and the classifier (GEMM, one row).
+    import modelgen as mg
+    path = model_dir / "mobilenet_v2_32.tflite"
+    if not path.exists():
+        path.write_bytes(mg.mobilenet_v2(resolution=32, num_classes=5, head_channels=32))
+    compiled, report = _run_on_qemu(path, board, tmp_path / "build", runs=1)
+    kernels = {layer.kernel for layer in compiled.report.layers}
+    assert {"mcc_conv2d_im2col_s8", "mcc_gemm_s8", "mcc_depthwise_conv2d_planar_s8"} <= kernels
+    assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)
