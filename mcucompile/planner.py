@@ -30,9 +30,22 @@ class Buffer:
     first: int             # first step at which it is live
     last: int              # last step at which it is live (inclusive)
     name: str = ""
+    # Per-step sizes from `first` to `last` for an in-place group, whose bytes
+    # change as its members are born and die (a "staircase"); empty = `size` throughout.
+    steps: tuple[int, ...] = ()
 
     def overlaps_in_time(self, other: "Buffer") -> bool:
         return self.first <= other.last and other.first <= self.last
+
+    def size_at(self, step: int) -> int:
+        return self.steps[step - self.first] if self.steps else self.size
+
+    def extent_with(self, other: "Buffer") -> int:
+        """Bytes this buffer needs while `other` is alive too (its largest step in common)."""
+        if not self.steps:
+            return self.size
+        lo, hi = max(self.first, other.first), min(self.last, other.last)
+        return max(self.steps[lo - self.first:hi - self.first + 1], default=0)
 
 
 @dataclass(frozen=True)
@@ -118,13 +131,8 @@ def buffers_of(graph: Graph, scratch: dict[int, int] | None = None,
                 touch(t, step)
     for t in graph.outputs:
         touch(t, last_step)
-    size: dict[int, int] = {}
-    for t in graph.tensors:
-        r = root.get(t.id, t.id)
-        if r in first:
-            size[r] = max(size.get(r, 0), t.nbytes)
-    bufs = [Buffer(("t", r), _align(size[r]), first[r], last[r], graph.tensor(r).name)
-            for r in sorted(first)]
+    bufs = [_group_buffer(graph, r, [t.id for t in graph.tensors if root.get(t.id, t.id) == r],
+                          first[r], last[r], last_step) for r in sorted(first)]
     for step, op in enumerate(graph.ops):
         size = (scratch or {}).get(op.index, 0)
         if size:
@@ -132,11 +140,35 @@ def buffers_of(graph: Graph, scratch: dict[int, int] | None = None,
     return bufs
 
 
+def _group_buffer(graph: Graph, root: int, members: list[int], first: int, last: int,
+                  last_step: int) -> Buffer:
+    """One buffer for a group of tensors that share bytes. A member occupies the
+    group from its producer to its last reader; at each step the group is as
+    large as its largest member alive then."""
+    name = graph.tensor(root).name
+    if len(members) == 1 or len({graph.tensor(m).nbytes for m in members}) == 1:
+        return Buffer(("t", root), _align(graph.tensor(root).nbytes), first, last, name)
+    born: dict[int, int] = {t: 0 for t in graph.inputs}
+    dies: dict[int, int] = {t: last_step for t in graph.outputs}
+    for step, op in enumerate(graph.ops):
+        for t in op.outputs:
+            born.setdefault(t, step)
+        for t in op.inputs:
+            if t >= 0:
+                dies[t] = max(dies.get(t, step), step)
+    steps = [0] * (last - first + 1)
+    for m in members:
+        b, d = born.get(m, first), dies.get(m, born.get(m, first))
+        for s in range(max(b, first), min(d, last) + 1):
+            steps[s - first] = max(steps[s - first], _align(graph.tensor(m).nbytes))
+    return Buffer(("t", root), max(steps), first, last, name, tuple(steps))
+
+
 def live_bytes(buffers: list[Buffer], steps: int) -> list[int]:
     live = [0] * max(steps, 1)
     for b in buffers:
         for s in range(b.first, b.last + 1):
-            live[s] += b.size
+            live[s] += b.size_at(s)
     return live
 
 
@@ -154,15 +186,21 @@ def _first_fit(order: list[Buffer]) -> dict[Hashable, int]:
     placed: list[tuple[Buffer, int]] = []
     offsets: dict[Hashable, int] = {}
     for b in order:
-        busy = sorted((off, off + p.size) for p, off in placed if p.overlaps_in_time(b))
-        offset = 0
-        for lo, hi in busy:
-            if offset + b.size <= lo:
-                break
-            offset = max(offset, _align(hi))
-        offsets[b.key] = offset
-        placed.append((b, offset))
+        # Each placed neighbour in time blocks [lo, hi); b needs `need` bytes beside it.
+        busy = sorted((off, off + p.extent_with(b), b.extent_with(p))
+                      for p, off in placed if p.overlaps_in_time(b))
+        offsets[b.key] = _lowest_fit(busy)
+        placed.append((b, offsets[b.key]))
     return offsets
+
+
+def _lowest_fit(busy: list[tuple[int, int, int]]) -> int:
+    """The lowest aligned offset o with o + need <= lo or o >= hi for every (lo, hi, need)."""
+    candidates = sorted({0} | {_align(hi) for _, hi, _ in busy})
+    for o in candidates:
+        if all(o + need <= lo or o >= hi for lo, hi, need in busy):
+            return o
+    raise AssertionError("unreachable: the top of the busy intervals always fits")
 
 
 def greedy_by_size(buffers: list[Buffer]) -> dict[Hashable, int]:
@@ -252,14 +290,9 @@ def branch_and_bound(buffers: list[Buffer], incumbent: dict[Hashable, int],
     exhausted = True
 
     def place(i: int) -> int:
-        busy = sorted((offsets[j], offsets[j] + buffers[j].size) for j in conflicts[i]
-                      if offsets[j] is not None)
-        off = 0
-        for lo, hi in busy:
-            if off + buffers[i].size <= lo:
-                break
-            off = max(off, _align(hi))
-        return off
+        b = buffers[i]
+        return _lowest_fit([(offsets[j], offsets[j] + buffers[j].extent_with(b), b.extent_with(buffers[j]))
+                            for j in conflicts[i] if offsets[j] is not None])
 
     def dfs(depth: int, top: int) -> None:
         nonlocal best, best_size, nodes, exhausted
@@ -307,12 +340,12 @@ def check_placement(buffers: list[Buffer], offsets: dict[Hashable, int]) -> None
         for b in by_start[i + 1:]:
             if b.first > a.last:
                 break
-            lo = max(offsets[a.key], offsets[b.key])
-            hi = min(offsets[a.key] + a.size, offsets[b.key] + b.size)
-            if lo < hi:
-                raise GraphError(f"memory plan: {a.name!r} and {b.name!r} are live together "
-                                 f"(steps {max(a.first, b.first)}-{min(a.last, b.last)}) "
-                                 f"but share bytes {lo}-{hi}")
+            for step in range(max(a.first, b.first), min(a.last, b.last) + 1):
+                lo = max(offsets[a.key], offsets[b.key])
+                hi = min(offsets[a.key] + a.size_at(step), offsets[b.key] + b.size_at(step))
+                if lo < hi:
+                    raise GraphError(f"memory plan: {a.name!r} and {b.name!r} are live together "
+                                     f"(step {step}) but share bytes {lo}-{hi}")
 
 
 def place(bufs: list[Buffer], algorithms: tuple[str, ...] | None = None,
