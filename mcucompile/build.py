@@ -11,7 +11,9 @@ memory, by how much, what fills it, and what to try.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -97,8 +99,10 @@ def compile_firmware(out: Path, board: Board, variant: str = "qemu") -> Firmware
     jobs = [(out / s, objdir / f"fw_{Path(s).stem}.o") for s in vdesc["sources"]]
     jobs += [(s, objdir / f"model_{s.stem}.o") for s in model_sources]
     warnings = []
-    for src, obj in jobs:
-        r = _run([gcc, *cflags, "-c", str(src), "-o", str(obj)])
+    # One compiler process per source, as many at once as there are CPUs.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        results = list(pool.map(lambda job: _run([gcc, *cflags, "-c", str(job[0]), "-o", str(job[1])]), jobs))
+    for (src, _), r in zip(jobs, results):
         if r.returncode != 0:
             raise ToolchainError(f"arm-none-eabi-gcc failed on {src}:\n{r.stderr.strip()}")
         if r.stderr.strip():

@@ -14,7 +14,9 @@ Two variants of one board's firmware:
 
 OUT/firmware/firmware.json describes how to build each variant (sources,
 include directories, flags, linker script; paths relative to OUT), which is
-what mcucompile.build follows; no Makefile.
+what mcucompile.build follows; no Makefile. For a board with PlatformIO ids,
+OUT/platformio.ini builds the "board" variant with PlatformIO
+(mcucompile.platformio).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import jinja2
 
-from .boards import NRF52_UARTE_BAUD_CODES, Board, Counter, MemoryRegion, Uart, pin_parts
+from .boards import NRF52_UARTE_BAUD_CODES, Board, Clock, Counter, Gpio, MemoryRegion, Uart, pin_parts
 from .errors import BoardError, McuCompileError
 from .resources import data_dir
 
@@ -35,8 +37,17 @@ DESCRIPTION = "firmware.json"
 FORMAT = 1
 
 # The runtime every variant compiles; drivers are added by board data.
-COMMON_SOURCES = ("startup.c", "main.c", "protocol.c", "fw_format.c", "fw_time.c")
-HEADERS = ("fw_hal.h", "fw_port.h", "fw_format.h", "protocol.h")
+COMMON_SOURCES = ("startup.c", "main.c", "protocol.c", "fw_format.c", "fw_time.c", "fw_wait.c")
+HEADERS = ("fw_hal.h", "fw_port.h", "fw_format.h", "protocol.h", "stm32_gpio.h", "stm32_rcc.h",
+           "stm32_usart_v2.h")
+
+# What each UART driver needs beside its own file (layered like libopencm3:
+# the STM32 drivers share the GPIO / clock-enable helpers).
+UART_HELPERS = {
+    "stm32_usart_v1": ("stm32_gpio.c",),
+    "stm32_usart_v2": ("stm32_gpio.c",),
+    "stm32_lpuart": ("stm32_gpio.c",),
+}
 
 CFLAGS = ("-std=c99", "-O2", "-g", "-Wall", "-Wextra", "-ffunction-sections", "-fdata-sections",
           "-DMCC_PROFILE_HOOKS")
@@ -57,10 +68,22 @@ class Variant:
     units_per_tick: int
     units_per_second: int
     qemu_machine: str | None
+    clock: Clock | None        # the board's clock set-up; None: the clock after reset is the clock
+    gpio: Gpio | None          # where the UART's pins are (family boards)
+
+    @property
+    def clock_driver(self) -> str:
+        return self.clock.driver if self.clock else "fixed"
+
+    @property
+    def l1_caches(self) -> bool:
+        return bool(self.clock and self.clock.l1_caches)
 
     @property
     def sources(self) -> tuple[str, ...]:
-        return COMMON_SOURCES + (f"uart_{self.uart.kind}.c", f"counter_{self.counter.kind}.c")
+        files = COMMON_SOURCES + (f"clock_{self.clock_driver}.c", f"uart_{self.uart.kind}.c",
+                                  *UART_HELPERS.get(self.uart.kind, ()), f"counter_{self.counter.kind}.c")
+        return files + (("cache_cm7.c",) if self.l1_caches else ())
 
 
 def variant(board: Board, name: str) -> Variant:
@@ -80,11 +103,12 @@ def variant(board: Board, name: str) -> Variant:
             flash=MemoryRegion(board.flash.name, q.flash.origin, board.flash.size),
             sram=MemoryRegion(board.sram.name, q.sram.origin, board.sram.size),
             unit="instructions", units_per_tick=QEMU_ICOUNT_HZ // q.counter.clock_hz,
-            units_per_second=QEMU_ICOUNT_HZ, qemu_machine=q.name)
+            units_per_second=QEMU_ICOUNT_HZ, qemu_machine=q.name, clock=None, gpio=None)
     return Variant(
         name="board", uart=board.uart, counter=board.counter, flash=board.flash, sram=board.sram,
         unit="cycles", units_per_tick=board.clock_hz // board.counter.clock_hz,
-        units_per_second=board.clock_hz, qemu_machine=None)
+        units_per_second=board.clock_hz, qemu_machine=None, clock=board.clock,
+        gpio=board.family.gpio if board.family else None)
 
 
 def available_variants(board: Board) -> tuple[str, ...]:
@@ -141,6 +165,9 @@ def write_firmware(out: Path, board: Board, name: str) -> Path:
             "stack_bytes": board.stack_bytes,
         }
     (fw / DESCRIPTION).write_text(json.dumps(description, indent=2) + "\n")
+    # The same board firmware as a PlatformIO project (boards with PlatformIO ids).
+    from .platformio import write_platformio
+    write_platformio(out, board, name)
     return fw
 
 
@@ -180,6 +207,13 @@ class _ConfigView:
     rx_pin: tuple[int, int] | None
     uarte_baud_code: int | None
     counter: Counter
+    clock_driver: str
+    l1_caches: bool
+    clock: Clock | None
+    vco_hz: int | None
+    gpio: Gpio | None
+    pll_q: int                 # the Q and R dividers to program: the board's, or for an
+    pll_r: int                 # output it does not use any valid one (0 where the PLL has none)
 
 
 def _config(board: Board, v: Variant) -> _ConfigView:
@@ -196,7 +230,18 @@ def _config(board: Board, v: Variant) -> _ConfigView:
         tx_pin=pin_parts(v.uart.tx_pin) if v.uart.tx_pin else None,
         rx_pin=pin_parts(v.uart.rx_pin) if v.uart.rx_pin else None,
         uarte_baud_code=NRF52_UARTE_BAUD_CODES.get(v.uart.baud) if v.uart.kind == "nrf52_uarte" else None,
-        counter=v.counter)
+        counter=v.counter, clock_driver=v.clock_driver, l1_caches=v.l1_caches, clock=v.clock,
+        vco_hz=v.clock.source_hz * v.clock.pll.n // v.clock.pll.m if v.clock and v.clock.pll else None,
+        gpio=v.gpio, pll_q=_pll_divider(board, v, "q"), pll_r=_pll_divider(board, v, "r"))
+
+
+def _pll_divider(board: Board, v: Variant, output: str) -> int:
+    """A PLL output's divider register value. Unused outputs still need a valid divider
+    (on the F4, PLLQ = 0 is a "wrong configuration"): the family's largest."""
+    if v.clock is None or v.clock.pll is None:
+        return 0
+    allowed = getattr(board.family.pll, output)
+    return getattr(v.clock.pll, output) or (max(allowed) if allowed else 0)
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,21 @@ BAD = DATA / "bad"
 KIB, MIB = 1024, 1024 * 1024
 
 
+REAL_BOARDS = ("stm32f746", "nrf52840", "stm32h743", "stm32l4r5", "stm32f412")
+
+
 def test_the_shipped_boards():
     names = [b.name for b in boards.list_boards()]
     assert names == sorted(names)
-    assert {"stm32f746", "nrf52840", "qemu-m7", "qemu-m4", "qemu-m3", "host"} <= set(names)
+    assert {*REAL_BOARDS, "qemu-m7", "qemu-m4", "qemu-m3", "host"} <= set(names)
 
 
 @pytest.mark.parametrize("name, core, clock, sram, flash, dsp, fpu, machine", [
     ("stm32f746", "cortex-m7", 216_000_000, 320 * KIB, 1 * MIB, True, True, "mps2-an500"),
     ("nrf52840", "cortex-m4f", 64_000_000, 256 * KIB, 1 * MIB, True, True, "mps2-an386"),
+    ("stm32h743", "cortex-m7", 400_000_000, 512 * KIB, 2 * MIB, True, True, "mps2-an500"),
+    ("stm32l4r5", "cortex-m4f", 120_000_000, 640 * KIB, 2 * MIB, True, True, "mps2-an386"),
+    ("stm32f412", "cortex-m4f", 100_000_000, 256 * KIB, 1 * MIB, True, True, "mps2-an386"),
     ("qemu-m7", "cortex-m7", 25_000_000, 4 * MIB, 4 * MIB, True, True, "mps2-an500"),
     ("qemu-m4", "cortex-m4f", 25_000_000, 4 * MIB, 4 * MIB, True, True, "mps2-an386"),
     ("qemu-m3", "cortex-m3", 25_000_000, 4 * MIB, 4 * MIB, False, False, "mps2-an385"),
@@ -64,15 +70,73 @@ def test_host_board():
     assert not b.dsp
 
 
-def test_real_board_devices():
-    f7 = boards.load("stm32f746")
-    assert (f7.uart.kind, f7.uart.base, f7.uart.tx_pin, f7.uart.rx_pin, f7.uart.pin_af) == \
-        ("stm32_usart", 0x40011000, "PA9", "PB7", 7)
-    assert (f7.counter.kind, f7.counter.clock_hz) == ("dwt", 216_000_000)
+@pytest.mark.parametrize("name, kind, peripheral, base, tx, rx, af, uart_clock, enable", [
+    # The debugger's virtual COM port of each board (UM1907, UM2407, UM2179, UM1974, the DK's guide).
+    ("stm32f746", "stm32_usart_v2", "USART1", 0x40011000, "PA9", "PB7", 7, 108_000_000, (0x40023844, 4)),
+    ("stm32h743", "stm32_usart_v2", "USART3", 0x40004800, "PD8", "PD9", 7, 100_000_000, (0x580244E8, 18)),
+    ("stm32l4r5", "stm32_lpuart", "LPUART1", 0x40008000, "PG7", "PG8", 8, 120_000_000, (0x4002105C, 0)),
+    ("stm32f412", "stm32_usart_v1", "USART3", 0x40004800, "PD8", "PD9", 7, 50_000_000, (0x40023840, 18)),
+    ("nrf52840", "nrf52_uarte", "UARTE0", 0x40002000, "P0.06", "P0.08", None, None, (None, None)),
+])
+def test_real_board_uarts(name, kind, peripheral, base, tx, rx, af, uart_clock, enable):
+    u = boards.load(name).uart
+    assert (u.kind, u.peripheral, u.base, u.tx_pin, u.rx_pin, u.pin_af, u.baud) == \
+        (kind, peripheral, base, tx, rx, af, 115200)
+    # The UART's clock is its bus clock, computed from the board's clock set-up.
+    assert u.clock_hz == uart_clock and (u.enable_register, u.enable_bit) == enable
+
+
+@pytest.mark.parametrize("name, platform, pio_board, counter", [
+    ("stm32f746", "ststm32", "disco_f746ng", "dwt"),
+    ("nrf52840", "nordicnrf52", "nrf52840_dk", "dwt"),
+    ("stm32h743", "ststm32", "nucleo_h743zi", "dwt"),
+    ("stm32l4r5", "ststm32", "nucleo_l4r5zi", "dwt"),
+    ("stm32f412", "ststm32", "nucleo_f412zg", "dwt"),
+])
+def test_real_boards_platformio_and_counter(name, platform, pio_board, counter):
+    b = boards.load(name)
+    assert (b.platformio.platform, b.platformio.board) == (platform, pio_board)
+    assert (b.counter.kind, b.counter.clock_hz) == (counter, b.clock_hz)
+
+
+@pytest.mark.parametrize("name, sysclk, ahb, apb1, apb2, wait_states, mode", [
+    # DISCO-F746NG: 25 MHz HSE / 25 x 432 / 2; over-drive above 180 MHz; 7 WS (RM0385).
+    ("stm32f746", 216_000_000, 216_000_000, 54_000_000, 108_000_000, 7, "overdrive"),
+    # H743: 64 MHz HSI / 4 x 50 / 2 = 400 MHz CPU, AXI at 200 MHz.
+    ("stm32h743", 400_000_000, 200_000_000, 100_000_000, 100_000_000, 2, "normal"),
+    # L4R5: 16 MHz HSI / 2 x 30 / 2 (PLLR) = 120 MHz in range 1 boost, 5 WS.
+    ("stm32l4r5", 120_000_000, 120_000_000, 120_000_000, 120_000_000, 5, "boost"),
+    ("stm32f412", 100_000_000, 100_000_000, 50_000_000, 100_000_000, 3, "normal"),
+])
+def test_stm32_clock_trees(name, sysclk, ahb, apb1, apb2, wait_states, mode):
+    b = boards.load(name)
+    t = b.clock.tree
+    assert (t.sysclk_hz, t.core_hz, t.ahb_hz, t.apb1_hz, t.apb2_hz) == (sysclk, b.clock_hz, ahb, apb1, apb2)
+    assert (b.clock.flash_wait_states, b.clock.regulator_mode, b.clock.voltage_scale) == (wait_states, mode, 1)
+    assert b.clock.driver == b.family.clock_driver
+
+
+def test_caches_and_families():
+    assert boards.load("stm32f746").clock.l1_caches and boards.load("stm32h743").clock.l1_caches
+    assert not boards.load("stm32l4r5").clock.l1_caches and not boards.load("nrf52840").clock.l1_caches
     nrf = boards.load("nrf52840")
-    assert (nrf.uart.kind, nrf.uart.base, nrf.uart.tx_pin, nrf.uart.rx_pin) == \
-        ("nrf52_uarte", 0x40002000, "P0.06", "P0.08")
-    assert f7.platformio.board == "disco_f746ng" and nrf.platformio.board == "nrf52840_dk"
+    assert (nrf.family.name, nrf.clock.source, nrf.clock.tree.core_hz) == ("nrf52840", "hfxo", 64_000_000)
+    assert boards.load("qemu-m7").family is None and boards.load("qemu-m7").clock is None
+
+
+def test_renode_descriptions():
+    f7, nrf = boards.load("stm32f746"), boards.load("nrf52840")
+    assert (f7.renode.platform, f7.renode.script, f7.renode.uart) == \
+        ("platforms/cpus/stm32f746.repl", "stm32f746.resc", "usart1")
+    assert (nrf.renode.platform, nrf.renode.script, nrf.renode.uart) == \
+        ("platforms/cpus/nrf52840.repl", "nrf52840.resc", "uart0")
+
+
+def test_power_is_given_only_with_a_source():
+    """No figure without a datasheet reference: a board either has both or no power at all."""
+    for b in boards.list_boards():
+        if b.power is not None:
+            assert b.power.active_mw > 0 and b.power.source.strip()
 
 
 def test_load_by_path_and_fixture_machines():
@@ -98,7 +162,8 @@ def test_unknown_board_lists_the_boards():
 
 
 @pytest.mark.parametrize("fixture, message", [
-    ("bad-uart-kind", "field 'uart.kind' must be one of cmsdk, nrf52_uarte, stm32_usart, not 'pl011'"),
+    ("bad-uart-kind", "field 'uart.kind' must be one of cmsdk, nrf52_uarte, stm32_usart_v1, stm32_usart_v2, "
+                      "stm32_lpuart, not 'pl011'"),
     ("typo-field", "unknown field 'colck_hz' (the fields here are: clock_hz, core,"),
     ("missing-clock", "field 'clock_hz' is required"),
     ("bad-size", "field 'memory.sram.size' must be a size in bytes such as 65536, 64K or 1M, not '256Q'"),
@@ -113,6 +178,19 @@ def test_unknown_board_lists_the_boards():
     ("name-mismatch", "field 'name' is 'other-name' but the file is name-mismatch.yaml"),
     ("host-with-clock", "field 'clock_hz' does not apply to a host board"),
     ("bad-pin", "field 'uart.tx_pin' must be an STM32 pin such as PA9 (port A..K, pin 0..15), not 'PA19'"),
+    ("clock-mismatch", "field 'clock.pll' gives a core clock of 192000000 Hz, but the board's clock_hz is 216000000"),
+    ("clock-pll-p", "field 'clock.pll.p' must be one of 2, 4, 6, 8 on family stm32f7, not 3"),
+    ("clock-vco-in", "field 'clock.pll.m' gives a PLL input of 0.78125 MHz (25000000 / 32); family stm32f7 "
+                     "needs 0.95..2.1 MHz"),
+    ("clock-wait-states", "field 'clock.flash_wait_states' must be at least 7 for a 216 MHz flash clock on "
+                          "family stm32f7 (at 2.7-3.6 V), not 5"),
+    ("clock-apb1", "field 'clock.dividers' give APB1 108 MHz, above family stm32f7's 54 MHz"),
+    ("clock-overdrive", "field 'clock.regulator' normal allows at most 180 MHz on family stm32f7, not 216 MHz; "
+                        "use regulator: overdrive"),
+    ("clock-no-family", "field 'clock' needs a 'family'"),
+    ("unknown-peripheral", "field 'uart.peripheral' must be one of the UARTs of family stm32f7: USART1, USART6,"),
+    ("stm32-without-family", "field 'uart.kind' 'stm32_usart_v2' needs a 'family' on the board"),
+    ("renode-platform", "field 'renode.platform' must be a platform file of Renode's repository"),
     ("bad-counter", "field 'counter.kind' must be one of cmsdk_timer, dwt, systick, not 'rtc'"),
     ("bad-counter-clock", "field 'counter.clock_hz' must divide the core clock (64000000 Hz)"),
     ("bad-nrf-baud", "field 'uart.baud' must be one of the UARTE's rates 9600,"),

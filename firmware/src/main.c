@@ -1,5 +1,5 @@
-/* main.c: the device-under-test loop. Brings up the UART and the counter,
- * then feeds every received byte to the protocol interpreter. */
+/* main.c: the device-under-test loop. Brings up the clocks, the UART and the
+ * counter, then feeds every received byte to the protocol interpreter. */
 #include <string.h>
 
 #include "fw_hal.h"
@@ -10,7 +10,9 @@
 extern uint8_t fw_input_buffer[];
 extern const size_t fw_input_capacity;
 
-static const fw_info info = {
+/* clock_hz is the clock actually reached (fw_clock_init), so that `profile`
+ * tells a board whose oscillator did not start from one that runs at speed. */
+static fw_info info = {
     FW_BOARD_NAME,
     FW_VARIANT,
     FW_UNIT_NAME,
@@ -30,7 +32,12 @@ static fw_protocol protocol;
 
 int main(void)
 {
-    fw_uart_init();
+#if FW_L1_CACHES
+    fw_caches_enable();
+#endif
+    fw_clocks clocks = fw_clock_init();
+    info.clock_hz = clocks.core_hz;
+    fw_uart_init(clocks.uart_hz);
     fw_counter_init();
     fw_protocol_init(&protocol, fw_input_buffer, fw_input_capacity);
     fw_protocol_boot(&protocol);

@@ -23,10 +23,10 @@
 
 #define NVIC_ISER0 0xE000E100u
 
-void fw_uart_init(void)
+void fw_uart_init(uint32_t clock_hz)
 {
     /* The divider must be >= 16; boards.py checks clock_hz / baud. */
-    FW_REG32(UART_BAUDDIV) = FW_UART_CLOCK_HZ / FW_UART_BAUD;
+    FW_REG32(UART_BAUDDIV) = clock_hz / FW_UART_BAUD;
 #if FW_UART_RX_IRQ >= 0
     FW_REG32(UART_CTRL) = CTRL_TX_EN | CTRL_RX_EN | CTRL_RX_INT_EN;
     FW_REG32(NVIC_ISER0 + 4u * (FW_UART_RX_IRQ / 32)) = 1u << (FW_UART_RX_IRQ % 32);

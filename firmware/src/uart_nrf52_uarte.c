@@ -1,9 +1,7 @@
 /* uart_nrf52_uarte.c: nRF52 UARTE (UART with EasyDMA), polled, one byte per
- * DMA transfer (nRF52840 Product Specification: UARTE, GPIO).
- *
- * NOT YET TESTED ON HARDWARE: register-level code written from the product
- * specification; it compiles and links, and the QEMU variant does not use it.
- */
+ * DMA transfer (nRF52840 Product Specification: UARTE, GPIO). 8N1, no flow
+ * control; the baud rate is a BAUDRATE register code (FW_UARTE_BAUD_CODE),
+ * exact only as far as HFCLK is (clock_nrf52.c starts the crystal). */
 #include "fw_hal.h"
 
 #define UARTE_TASKS_STARTRX (FW_UART_BASE + 0x000u)
@@ -22,23 +20,28 @@
 #define UARTE_TXD_MAXCNT (FW_UART_BASE + 0x548u)
 #define UARTE_CONFIG (FW_UART_BASE + 0x56Cu)
 
-#define GPIO_BASE(port) ((port) == 0 ? 0x50000000u : 0x50000300u)
-#define GPIO_OUTSET(port) (GPIO_BASE(port) + 0x508u)
-#define GPIO_PIN_CNF(port, pin) (GPIO_BASE(port) + 0x700u + 4u * (uint32_t)(pin))
+#define GPIO_PORT(port) (FW_GPIO_BASE + FW_GPIO_STRIDE * (uint32_t)(port))
+#define GPIO_OUTSET(port) (GPIO_PORT(port) + 0x508u)
+#define GPIO_PIN_CNF(port, pin) (GPIO_PORT(port) + 0x700u + 4u * (uint32_t)(pin))
 
 #define PSEL(port, pin) (((uint32_t)(port) << 5) | (uint32_t)(pin))
 #define PSEL_DISCONNECTED 0xFFFFFFFFu
 #define ENABLE_UARTE 8u
+#define PIN_OUTPUT 1u
+#define PIN_INPUT_PULLUP (3u << 2) /* input, buffer connected, pull-up: the idle line is high */
 
-/* EasyDMA reads and writes RAM only. */
-static volatile uint8_t rx_byte;
+/* EasyDMA reads and writes RAM only. The receive buffer has room to spare:
+ * MAXCNT is 1, and a byte that arrives while the driver re-arms reception
+ * must not land on another variable. */
+static volatile uint8_t rx_buffer[4];
 static volatile uint8_t tx_byte;
 
-void fw_uart_init(void)
+void fw_uart_init(uint32_t clock_hz)
 {
+    (void)clock_hz; /* the UARTE takes a rate code, not a divider */
     FW_REG32(GPIO_OUTSET(FW_UART_TX_PORT)) = 1u << FW_UART_TX_PIN; /* idle high */
-    FW_REG32(GPIO_PIN_CNF(FW_UART_TX_PORT, FW_UART_TX_PIN)) = 1u;   /* output */
-    FW_REG32(GPIO_PIN_CNF(FW_UART_RX_PORT, FW_UART_RX_PIN)) = 0u;   /* input, buffer connected */
+    FW_REG32(GPIO_PIN_CNF(FW_UART_TX_PORT, FW_UART_TX_PIN)) = PIN_OUTPUT;
+    FW_REG32(GPIO_PIN_CNF(FW_UART_RX_PORT, FW_UART_RX_PIN)) = PIN_INPUT_PULLUP;
     FW_REG32(UARTE_PSEL_TXD) = PSEL(FW_UART_TX_PORT, FW_UART_TX_PIN);
     FW_REG32(UARTE_PSEL_RXD) = PSEL(FW_UART_RX_PORT, FW_UART_RX_PIN);
     FW_REG32(UARTE_PSEL_RTS) = PSEL_DISCONNECTED;
@@ -46,7 +49,7 @@ void fw_uart_init(void)
     FW_REG32(UARTE_BAUDRATE) = FW_UARTE_BAUD_CODE;
     FW_REG32(UARTE_CONFIG) = 0u; /* 8N1, no flow control */
     FW_REG32(UARTE_ENABLE) = ENABLE_UARTE;
-    FW_REG32(UARTE_RXD_PTR) = (uint32_t)(uintptr_t)&rx_byte;
+    FW_REG32(UARTE_RXD_PTR) = (uint32_t)(uintptr_t)rx_buffer;
     FW_REG32(UARTE_RXD_MAXCNT) = 1u;
     FW_REG32(UARTE_EVENTS_ENDRX) = 0u;
     FW_REG32(UARTE_TASKS_STARTRX) = 1u;
@@ -67,9 +70,10 @@ int fw_uart_getc(void)
 {
     while (FW_REG32(UARTE_EVENTS_ENDRX) == 0u) {
     }
+    int c = rx_buffer[0];
+    /* Clear the event, then re-arm: bytes arriving meanwhile wait in the
+     * UARTE's receive FIFO and are moved to the buffer by STARTRX. */
     FW_REG32(UARTE_EVENTS_ENDRX) = 0u;
-    int c = rx_byte;
-    /* Re-arm; bytes arriving meanwhile wait in the UARTE's receive FIFO. */
     FW_REG32(UARTE_TASKS_STARTRX) = 1u;
     return c;
 }
