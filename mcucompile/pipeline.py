@@ -20,7 +20,7 @@ from .errors import McuCompileError
 from .frontend import tflite
 from .frontend.tflite import read_model  # noqa: F401  (re-exported for the CLI verbs)
 from .ir import Graph
-from .kernels import KernelCall, KernelTarget, lower, lower_inplace
+from .kernels import KernelCall, KernelTarget, lower, lower_compact, lower_inplace
 
 
 MEMORY_STRATEGIES = ("auto", "layer", "inplace", "patch")
@@ -150,9 +150,26 @@ def _lower_and_plan(graph: Graph, target: KernelTarget, strategy: str, use_inpla
         else:
             inplace[op.outputs[0]] = call.inplace_input
         calls[op.index] = call
+    _compact_at_peak(graph, target, calls, inplace)
     scratch = {i: c.scratch_bytes for i, c in calls.items() if c is not None and c.scratch_bytes}
     plan = planner.plan(graph, scratch, inplace=inplace)
     return _Lowered(strategy, graph, calls, plan, inplace, patch)
+
+
+def _compact_at_peak(graph: Graph, target: KernelTarget, calls: dict[int, KernelCall | None],
+                     inplace: dict[int, int]) -> None:
+    """Scratch must not raise the peak: where a fast kernel's scratch would lift its
+    step above the tensors' own peak, use the scratch-free kernel for that layer."""
+    live = planner.live_bytes(planner.buffers_of(graph, inplace=inplace), len(graph.ops))
+    peak = max(live, default=0)
+    for step, op in enumerate(graph.ops):
+        c = calls[op.index]
+        if c is None or not c.scratch_bytes or c.inplace_input is not None:
+            continue
+        if live[step] + planner._align(c.scratch_bytes) > peak:
+            compact = lower_compact(op, graph, target)
+            if compact is not None:
+                calls[op.index] = compact
 
 
 def _strategies(graph: Graph, target: KernelTarget, options: CompileOptions) -> list[_Lowered]:

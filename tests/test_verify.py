@@ -18,15 +18,16 @@ def test_shared_models_are_bit_exact(shared_models, name):
 
 
 def test_a_wrong_constant_is_caught_and_the_layer_named(shared_models, monkeypatch):
-    """Corrupt one bias of the second FC layer: verify must fail and blame op 1."""
+    """Corrupt the weights of the second FC layer: verify must fail and blame op 1."""
     real = pipeline.compile_model
 
     def corrupted(*args, **kwargs):
         c = real(*args, **kwargs)
         text = c.files["model.c"]
-        m = re.search(r"(fully_connected_1_bias\[16\] = \{\n    )(-?\d+)", text)
-        assert m, "the test expects a bias array for op 1"
-        text = text[:m.start(2)] + str(int(m.group(2)) + 5000) + text[m.end(2):]
+        m = re.search(r"(static const int8_t fully_connected_1_\w+\[\d+\] = \{\n    )(.*),\n", text)
+        assert m, "the test expects an int8 weight array for op 1"
+        row = ", ".join(str(-int(v)) for v in m.group(2).split(", "))  # negate a row of weights
+        text = text[:m.start(2)] + row + text[m.end(2):]
         c.files["model.c"] = text
         return c
 

@@ -130,6 +130,25 @@ def lower_inplace(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) -
     return call
 
 
+# Compact variants: the same op with no scratch buffer (slower), for layers at the
+# memory peak, where a fast kernel's scratch would raise the arena.
+COMPACT_LOWERINGS: dict[OpKind, Lowering] = {}
+
+
+def compact_lowering(*kinds: OpKind) -> Callable[[Lowering], Lowering]:
+    def register(fn: Lowering) -> Lowering:
+        for k in kinds:
+            COMPACT_LOWERINGS[k] = fn
+        return fn
+    return register
+
+
+def lower_compact(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) -> KernelCall | None:
+    fn = COMPACT_LOWERINGS.get(op.kind)
+    call = fn(op, graph, target) if fn else None
+    return call if call is not None and call.scratch_bytes == 0 else None
+
+
 def lower(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) -> KernelCall | None:
     """The kernel call for `op`, or None for ops that are pure aliases (RESHAPE, SQUEEZE)."""
     if op.kind in ALIAS_KINDS:

@@ -55,7 +55,7 @@ from ..ir import (Conv2DAttrs, DepthwiseConv2DAttrs, DType, ExplicitPadding, Gra
                   Padding, Tensor)
 from ..quant import activation_range, f32, quantize_multiplier
 from . import (SCRATCH, ArrayRef, ConstArray, Field, KernelCall, KernelTarget, TensorArg,
-               lowering)
+               compact_lowering, lowering)
 
 LIBRARY = "mcc_conv"
 INT32_MIN, INT32_MAX = -2**31, 2**31 - 1
@@ -441,6 +441,7 @@ def _is_pointwise(layer: _Layer) -> bool:
             and w.pad_h == w.pad_w == 0)
 
 
+@compact_lowering(OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
 def reference_call(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) -> KernelCall:
     """The general kernel's call for a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED
     op, with TFLite's weight layouts and the (multiplier, shift) arrays documented
