@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import BoardError, McuCompileError, ToolchainError
-from ._common import add_board_argument, load_board
+from ._common import add_board_argument, add_memory_arguments, compile_options, load_board
 
 
 def add_parser(sub) -> None:
@@ -16,7 +16,8 @@ def add_parser(sub) -> None:
     p.add_argument("model", type=Path, help="fully int8 .tflite model")
     add_board_argument(p)
     p.add_argument("--emulator", choices=("qemu", "renode"), default="qemu",
-                   help="qemu: the board's core on a QEMU MPS2 machine, counts instructions (default)")
+                   help="qemu: the board's core on a QEMU MPS2 machine, counts instructions (default); "
+                        "renode: the real chip's Renode platform (when Renode is installed)")
     p.add_argument("--runs", type=int, default=3, help="random inputs to run (default: 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("-o", "--out", type=Path, default=None,
@@ -24,18 +25,24 @@ def add_parser(sub) -> None:
     p.add_argument("--name", default="model", help="C prefix of the generated API (default: model)")
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds to wait for each reply of the emulated board (default: 10)")
-    p.set_defaults(func=run)
+    add_memory_arguments(p)
+    p.set_defaults(func=run, compare_tflm=False)
 
 
-def _check_emulator(name: str) -> None:
-    from ..emulator import qemu_binary
+def _check_emulator(name: str, board) -> None:
+    """Fail before a long build, not after."""
     if name == "qemu":
-        qemu_binary()  # fail before a long build, not after
-    elif shutil.which("renode") is None:
-        raise ToolchainError("Renode is not installed (no `renode` on PATH): install it from "
-                             "https://renode.io, or use --emulator qemu")
+        from ..emulator import qemu_binary
+        qemu_binary()
+        if not board.qemu_machine:
+            raise BoardError(f"board {board.name!r} has no QEMU stand-in machine (qemu_machine): "
+                             "it cannot be emulated in QEMU")
     else:
-        raise McuCompileError("--emulator renode is not supported yet: use --emulator qemu")
+        from .. import renode
+        if shutil.which(renode.RENODE) is None:
+            raise ToolchainError("Renode is not installed (no `renode` on PATH): install it from "
+                                 "its release packages, or use --emulator qemu")
+        renode.script_path(board)  # the board must name a Renode platform
 
 
 @contextlib.contextmanager
@@ -58,26 +65,37 @@ def run(args) -> int:
     if board.is_host:
         raise BoardError(f"`run` needs a microcontroller board, not {board.name!r}; "
                          "`mcucompile verify` checks host builds")
-    if not board.qemu_machine:
-        raise BoardError(f"board {board.name!r} has no QEMU stand-in machine (qemu_machine): "
-                         "it cannot be emulated")
-    _check_emulator(args.emulator)
+    _check_emulator(args.emulator, board)
     model = read_model(args.model)
     timeout = args.timeout if args.timeout is not None else hil.DEFAULT_TIMEOUT_S
 
     with _out_dir(args.out) as out:
-        build(args.model, board, out, name=args.name)
-        firmware = compile_firmware(out, board, "qemu")
-        machine = firmware.qemu_machine or board.qemu_machine
+        build(args.model, board, out, options=compile_options(args))
+        variant = "qemu" if args.emulator == "qemu" else "board"
+        firmware = compile_firmware(out, board, variant)
         print(firmware.summary().splitlines()[0])
-        print(f"running {args.runs} random input(s) on QEMU {machine}")
-        with emulator.boot(firmware.elf, machine, "tcp") as qemu:
-            with hil.Device(qemu.connect(), timeout=timeout) as device:
+        with _boot(args.emulator, firmware, board) as (port, where):
+            print(f"running {args.runs} random input(s) on {where}")
+            with hil.Device(port, timeout=timeout) as device:
                 report = hil.evaluate(device, model=model, random=args.runs, seed=args.seed,
-                                        clock_hz=board.clock_hz, progress=_progress(args.runs))
+                                      clock_hz=board.clock_hz, progress=_progress(args.runs))
     print(report.summary())
     hil.require_bit_exact(report)
     return 0
+
+
+@contextlib.contextmanager
+def _boot(emulator_name: str, firmware, board):
+    """(serial port, description) of the booted emulator; stopped on exit."""
+    if emulator_name == "qemu":
+        from .. import emulator
+        machine = firmware.qemu_machine or board.qemu_machine
+        with emulator.boot(firmware.elf, machine, "tcp") as qemu:
+            yield qemu.connect(), f"QEMU {machine}"
+    else:
+        from .. import renode
+        with renode.boot(firmware.elf, board) as r:
+            yield r.connect(), f"Renode ({renode.script_path(board).name})"
 
 
 def _progress(total: int):
