@@ -35,6 +35,7 @@ class CompileOptions:
     patch_stage_ops: int | None = None        # force the split: ops run per patch
     patch_grid: tuple[int, int] | None = None  # force the patch grid (rows, columns)
     compare_tflm: bool = False   # measure TFLM's arena for the report (tflite-micro, in a subprocess)
+    inplace_everywhere: bool = False  # every eligible op in place, even where it saves nothing (slower)
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,8 @@ def _last_reads(graph: Graph) -> dict[int, int]:
 
 
 def _lower_and_plan(graph: Graph, target: KernelTarget, strategy: str, use_inplace: bool,
-                    inplace: dict[int, int] | None = None, patch=None) -> _Lowered:
+                    inplace: dict[int, int] | None = None, patch=None,
+                    everywhere: bool = False) -> _Lowered:
     """Lower every op (in place where allowed and worth it) and plan the arena."""
     inplace = dict(inplace or {})
     root = planner.alias_roots(graph)
@@ -150,16 +152,74 @@ def _lower_and_plan(graph: Graph, target: KernelTarget, strategy: str, use_inpla
         else:
             inplace[op.outputs[0]] = call.inplace_input
         calls[op.index] = call
+    if use_inplace and not everywhere:
+        return _keep_inplace_where_it_pays(graph, target, calls, inplace, strategy, patch)
     _compact_at_peak(graph, target, calls, inplace)
-    scratch = {i: c.scratch_bytes for i, c in calls.items() if c is not None and c.scratch_bytes}
-    plan = planner.plan(graph, scratch, inplace=inplace)
+    plan = planner.plan(graph, _scratch(calls), inplace=inplace)
     return _Lowered(strategy, graph, calls, plan, inplace, patch)
+
+
+def _scratch(calls: dict[int, KernelCall | None]) -> dict[int, int]:
+    return {i: c.scratch_bytes for i, c in calls.items() if c is not None and c.scratch_bytes}
+
+
+def _step_bytes(graph: Graph, calls, inplace: dict[int, int]) -> list[int]:
+    """Bytes alive at each step: tensors (in-place groups per step) plus the step's scratch."""
+    live = planner.live_bytes(planner.buffers_of(graph, inplace=inplace), len(graph.ops))
+    for step, op in enumerate(graph.ops):
+        c = calls[op.index]
+        live[step] += planner._align(c.scratch_bytes) if c is not None and c.scratch_bytes else 0
+    return live
+
+
+def _keep_inplace_where_it_pays(graph: Graph, target: KernelTarget, calls, inplace: dict[int, int],
+                                strategy: str, patch) -> _Lowered:
+    """In-place kernels are the memory-lean ones, not the fast ones: keep one only
+    where running it out of place would raise the peak; elsewhere use the fast kernel.
+
+    The liveness bound says which steps have room, but placement can fragment, so
+    the margin below the peak shrinks until the arena is no larger than with
+    every eligible op in place."""
+    lean_calls, lean_inplace = dict(calls), dict(inplace)
+    _compact_at_peak(graph, target, lean_calls, lean_inplace)
+    # Trials compare first-fit plans; only the plan kept is refined (it can only shrink).
+    lean = planner.plan(graph, _scratch(lean_calls), inplace=lean_inplace, refine=False)
+    fast = {op.index: lower(op, graph, target) for op in graph.ops
+            if calls[op.index] is not None and calls[op.index].inplace_input is not None
+            and op.kind.value != "PASTE_2D"}
+    if not fast:
+        return _Lowered(strategy, graph, lean_calls,
+                        planner.plan(graph, _scratch(lean_calls), inplace=lean_inplace), lean_inplace, patch)
+    for margin in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5):
+        trial_calls, trial_inplace = dict(calls), dict(inplace)
+        live = _step_bytes(graph, trial_calls, trial_inplace)
+        peak = max(live, default=0)
+        for step, op in enumerate(graph.ops):
+            if op.index not in fast:
+                continue
+            c, f = trial_calls[op.index], fast[op.index]
+            src, out = graph.tensor(c.inplace_input), graph.tensor(op.outputs[0])
+            change = (planner._align(src.nbytes) + planner._align(out.nbytes)
+                      - planner._align(max(src.nbytes, out.nbytes))
+                      + planner._align(f.scratch_bytes) - planner._align(c.scratch_bytes))
+            if live[step] + change <= margin * peak:
+                trial_calls[op.index] = f
+                del trial_inplace[op.outputs[0]]
+                live[step] += change
+        _compact_at_peak(graph, target, trial_calls, trial_inplace)
+        plan = planner.plan(graph, _scratch(trial_calls), inplace=trial_inplace, refine=False)
+        if plan.arena_bytes <= lean.arena_bytes:
+            return _Lowered(strategy, graph, trial_calls,
+                            planner.plan(graph, _scratch(trial_calls), inplace=trial_inplace),
+                            trial_inplace, patch)
+    return _Lowered(strategy, graph, lean_calls,
+                    planner.plan(graph, _scratch(lean_calls), inplace=lean_inplace), lean_inplace, patch)
 
 
 def _compact_at_peak(graph: Graph, target: KernelTarget, calls: dict[int, KernelCall | None],
                      inplace: dict[int, int]) -> None:
     """Scratch must not raise the peak: where a fast kernel's scratch would lift its
-    step above the tensors' own peak, use the scratch-free kernel for that layer."""
+    step above the tensors' own peak, use the kernel's scratch-free form there."""
     live = planner.live_bytes(planner.buffers_of(graph, inplace=inplace), len(graph.ops))
     peak = max(live, default=0)
     for step, op in enumerate(graph.ops):
@@ -180,7 +240,8 @@ def _strategies(graph: Graph, target: KernelTarget, options: CompileOptions) -> 
     if "layer" in want:
         out.append(_lower_and_plan(graph, target, "layer", use_inplace=False))
     if "inplace" in want:
-        out.append(_lower_and_plan(graph, target, "inplace", use_inplace=True))
+        out.append(_lower_and_plan(graph, target, "inplace", use_inplace=True,
+                                   everywhere=options.inplace_everywhere))
     if "patch" in want:
         if options.patch_stage_ops or options.patch_grid:
             stage = options.patch_stage_ops or _default_stage(graph)
@@ -194,7 +255,8 @@ def _strategies(graph: Graph, target: KernelTarget, options: CompileOptions) -> 
                     f"{options.max_recompute:.0%} for this model: allow more, or use --memory inplace")
         for config, g in patched:
             out.append(_lower_and_plan(g, target, "patch", use_inplace=True,
-                                       inplace=patching.paste_inplace(g), patch=config))
+                                       inplace=patching.paste_inplace(g), patch=config,
+                                       everywhere=options.inplace_everywhere))
     return out
 
 

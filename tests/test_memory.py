@@ -133,3 +133,15 @@ def test_bad_patch_requests_get_clear_errors(shared_models):
     with pytest.raises(McuCompileError, match="no prefix|no split"):
         pipeline.compile_model(_shared(shared_models, "hello_world_int8"), host_board(),
                                CompileOptions(memory="patch"))
+
+
+@pytest.mark.parametrize("memory", ["inplace", "patch"])
+def test_fast_kernels_come_back_where_in_place_saves_nothing(shared_models, memory):
+    """The default keeps an in-place (slower) kernel only where it lowers the peak:
+    never more memory than with every eligible op in place, and fewer in-place ops."""
+    model = _shared(shared_models, "person_detect")
+    lean = pipeline.compile_model(model, host_board(), CompileOptions(memory=memory, inplace_everywhere=True))
+    fast = pipeline.compile_model(model, host_board(), CompileOptions(memory=memory))
+    assert fast.report.arena_bytes <= lean.report.arena_bytes
+    count = lambda c: sum(1 for k in c.calls.values() if k is not None and k.inplace_input is not None)  # noqa: E731
+    assert count(fast) < count(lean)

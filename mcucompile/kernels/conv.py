@@ -441,7 +441,6 @@ def _is_pointwise(layer: _Layer) -> bool:
             and w.pad_h == w.pad_w == 0)
 
 
-@compact_lowering(OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
 def reference_call(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) -> KernelCall:
     """The general kernel's call for a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED
     op, with TFLite's weight layouts and the (multiplier, shift) arrays documented
@@ -541,19 +540,23 @@ def fast_channel_table(layer: _Layer) -> tuple[np.ndarray | None, str]:
     return table.astype(np.int32), ""
 
 
-def _choose(layer: _Layer) -> Choice:
+def _choose(layer: _Layer, compact: bool = False) -> Choice:
+    """`compact` asks for no scratch at all (a layer at the memory peak): the GEMM
+    then reads rows one by one, and kernels that need scratch give way to GENERAL."""
     table, why = fast_channel_table(layer)
     if table is None:
         return Choice(Variant.GENERAL, 0, why)
     if layer.kind == OpKind.FULLY_CONNECTED:
         depth = layer.weights.shape[1]
-        rb = _row_block(layer.rows, depth)
+        rb = 1 if compact else _row_block(layer.rows, depth)
         return Choice(Variant.GEMM, gemm_scratch_bytes(layer.rows, depth, rb), "", row_block=rb)
     win = layer.win
     pixels = win.batches * win.out_h * win.out_w
     if _is_pointwise(layer):
-        rb = _row_block(pixels, win.in_c)
+        rb = 1 if compact else _row_block(pixels, win.in_c)
         return Choice(Variant.GEMM, gemm_scratch_bytes(pixels, win.in_c, rb), "", row_block=rb)
+    if compact:
+        return Choice(Variant.GENERAL, 0, "no scratch allowed at the memory peak")
     planar = _planar(layer) if layer.kind == OpKind.DEPTHWISE_CONV_2D else None
     if planar is not None and planar.variant == Variant.PLANAR:
         return planar
@@ -682,8 +685,17 @@ def _fast_call(layer: _Layer, choice: Choice, op: Op) -> KernelCall:
 
 @lowering(OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
 def lower_conv(op: Op, graph: Graph, target: KernelTarget) -> KernelCall:
+    return _lower(op, graph, compact=False)
+
+
+@compact_lowering(OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
+def lower_conv_compact(op: Op, graph: Graph, target: KernelTarget) -> KernelCall:
+    return _lower(op, graph, compact=True)
+
+
+def _lower(op: Op, graph: Graph, compact: bool) -> KernelCall:
     layer = _prepare(op, graph)
-    choice = _choose(layer)
+    choice = _choose(layer, compact)
     if choice.variant == Variant.GENERAL:
         return _reference(layer, op)
     return _fast_call(layer, choice, op)
