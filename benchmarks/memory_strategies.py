@@ -34,7 +34,7 @@ def generated() -> list[tuple[str, bytes]]:
 
 def row(name: str, model: bytes) -> str:
     board = boards.load("host")
-    best = compile_model(model, board).report
+    best = compile_model(model, board, CompileOptions(compare_tflm=True)).report
     arenas = {}
     recompute = 0.0
     for memory in ("layer", "inplace", "patch"):

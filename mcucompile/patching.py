@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .errors import McuCompileError
-from .ir import ALIAS_KINDS, ExplicitPadding, Graph, Op, OpKind, RegionAttrs, Tensor, verify
+from .ir import ALIAS_KINDS, DType, ExplicitPadding, Graph, Op, OpKind, RegionAttrs, Tensor, verify
 
 WINDOW_KINDS = {OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D}
 POINTWISE_KINDS = {OpKind.ADD, OpKind.MUL, OpKind.RELU, OpKind.RELU6, OpKind.LOGISTIC,
@@ -121,8 +121,8 @@ def _is_spatial(op: Op, graph: Graph) -> bool:
     if op.kind not in WINDOW_KINDS | POINTWISE_KINDS:
         return False
     tensors = [graph.tensor(t) for t in (*op.inputs, *op.outputs) if t >= 0 and not graph.tensor(t).is_const]
-    if any(len(t.shape) != 4 or t.shape[0] != 1 for t in tensors):
-        return False
+    if any(len(t.shape) != 4 or t.shape[0] != 1 or t.dtype != DType.INT8 for t in tensors):
+        return False  # CROP/PASTE move int8 NHWC tensors (a float QUANTIZE input stays whole)
     if op.kind in POINTWISE_KINDS:
         # Broadcasting operands would need their own regions; keep to same-shape operands.
         out = graph.tensor(op.outputs[0]).shape
