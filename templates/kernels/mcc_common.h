@@ -14,6 +14,13 @@
 #define MCC_OK 0
 #define MCC_ERROR 1
 
+/* Element types of model inputs and outputs, as model_input_dtype() reports them. */
+#define MCC_DTYPE_INT8 1
+#define MCC_DTYPE_UINT8 2
+#define MCC_DTYPE_INT16 3
+#define MCC_DTYPE_INT32 4
+#define MCC_DTYPE_FLOAT32 5
+
 #define MCC_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MCC_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define MCC_CLAMP(x, lo, hi) MCC_MIN(MCC_MAX((x), (lo)), (hi))
