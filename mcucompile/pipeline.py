@@ -36,6 +36,7 @@ class CompileOptions:
     patch_grid: tuple[int, int] | None = None  # force the patch grid (rows, columns)
     compare_tflm: bool = False   # measure TFLM's arena for the report (tflite-micro, in a subprocess)
     inplace_everywhere: bool = False  # every eligible op in place, even where it saves nothing (slower)
+    compact_at_peak: bool = True  # scratch-free kernels where scratch would raise the peak (slower there)
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def _last_reads(graph: Graph) -> dict[int, int]:
 
 def _lower_and_plan(graph: Graph, target: KernelTarget, strategy: str, use_inplace: bool,
                     inplace: dict[int, int] | None = None, patch=None,
-                    everywhere: bool = False) -> _Lowered:
+                    everywhere: bool = False, compact: bool = True) -> _Lowered:
     """Lower every op (in place where allowed and worth it) and plan the arena."""
     inplace = dict(inplace or {})
     root = planner.alias_roots(graph)
@@ -153,8 +154,9 @@ def _lower_and_plan(graph: Graph, target: KernelTarget, strategy: str, use_inpla
             inplace[op.outputs[0]] = call.inplace_input
         calls[op.index] = call
     if use_inplace and not everywhere:
-        return _keep_inplace_where_it_pays(graph, target, calls, inplace, strategy, patch)
-    _compact_at_peak(graph, target, calls, inplace)
+        return _keep_inplace_where_it_pays(graph, target, calls, inplace, strategy, patch, compact)
+    if compact:
+        _compact_at_peak(graph, target, calls, inplace)
     plan = planner.plan(graph, _scratch(calls), inplace=inplace)
     return _Lowered(strategy, graph, calls, plan, inplace, patch)
 
@@ -173,7 +175,7 @@ def _step_bytes(graph: Graph, calls, inplace: dict[int, int]) -> list[int]:
 
 
 def _keep_inplace_where_it_pays(graph: Graph, target: KernelTarget, calls, inplace: dict[int, int],
-                                strategy: str, patch) -> _Lowered:
+                                strategy: str, patch, compact: bool = True) -> _Lowered:
     """In-place kernels are the memory-lean ones, not the fast ones: keep one only
     where running it out of place would raise the peak; elsewhere use the fast kernel.
 
@@ -181,7 +183,8 @@ def _keep_inplace_where_it_pays(graph: Graph, target: KernelTarget, calls, inpla
     the margin below the peak shrinks until the arena is no larger than with
     every eligible op in place."""
     lean_calls, lean_inplace = dict(calls), dict(inplace)
-    _compact_at_peak(graph, target, lean_calls, lean_inplace)
+    if compact:
+        _compact_at_peak(graph, target, lean_calls, lean_inplace)
     # Trials compare first-fit plans; only the plan kept is refined (it can only shrink).
     lean = planner.plan(graph, _scratch(lean_calls), inplace=lean_inplace, refine=False)
     fast = {op.index: lower(op, graph, target) for op in graph.ops
@@ -206,7 +209,8 @@ def _keep_inplace_where_it_pays(graph: Graph, target: KernelTarget, calls, inpla
                 trial_calls[op.index] = f
                 del trial_inplace[op.outputs[0]]
                 live[step] += change
-        _compact_at_peak(graph, target, trial_calls, trial_inplace)
+        if compact:
+            _compact_at_peak(graph, target, trial_calls, trial_inplace)
         plan = planner.plan(graph, _scratch(trial_calls), inplace=trial_inplace, refine=False)
         if plan.arena_bytes <= lean.arena_bytes:
             return _Lowered(strategy, graph, trial_calls,
@@ -238,10 +242,12 @@ def _strategies(graph: Graph, target: KernelTarget, options: CompileOptions) -> 
     want = ("layer", "inplace", "patch") if options.memory == "auto" else (options.memory,)
     out = []
     if "layer" in want:
-        out.append(_lower_and_plan(graph, target, "layer", use_inplace=False))
+        out.append(_lower_and_plan(graph, target, "layer", use_inplace=False,
+                                   compact=options.compact_at_peak))
     if "inplace" in want:
         out.append(_lower_and_plan(graph, target, "inplace", use_inplace=True,
-                                   everywhere=options.inplace_everywhere))
+                                   everywhere=options.inplace_everywhere,
+                                   compact=options.compact_at_peak))
     if "patch" in want:
         if options.patch_stage_ops or options.patch_grid:
             stage = options.patch_stage_ops or _default_stage(graph)
@@ -256,7 +262,8 @@ def _strategies(graph: Graph, target: KernelTarget, options: CompileOptions) -> 
         for config, g in patched:
             out.append(_lower_and_plan(g, target, "patch", use_inplace=True,
                                        inplace=patching.paste_inplace(g), patch=config,
-                                       everywhere=options.inplace_everywhere))
+                                       everywhere=options.inplace_everywhere,
+                                   compact=options.compact_at_peak))
     return out
 
 

@@ -21,6 +21,8 @@ def add_memory_arguments(p: argparse.ArgumentParser) -> None:
                    help="force the split: run the first OPS ops patch by patch")
     g.add_argument("--patches", default=None, metavar="RxC",
                    help="force the patch grid, e.g. 3x3")
+    g.add_argument("--fast-at-peak", action="store_true",
+                   help="keep fast kernels' scratch at the memory peak (a larger arena, faster code)")
 
 
 def compile_options(args):
@@ -41,7 +43,8 @@ def compile_options(args):
     return CompileOptions(name=getattr(args, "name", "model"), check_ir=getattr(args, "check_ir", False),
                           memory=memory, max_recompute=args.max_recompute / 100.0,
                           patch_stage_ops=args.patch_split, patch_grid=grid,
-                          compare_tflm=getattr(args, "compare_tflm", True))
+                          compare_tflm=getattr(args, "compare_tflm", True),
+                          compact_at_peak=not args.fast_at_peak)
 
 
 def load_board(name: str):
