@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import codegen, passes, patching, planner
@@ -78,6 +78,7 @@ class Report:
     memory_strategy: str
     strategies: list[StrategyReport]
     tflm_arena_bytes: int | None     # the tflite-micro interpreter's arena, when it is installed
+    estimate: dict | None            # static latency/energy estimate (mcucompile.energy), assumptions included
     sram_bytes: int | None
     flash_bytes: int | None
     fits_sram: bool | None
@@ -295,7 +296,11 @@ def compile_model(model: bytes, board, options: CompileOptions = CompileOptions(
     tflm = _tflm_arena(model) if options.compare_tflm else None
     report = _report(chosen, board, model_name, sha, strategies, tflm,
                      layerwise_bound=planner.lower_bound(graph))
-    return Compiled(chosen.graph, chosen.calls, chosen.plan, files, report)
+    compiled = Compiled(chosen.graph, chosen.calls, chosen.plan, files, report)
+    from .energy import estimate_static
+    estimate = estimate_static(compiled, board)
+    return Compiled(compiled.graph, compiled.calls, compiled.plan, files,
+                    replace(report, estimate=estimate.to_dict()))
 
 
 def _strategy_report(c: _Lowered, base_macs: int) -> StrategyReport:
@@ -358,7 +363,7 @@ def _report(chosen: _Lowered, board, model_name: str, sha: str,
                   arena_bytes=plan.arena_bytes, liveness_lower_bound_bytes=layerwise_bound,
                   weights_bytes=weights, macs=sum(layer.macs for layer in layers),
                   planner=plan.algorithm, memory_strategy=chosen.strategy, strategies=strategies,
-                  tflm_arena_bytes=tflm_arena, sram_bytes=sram, flash_bytes=flash,
+                  tflm_arena_bytes=tflm_arena, estimate=None, sram_bytes=sram, flash_bytes=flash,
                   fits_sram=None if sram is None else plan.arena_bytes <= sram,
                   fits_flash=None if flash is None else weights <= flash,
                   layers=layers)

@@ -93,6 +93,12 @@ def format_report(r: Report) -> str:
         elif s.inplace_ops:
             extra = f"  {s.inplace_ops} ops in place"
         lines.append(f"  {mark} {s.strategy:<8} {_kb(s.arena_bytes):>12}{extra}")
+    e = r.estimate or {}
+    if e.get("instructions"):
+        lines.append(f"estimate         {e['instructions']:,} instructions ({e['instructions_per_mac']:.2f} per MAC)"
+                     + (f", {e['latency_ms']:.2f} ms at {e['clock_hz'] / 1e6:g} MHz" if e.get("latency_ms") else "")
+                     + (f", {e['energy_uj']:,.0f} uJ per inference" if e.get("energy_uj") else
+                        " (no power figure for this board: no energy)"))
     if r.sram_bytes is not None:
         lines.append(f"fits SRAM        {'yes' if r.fits_sram else 'NO'}: arena {_kb(r.arena_bytes)} "
                      f"of {_kb(r.sram_bytes)}")
