@@ -112,8 +112,8 @@ def target_of(board) -> KernelTarget:
 
 
 @dataclass(frozen=True, eq=False)
-class _Lowered:
-    """One memory strategy, lowered and planned."""
+class Planned:
+    """One memory strategy, lowered and planned: what codegen needs besides names."""
     strategy: str
     graph: Graph
     calls: dict[int, KernelCall | None]
@@ -136,7 +136,7 @@ def _last_reads(graph: Graph) -> dict[int, int]:
 
 def _lower_and_plan(graph: Graph, target: KernelTarget, strategy: str, use_inplace: bool,
                     inplace: dict[int, int] | None = None, patch=None,
-                    everywhere: bool = False, compact: bool = True) -> _Lowered:
+                    everywhere: bool = False, compact: bool = True) -> Planned:
     """Lower every op (in place where allowed and worth it) and plan the arena."""
     inplace = dict(inplace or {})
     root = planner.alias_roots(graph)
@@ -159,7 +159,7 @@ def _lower_and_plan(graph: Graph, target: KernelTarget, strategy: str, use_inpla
     if compact:
         _compact_at_peak(graph, target, calls, inplace)
     plan = planner.plan(graph, _scratch(calls), inplace=inplace)
-    return _Lowered(strategy, graph, calls, plan, inplace, patch)
+    return Planned(strategy, graph, calls, plan, inplace, patch)
 
 
 def _scratch(calls: dict[int, KernelCall | None]) -> dict[int, int]:
@@ -176,7 +176,7 @@ def _step_bytes(graph: Graph, calls, inplace: dict[int, int]) -> list[int]:
 
 
 def _keep_inplace_where_it_pays(graph: Graph, target: KernelTarget, calls, inplace: dict[int, int],
-                                strategy: str, patch, compact: bool = True) -> _Lowered:
+                                strategy: str, patch, compact: bool = True) -> Planned:
     """In-place kernels are the memory-lean ones, not the fast ones: keep one only
     where running it out of place would raise the peak; elsewhere use the fast kernel.
 
@@ -192,7 +192,7 @@ def _keep_inplace_where_it_pays(graph: Graph, target: KernelTarget, calls, inpla
             if calls[op.index] is not None and calls[op.index].inplace_input is not None
             and op.kind.value != "PASTE_2D"}
     if not fast:
-        return _Lowered(strategy, graph, lean_calls,
+        return Planned(strategy, graph, lean_calls,
                         planner.plan(graph, _scratch(lean_calls), inplace=lean_inplace), lean_inplace, patch)
     for margin in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5):
         trial_calls, trial_inplace = dict(calls), dict(inplace)
@@ -214,10 +214,10 @@ def _keep_inplace_where_it_pays(graph: Graph, target: KernelTarget, calls, inpla
             _compact_at_peak(graph, target, trial_calls, trial_inplace)
         plan = planner.plan(graph, _scratch(trial_calls), inplace=trial_inplace, refine=False)
         if plan.arena_bytes <= lean.arena_bytes:
-            return _Lowered(strategy, graph, trial_calls,
+            return Planned(strategy, graph, trial_calls,
                             planner.plan(graph, _scratch(trial_calls), inplace=trial_inplace),
                             trial_inplace, patch)
-    return _Lowered(strategy, graph, lean_calls,
+    return Planned(strategy, graph, lean_calls,
                     planner.plan(graph, _scratch(lean_calls), inplace=lean_inplace), lean_inplace, patch)
 
 
@@ -237,7 +237,7 @@ def _compact_at_peak(graph: Graph, target: KernelTarget, calls: dict[int, Kernel
                 calls[op.index] = compact
 
 
-def _strategies(graph: Graph, target: KernelTarget, options: CompileOptions) -> list[_Lowered]:
+def _strategies(graph: Graph, target: KernelTarget, options: CompileOptions) -> list[Planned]:
     if options.memory not in MEMORY_STRATEGIES:
         raise McuCompileError(f"--memory {options.memory!r}: choose one of {', '.join(MEMORY_STRATEGIES)}")
     want = ("layer", "inplace", "patch") if options.memory == "auto" else (options.memory,)
@@ -268,6 +268,20 @@ def _strategies(graph: Graph, target: KernelTarget, options: CompileOptions) -> 
     return out
 
 
+def _smallest(candidates: list[Planned]) -> Planned:
+    # Smallest arena wins; on a tie, fewer MACs, then the simpler strategy (listed first).
+    return min(candidates, key=lambda c: (c.plan.arena_bytes, patching.conv_macs(c.graph)))
+
+
+def plan_graph(graph: Graph, board, options: CompileOptions = CompileOptions()) -> Planned:
+    """Lower and plan an imported graph as `compile_model` does, without generating code.
+
+    For tools that ask "what would this network need on this board" many times (the
+    architecture search): the arena is exactly the one `build` would report."""
+    graph = passes.run_passes(graph, check=options.check_ir)
+    return _smallest(_strategies(graph, target_of(board), options))
+
+
 def _default_stage(graph: Graph) -> int:
     cands = patching.stage_candidates(graph)
     if not cands:
@@ -282,11 +296,9 @@ def compile_model(model: bytes, board, options: CompileOptions = CompileOptions(
     _check_name(options.name)
     graph = tflite.load(model, name=model_name)
     graph = passes.run_passes(graph, check=options.check_ir)
-    target = target_of(board)
-    candidates = _strategies(graph, target, options)
+    candidates = _strategies(graph, target_of(board), options)
     base_macs = patching.conv_macs(graph)
-    # Smallest arena wins; on a tie, fewer MACs, then the simpler strategy (listed first).
-    chosen = min(candidates, key=lambda c: (c.plan.arena_bytes, patching.conv_macs(c.graph)))
+    chosen = _smallest(candidates)
     sha = hashlib.sha256(model).hexdigest()
     header = codegen.header_lines(sha, board.name, {
         "name": options.name, "memory": f"{options.memory} -> {chosen.strategy}",
@@ -303,7 +315,7 @@ def compile_model(model: bytes, board, options: CompileOptions = CompileOptions(
                     replace(report, estimate=estimate.to_dict()))
 
 
-def _strategy_report(c: _Lowered, base_macs: int) -> StrategyReport:
+def _strategy_report(c: Planned, base_macs: int) -> StrategyReport:
     macs = patching.conv_macs(c.graph)
     split = None
     if c.patch:
@@ -340,7 +352,7 @@ def _tflm_arena(model: bytes) -> int | None:
         return None
 
 
-def _report(chosen: _Lowered, board, model_name: str, sha: str,
+def _report(chosen: Planned, board, model_name: str, sha: str,
             strategies: list[StrategyReport], tflm_arena: int | None, layerwise_bound: int) -> Report:
     graph, calls, plan = chosen.graph, chosen.calls, chosen.plan
     layers = []
@@ -369,16 +381,25 @@ def _report(chosen: _Lowered, board, model_name: str, sha: str,
                   layers=layers)
 
 
+KERAS_SUFFIXES = (".keras", ".h5")
+
+
 def build(model_path: Path, board, out: Path, name: str = "model",
-          options: CompileOptions | None = None) -> Compiled:
-    """Compile and write OUT/model/, OUT/report.json and, for a device board, OUT/firmware/."""
+          options: CompileOptions | None = None, calib=None) -> Compiled:
+    """Compile and write OUT/model/, OUT/report.json and, for a device board, OUT/firmware/.
+
+    A Keras model is quantized first (full int8, calibrated on `calib`: a data spec
+    as `mcucompile quantize` takes it) and its .tflite kept as OUT/<model>_int8.tflite."""
     options = options or CompileOptions(name=name)
     model_path = Path(model_path)
-    compiled = compile_model(read_model(model_path), board, options, model_name=model_path.stem)
+    model = _model_bytes(model_path, calib)
+    compiled = compile_model(model, board, options, model_name=model_path.stem)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        if model_path.suffix in KERAS_SUFFIXES:
+            (tmp / f"{model_path.stem}_int8.tflite").write_bytes(model)
         codegen.write_files(tmp / "model", compiled.files)
         (tmp / "report.json").write_text(compiled.report.to_json())
         if not board.is_host:
@@ -388,6 +409,22 @@ def build(model_path: Path, board, out: Path, name: str = "model",
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return compiled
+
+
+def _model_bytes(model_path: Path, calib) -> bytes:
+    if model_path.suffix not in KERAS_SUFFIXES:
+        if calib is not None:
+            raise McuCompileError(f"--calib quantizes a Keras model; {model_path} is not one "
+                                  f"({', '.join(KERAS_SUFFIXES)}): drop --calib for a .tflite")
+        return read_model(model_path)
+    if calib is None:
+        raise McuCompileError(f"{model_path} is a Keras model: give --calib DATA (digits, synthetic, "
+                              "an image folder or a .npz) to quantize it to int8 on the way, or "
+                              "quantize it first with `mcucompile quantize`")
+    if not model_path.is_file():        # before the seconds TensorFlow takes to import
+        read_model(model_path)
+    from .nas.quantize import quantize_keras
+    return quantize_keras(model_path, calib)
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:

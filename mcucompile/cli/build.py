@@ -9,7 +9,10 @@ from ._common import (add_board_argument, add_memory_arguments, compile_options,
 
 def add_parser(sub) -> None:
     p = sub.add_parser("build", help="compile a .tflite model to C for a board")
-    p.add_argument("model", type=Path, help="fully int8 .tflite model")
+    p.add_argument("model", type=Path, help="fully int8 .tflite model, or a Keras model with --calib")
+    p.add_argument("--calib", default=None,
+                   help="quantize a Keras model (.keras, .h5) first, calibrated on this data: "
+                        "digits, synthetic, an image folder or a .npz (x[, y])")
     add_board_argument(p)
     p.add_argument("-o", "--out", type=Path, default=None,
                    help="output directory (default: ./<model>-<board>)")
@@ -23,7 +26,7 @@ def run(args) -> int:
     from ..pipeline import build
     board = load_board(args.board)
     out = args.out or Path(f"{args.model.stem}-{board.name}")
-    compiled = build(args.model, board, out, options=compile_options(args))
+    compiled = build(args.model, board, out, options=compile_options(args), calib=args.calib)
     print(format_report(compiled.report))
     print(f"\nwrote {out}/model/ ({len(compiled.files)} files) and {out}/report.json")
     return 0

@@ -1,0 +1,66 @@
+"""Lazy TensorFlow: imported only by the commands that train, never by `mcucompile build`."""
+from __future__ import annotations
+
+import os
+
+from ..errors import MissingDependencyError
+
+INSTALL_HINT = "pip install mcucompile[nas]"
+
+
+def tf():
+    """The tensorflow module, or MissingDependencyError saying how to get it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow
+    except ImportError as e:
+        raise MissingDependencyError(f"TensorFlow is unavailable: {INSTALL_HINT}") from e
+    return tensorflow
+
+
+def keras():
+    tf()
+    import keras as k
+    return k
+
+
+def predict_in_batches(fn, x, batch_size: int = 256):
+    """Concatenated fn(batch).numpy() over x. A short last batch is zero-padded when
+    there are several, so a tf.function sees one input shape and traces once."""
+    import numpy as np
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size]
+        n = len(xb)
+        if n < batch_size and len(x) > batch_size:
+            xb = np.concatenate([xb, np.zeros((batch_size - n,) + xb.shape[1:], xb.dtype)])
+        out.append(fn(xb).numpy()[:n])
+    return np.concatenate(out)
+
+
+def seed_everything(seed: int) -> None:
+    """Python, numpy and TensorFlow seeds, and deterministic TF kernels: same seed, same run."""
+    t = tf()
+    t.keras.utils.set_random_seed(seed)
+    t.config.experimental.enable_op_determinism()
+
+
+def strategy():
+    """MirroredStrategy over the GPUs when there are several, else the default strategy.
+
+    Every model and optimizer is created in its scope and every step runs
+    through `strategy.run`, so the same code scales out without change.
+    """
+    t = tf()
+    gpus = t.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return t.distribute.MirroredStrategy()
+    return t.distribute.get_strategy()
+
+
+def progbar(total: int, label: str, verbose: bool):
+    """Keras' progress bar (silent when not verbose)."""
+    k = keras()
+    if verbose:
+        print(label)
+    return k.utils.Progbar(total, verbose=1 if verbose else 0, unit_name="step")
