@@ -201,7 +201,7 @@ def generate(graph: Graph, plan: MemoryPlan, calls: dict[int, KernelCall | None]
     files = {f"{prefix}.h": env.get_template("model.h.j2").render(m=view),
              f"{prefix}.c": env.get_template("model.c.j2").render(m=view)}
     kernels = data_dir("templates") / "kernels"
-    for lib in ("mcc_common",) + libraries:
+    for lib in ("mcc_common", "mcc_simd") + libraries:
         for ext in (".h", ".c"):
             src = kernels / f"{lib}{ext}"
             if src.exists():

@@ -1,0 +1,103 @@
+/* mcc_simd.h: what the fast int8 kernels share: the ARMv7E-M DSP helpers
+ * (MCC_CONV_DSP is 1 where the compiler defines __ARM_FEATURE_DSP), the
+ * per-channel requantization table row and the fast requantization of
+ * mcc_conv.h ("Fast requantization"), each with its portable C twin.
+ * Internal to the kernel sources; not part of the model API.
+ */
+#ifndef MCC_SIMD_H
+#define MCC_SIMD_H
+
+#include "mcc_common.h"
+#include <string.h>
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+#define MCC_CONV_DSP 1
+
+/* Sign-extended bytes 1 and 3 of x as two int16 lanes (bytes 0 and 2: __sxtb16). */
+static inline int32_t sxtb16_ror8(int32_t x)
+{
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+/* The low half of lo with the high half of hi. */
+static inline int32_t pkhbt(int32_t lo, int32_t hi)
+{
+    int32_t r;
+    __asm__("pkhbt %0, %1, %2" : "=r"(r) : "r"(lo), "r"(hi));
+    return r;
+}
+
+/* The top word of (top << 32) + a * b + 2^31. */
+static inline int32_t smmlar(int32_t a, int32_t b, int32_t top)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(top));
+    return r;
+}
+
+/* Four bytes from any address (unaligned word loads are fine on ARMv7E-M). */
+static inline int32_t load32(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* n < 4 bytes, zero-filled to a word: the last depth group of a row. */
+static inline int32_t load_partial(const int8_t *p, int32_t n)
+{
+    int8_t b[4] = {0, 0, 0, 0};
+    for (int32_t i = 0; i < n; ++i) {
+        b[i] = p[i];
+    }
+    return load32(b);
+}
+#else
+#define MCC_CONV_DSP 0
+#endif
+
+/* One output value from its accumulator and its channel's table row
+ * (multiplier, hi_base, post): see "Fast requantization" in mcc_conv.h. The
+ * caller keeps the row in locals: int8 stores may alias the table, so the
+ * compiler would reload it after every store. */
+static inline int8_t fast_requant(int32_t acc, int32_t mult, int32_t hib, int32_t post)
+{
+    const int32_t a = (int32_t)((uint32_t)acc << 1);
+    const int32_t top = hib + (a >> 31);
+#if MCC_CONV_DSP
+    return (int8_t)__ssat(smmlar(a, mult, top) >> post, 8);
+#else
+    /* Bounded by the compiler's check: |top| < 2^30, |a * mult| < 2^62. */
+    const int64_t t = (int64_t)a * mult + (int64_t)top * INT64_C(4294967296) + INT64_C(2147483648);
+    const int32_t v = (int32_t)(t >> 32) >> post;
+    return (int8_t)MCC_CLAMP(v, -128, 127);
+#endif
+}
+
+/* The fused activation, when it is narrower than int8's range. */
+static inline void clamp_activation(int8_t *out, int32_t n, int32_t act_min, int32_t act_max)
+{
+    if (act_min <= -128 && act_max >= 127) {
+        return;
+    }
+    for (int32_t i = 0; i < n; ++i) {
+        out[i] = (int8_t)MCC_CLAMP(out[i], act_min, act_max);
+    }
+}
+
+/* One channel's row of the requantization table, in locals. */
+typedef struct {
+    int32_t bias, mult, hib, post;
+} chan_row;
+
+static inline chan_row chan_at(const int32_t *channels, int32_t c)
+{
+    const int32_t *t = channels + 4 * c;
+    chan_row r = {t[0], t[1], t[2], t[3]};
+    return r;
+}
+
+#endif /* MCC_SIMD_H */
