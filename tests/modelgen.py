@@ -471,11 +471,37 @@ def reshape(*, input_shape: Shape = (1, 4, 4, 6), new_shape: Shape = (1, 16, 6),
 
 
 def squeeze(*, input_shape: Shape = (1, 1, 1, 10), axes: Sequence[int] = (1, 2),
-            float_io: bool = False, seed: int = 0) -> bytes:
-    """SQUEEZE of size-1 `axes` (the converter may turn it into RESHAPE)."""
+            float_io: bool = False, seed: int = 0, native: bool = False,
+            after_relu: bool = False) -> bytes:
+    """SQUEEZE of size-1 `axes`. The converter writes it as RESHAPE; with `native`
+    the RESHAPE is rewritten into the SQUEEZE op other exporters emit (shape input
+    dropped, SqueezeOptions.squeeze_dims = axes, empty for "every size-1 dim").
+    `after_relu` puts a RELU before it, so the squeeze sits mid-graph."""
     axes = tuple(axes)
-    return _unary("squeeze", input_shape, lambda tf, t: tf.squeeze(t, axis=list(axes)),
-                  float_io, seed, dict(axes=axes))
+
+    def to_squeeze(model: bytes) -> bytes:
+        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
+
+        def edit(m) -> None:
+            sg = m.subgraphs[0]
+            (code,) = [i for i, c in enumerate(m.operatorCodes)
+                       if max(c.builtinCode, c.deprecatedBuiltinCode) == fb.BuiltinOperator.RESHAPE]
+            m.operatorCodes[code].builtinCode = fb.BuiltinOperator.SQUEEZE
+            m.operatorCodes[code].deprecatedBuiltinCode = fb.BuiltinOperator.SQUEEZE
+            for op in sg.operators:
+                if op.opcodeIndex == code:
+                    op.inputs = op.inputs[:1]
+                    op.builtinOptionsType = fb.BuiltinOptions.SqueezeOptions
+                    op.builtinOptions = fb.SqueezeOptionsT()
+                    op.builtinOptions.squeezeDims = list(axes)
+        return _edit_flatbuffer(model, edit)
+
+    def fn(tf, t):
+        return tf.squeeze(tf.nn.relu(t) if after_relu else t, axis=list(axes) or None)
+
+    return _unary("squeeze", input_shape, fn, float_io, seed,
+                  dict(axes=axes, native=native, after_relu=after_relu),
+                  patch=to_squeeze if native else None)
 
 
 def float_io(factory: Callable[..., bytes], **kwargs: Any) -> bytes:

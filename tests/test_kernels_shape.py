@@ -231,3 +231,31 @@ def test_resize_nearest_bit_exact(config):
     model = modelgen.resize_nearest(**config)
     assert modelgen.op_names(model) == ["RESIZE_NEAREST_NEIGHBOR"]
     assert_bit_exact(model)
+
+
+@pytest.mark.tf
+@pytest.mark.reference
+@pytest.mark.parametrize("shape,axes,after_relu", [
+    ((1, 1, 1, 10), (1, 2), False),
+    ((1, 5, 1, 7), (2,), True),
+    ((1, 1, 3, 1), (), True),           # no squeeze_dims: every size-1 dim goes
+])
+def test_native_squeeze_is_an_alias_and_bit_exact(shape, axes, after_relu):
+    """A real SQUEEZE op (the converter writes RESHAPE; other exporters write SQUEEZE)."""
+    from mcucompile.frontend import tflite
+    from mcucompile.pipeline import compile_model
+    from harness import host_board
+    model = modelgen.squeeze(input_shape=shape, axes=axes, native=True, after_relu=after_relu)
+    graph = tflite.load(model)
+    (sq,) = [op for op in graph.ops if op.kind == OpKind.SQUEEZE]
+    assert graph.tensor(sq.outputs[0]).shape == tuple(d for i, d in enumerate(shape)
+                                                    if not (d == 1 and (i in axes or not axes)))
+    compiled = compile_model(model, host_board())
+    assert all(call is None for i, call in compiled.calls.items()
+               if compiled.graph.ops[i].kind == OpKind.SQUEEZE)     # an alias: no code
+    if after_relu:
+        assert_bit_exact(model)
+    else:                               # the model is one alias: no intermediate to compare
+        from mcucompile.verify import verify
+        result = verify(model, runs=2, board=host_board())
+        assert result.bit_exact and result.output_bytes == 2 * 10     # two runs
