@@ -11,6 +11,9 @@ INSTALL_HINT = "pip install mcucompile[nas]"
 def tf():
     """The tensorflow module, or MissingDependencyError saying how to get it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # oneDNN's float sums change order with the CPU and its load: off, so that the same
+    # --seed gives the same network on every machine (at some training speed).
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     try:
         import tensorflow
     except ImportError as e:

@@ -28,6 +28,10 @@ class EvolutionSettings:
     parent_ratio: float = 0.25
     mutation_ratio: float = 0.5      # share of the children made by mutation (the rest: crossover)
     mutate_prob: float = 0.2         # per stage depth and per block choice
+    # The first generation is the most-MAC `population` of this many times as many feasible
+    # draws: under a memory limit, the fitting subnets with more compute are the more
+    # accurate ones (MCUNet's premise for choosing the space), and costs are cheap to ask.
+    init_oversample: int = 4
 
 
 @dataclass(frozen=True)
@@ -102,13 +106,21 @@ def crossover(a: SubnetConfig, b: SubnetConfig, rng: np.random.Generator) -> Sub
     return SubnetConfig(tuple(stages))
 
 
+def _first_generation(space: SearchSpace, cost, constraints: Constraints,
+                      settings: EvolutionSettings, rng: np.random.Generator) -> list[SubnetConfig]:
+    pool: dict[SubnetConfig, None] = {}          # distinct, in draw order
+    for _ in range(settings.population * max(1, settings.init_oversample)):
+        pool[sample_feasible(space, cost, constraints, rng)] = None
+    return sorted(pool, key=lambda c: -cost(c).macs)[:settings.population]
+
+
 def evolve(space: SearchSpace, cost, accuracy, constraints: Constraints, settings: EvolutionSettings,
            rng: np.random.Generator, progress: Callable[[int], None] | None = None) -> SearchHistory:
     """Elitist evolution: keep the best parents, refill by mutation
     and crossover of parents, every child checked against the constraints first."""
     history = SearchHistory()
     score = _Scorer(accuracy, cost, history, progress)
-    population = [sample_feasible(space, cost, constraints, rng) for _ in range(settings.population)]
+    population = _first_generation(space, cost, constraints, settings, rng)
     n_parents = max(2, int(round(settings.parent_ratio * settings.population)))
     n_mutate = int(round(settings.mutation_ratio * settings.population))
     for g in range(settings.generations):
