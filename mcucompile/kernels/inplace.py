@@ -74,7 +74,7 @@ from ..ir import ALIAS_KINDS, DType, Graph, Op, OpKind, Pool2DAttrs
 from ..quant import activation_range
 from . import (LOWERINGS, SCRATCH, ArrayRef, ConstArray, Field, KernelCall, KernelTarget, TensorArg,
                inplace_lowering)
-from .conv import folded_bias, per_channel_multipliers, per_tensor_multiplier, window
+from .conv import _prepare, fast_channel_table, gemm_weights, planar_weights, window
 from .pool import pool_geometry
 
 LIBRARY = "mcc_inplace"
@@ -102,10 +102,44 @@ def _ints(**values: int) -> tuple[Field, ...]:
     return tuple(Field(k, int(v)) for k, v in values.items())
 
 
-_REQUANT_ARRAYS = (Field("weights", ArrayRef("weights")),
-                   Field("folded_bias", ArrayRef("bias")),
-                   Field("multiplier", ArrayRef("mult")),
-                   Field("shift", ArrayRef("shift")))
+_ARRAYS = (Field("weights", ArrayRef("weights")), Field("channel_table", ArrayRef("channels")))
+
+
+def channel_table(op: Op, graph: Graph, rows: int) -> tuple[np.ndarray, bool]:
+    """The [rows, 4] int32 requantization table of mcc_inplace.h and whether it
+    has the fast form. conv.py's `fast_channel_table` decides (and proves) the
+    fast form; otherwise rows are TFLite's (folded bias, multiplier, shift, 0).
+    Rows past the op's channels (padding for four-channel passes) repeat the last."""
+    layer = _prepare(op, graph)
+    table, _ = fast_channel_table(layer)
+    fast = table is not None
+    if not fast:
+        n = layer.out_c
+        table = np.stack([layer.fold.astype(np.int64), np.broadcast_to(layer.mult, (n,)),
+                          np.broadcast_to(layer.shift, (n,)), np.zeros(n, np.int64)], axis=1)
+    table = np.concatenate([table, np.repeat(table[-1:], rows - len(table), axis=0)])
+    return table.astype(np.int32), fast
+
+
+def _constants(weights: np.ndarray, table: np.ndarray) -> tuple[ConstArray, ...]:
+    return (ConstArray("weights", "int8_t", np.ascontiguousarray(weights, dtype=np.int8).reshape(-1)),
+            ConstArray("channels", "int32_t", table.reshape(-1)))
+
+
+def window_scratch_bytes(ring: int, in_w: int) -> int:
+    """Mirror of mcc_depthwise_conv2d_inplace_s8_scratch_bytes and
+    mcc_pool_inplace_s8_scratch_bytes: the ring of one channel's rows."""
+    return ring * in_w
+
+
+def pointwise_scratch_bytes(out_c: int) -> int:
+    """Mirror of mcc_pointwise_inplace_s8_scratch_bytes: one output pixel."""
+    return out_c
+
+
+def _row_bytes(filter_w: int) -> int:
+    """Weight bytes per depthwise filter row: whole words, so that SXTB16 reads them."""
+    return 4 * ((filter_w + 3) // 4)
 
 
 # --- window ops: depthwise convolution and pooling --------------------------
@@ -178,33 +212,8 @@ def _window_inplace(op: Op, base: KernelCall, geometry: WindowGeometry, function
     inp = op.inputs[0]
     return KernelCall(function, LIBRARY, params_type, fields,
                       (TensorArg(inp), TensorArg(op.outputs[0]), SCRATCH), arrays,
-                      scratch_bytes=ring * g.in_w, macs=base.macs, inplace_input=inp)
-
-
-def _conv_constants(op: Op, graph: Graph, weights: np.ndarray, per_channel: bool = True
-                    ) -> tuple[tuple[Field, ...], tuple[ConstArray, ...], dict[str, int]]:
-    """Requantization constants of a conv-family op, computed with conv.py's helpers
-    (the normal lowering may pick specialised kernels with other layouts).
-    `weights` is [out_c, taps]; returns the array fields, the arrays and the ints."""
-    inp, wts, out = (graph.tensor(t) for t in (op.inputs[0], op.inputs[1], op.outputs[0]))
-    bias_id = op.inputs[2] if len(op.inputs) > 2 else -1
-    bias = np.asarray(graph.tensor(bias_id).data, dtype=np.int64).reshape(-1) if bias_id >= 0 else None
-    where = f"op {op.index} ({op.kind.value})"
-    out_c = weights.shape[0]
-    if per_channel:
-        mult, shift = per_channel_multipliers(inp.scale, wts.quant.scale, out.scale, out_c)
-    else:
-        m, sh = per_tensor_multiplier(inp.scale, wts.quant.scale[0], out.scale)
-        mult, shift = np.array([m], dtype=np.int32), np.array([sh], dtype=np.int32)
-    fold = folded_bias(bias, weights, -inp.zero_point, where)
-    act_min, act_max = activation_range(op.attrs.activation, out)
-    arrays = (ConstArray("weights", "int8_t", np.ascontiguousarray(weights, dtype=np.int8).reshape(-1)),
-              ConstArray("bias", "int32_t", fold.astype(np.int32)),
-              ConstArray("mult", "int32_t", mult.astype(np.int32)),
-              ConstArray("shift", "int32_t", shift.astype(np.int32)))
-    ints = dict(input_offset=-inp.zero_point, output_offset=out.zero_point,
-                act_min=act_min, act_max=act_max)
-    return _REQUANT_ARRAYS, arrays, ints
+                      scratch_bytes=window_scratch_bytes(ring, g.in_w), macs=base.macs,
+                      inplace_input=inp)
 
 
 @inplace_lowering(OpKind.DEPTHWISE_CONV_2D)
@@ -220,10 +229,15 @@ def depthwise_conv2d_inplace(op: Op, graph: Graph, target: KernelTarget) -> Kern
     g = WindowGeometry(win.in_h, win.in_w, win.out_h, win.out_w, win.filter_h, win.filter_w,
                        win.stride_h, win.stride_w, win.dilation_h, win.dilation_w,
                        win.pad_h, win.pad_w)
-    # [1, H, W, C] -> [C, H, W]: each channel's taps contiguous.
-    array_fields, arrays, q = _conv_constants(op, graph, np.transpose(wts.data[0], (2, 0, 1)))
+    # [C, H, W] weights, each filter row padded to whole words.
+    rb = _row_bytes(g.filter_w)
+    weights = planar_weights(np.transpose(wts.data[0], (2, 0, 1)), rb)
+    table, fast = channel_table(op, graph, win.in_c)
+    act_min, act_max = activation_range(op.attrs.activation, out)
     head = _ints(in_h=g.in_h, in_w=g.in_w, channels=win.in_c)
-    tail = _ints(**q) + array_fields
+    tail = _ints(row_bytes=rb, fast_table=fast, pad_value=inp.zero_point,
+                 output_offset=out.zero_point, act_min=act_min, act_max=act_max) + _ARRAYS
+    arrays = _constants(weights, table)
     return _window_inplace(op, base, g, "mcc_depthwise_conv2d_inplace_s8",
                            "mcc_depthwise_conv2d_inplace_params", head, tail, arrays)
 
@@ -264,19 +278,26 @@ def pointwise_order(in_h: int, in_w: int, in_c: int, out_h: int, out_w: int, out
 
 def _pointwise_call(op: Op, graph: Graph, base: KernelCall, function: str, weights: np.ndarray, *,
                     in_h: int, in_w: int, in_c: int, out_h: int, out_w: int, out_c: int,
-                    stride_h: int, stride_w: int, per_channel: bool) -> KernelCall | None:
+                    stride_h: int, stride_w: int) -> KernelCall | None:
     reverse = pointwise_order(in_h, in_w, in_c, out_h, out_w, out_c, stride_h, stride_w)
     if reverse is None:
         return None
-    array_fields, arrays, q = _conv_constants(op, graph, weights, per_channel)
+    # Four output channels per pass: weights and table padded to a multiple of 4.
+    rows = (out_c + 3) // 4 * 4
+    padded = np.zeros((rows, in_c), dtype=np.int8)
+    padded[:out_c] = weights
+    table, fast = channel_table(op, graph, rows)
+    out = graph.tensor(op.outputs[0])
+    act_min, act_max = activation_range(op.attrs.activation, out)
     fields = _ints(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
-                   stride_h=stride_h, stride_w=stride_w, reverse=reverse,
-                   per_channel=per_channel, output_offset=q["output_offset"],
-                   act_min=q["act_min"], act_max=q["act_max"]) + array_fields
+                   stride_h=stride_h, stride_w=stride_w, reverse=reverse, fast_table=fast,
+                   output_offset=out.zero_point, act_min=act_min, act_max=act_max) + _ARRAYS
     inp = op.inputs[0]
     return KernelCall(function, LIBRARY, "mcc_pointwise_inplace_params", fields,
-                      (TensorArg(inp), TensorArg(op.outputs[0]), SCRATCH), arrays,
-                      scratch_bytes=out_c, macs=base.macs, inplace_input=inp)
+                      (TensorArg(inp), TensorArg(op.outputs[0]), SCRATCH),
+                      _constants(gemm_weights(padded), table),
+                      scratch_bytes=pointwise_scratch_bytes(out_c), macs=base.macs,
+                      inplace_input=inp)
 
 
 @inplace_lowering(OpKind.CONV_2D)
@@ -298,7 +319,7 @@ def conv2d_1x1_inplace(op: Op, graph: Graph, target: KernelTarget) -> KernelCall
     return _pointwise_call(op, graph, base, "mcc_conv2d_1x1_inplace_s8", weights,
                            in_h=in_h, in_w=win.in_w, in_c=win.in_c, out_h=out_h,
                            out_w=win.out_w, out_c=win.out_c, stride_h=win.stride_h,
-                           stride_w=win.stride_w, per_channel=True)
+                           stride_w=win.stride_w)
 
 
 @inplace_lowering(OpKind.FULLY_CONNECTED)
@@ -312,7 +333,7 @@ def fully_connected_inplace(op: Op, graph: Graph, target: KernelTarget) -> Kerne
     rows = out.num_elements // out_c
     return _pointwise_call(op, graph, base, "mcc_fully_connected_inplace_s8", wts.data,
                            in_h=rows, in_w=1, in_c=depth, out_h=rows, out_w=1, out_c=out_c,
-                           stride_h=1, stride_w=1, per_channel=wts.quant.per_channel)
+                           stride_h=1, stride_w=1)
 
 
 # --- element-wise ops: the normal kernel, with output == input ----------------

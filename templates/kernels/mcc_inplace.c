@@ -3,6 +3,7 @@
  * the same as in mcc_conv.c and mcc_pool.c, so results are bit-exact with them.
  */
 #include "mcc_inplace.h"
+#include "mcc_simd.h"
 
 /* ------------------------------------------------------ window geometry */
 
@@ -52,11 +53,13 @@ static void rows_prepare(channel_rows *r, int32_t oy)
      * pixel slots as input pixels with those indices. */
     const int32_t last_overwritten = ((oy + 1) * g->out_w - 1) / g->in_w;
     const int32_t last = MCC_MIN(MCC_MAX(last_read, last_overwritten), g->in_h - 1);
+    /* Locals: the int8 stores could alias *g as far as the compiler knows. */
+    const int32_t in_w = g->in_w, channels = g->channels;
     for (; r->next_row <= last; ++r->next_row) {
-        const int8_t *src = r->buf + r->next_row * g->in_w * g->channels + r->c;
-        int8_t *dst = r->ring + (r->next_row % g->ring_rows) * g->in_w;
-        for (int32_t x = 0; x < g->in_w; ++x) {
-            dst[x] = src[x * g->channels];
+        const int8_t *src = r->buf + r->next_row * in_w * channels + r->c;
+        int8_t *dst = r->ring + (r->next_row % g->ring_rows) * in_w;
+        for (int32_t x = 0; x < in_w; ++x, src += channels) {
+            dst[x] = *src;
         }
     }
 }
@@ -71,7 +74,212 @@ static inline const int8_t *row_at(const channel_rows *r, int32_t y)
     return r->ring + (y % g->ring_rows) * g->in_w;
 }
 
+/* ------------------------------------------------------- requantization */
+
+/* One output value from its accumulator and its channel's table row t (see
+ * mcc_inplace.h): the fast form, or TFLite's (multiplier, shift) form. */
+static inline int8_t out_fast(int32_t acc, const int32_t *t, int32_t act_min, int32_t act_max)
+{
+    /* The activation range lies within int8's, so it subsumes the saturation. */
+    int32_t v = fast_requant_unsaturated(acc, t[1], t[2], t[3]);
+    v = v < act_min ? act_min : v;
+    return (int8_t)(v > act_max ? act_max : v);
+}
+
+static inline int8_t out_exact(int32_t acc, const int32_t *t, int32_t output_offset,
+                               int32_t act_min, int32_t act_max)
+{
+    const int32_t v = mcc_requantize(acc, t[1], t[2]) + output_offset;
+    return (int8_t)MCC_CLAMP(v, act_min, act_max);
+}
+
 /* ------------------------------------------------------- DEPTHWISE_CONV_2D */
+
+/* Filters up to this tall get their row pointers computed once per output row;
+ * taller ones take the border path everywhere (correct, slower). */
+#define MCC_INPLACE_MAX_FILTER_H 16
+
+size_t mcc_depthwise_conv2d_inplace_s8_scratch_bytes(const mcc_depthwise_conv2d_inplace_params *p)
+{
+    return (size_t)p->ring_rows * (size_t)p->in_w;
+}
+
+/* The taps [*lo, *hi) of a window starting at `origin` that land inside [0, size). */
+static void tap_range(int32_t origin, int32_t filter, int32_t dilation, int32_t size,
+                      int32_t *lo, int32_t *hi)
+{
+    *lo = origin >= 0 ? 0 : (dilation - 1 - origin) / dilation;
+    *hi = size - 1 - origin < 0 ? 0 : MCC_MIN(filter, (size - 1 - origin) / dilation + 1);
+}
+
+/* The sum of filter row ky's weights. */
+static int32_t row_sum(const int8_t *w, int32_t filter_w)
+{
+    int32_t sum = 0;
+    for (int32_t kx = 0; kx < filter_w; ++kx) {
+        sum += w[kx];
+    }
+    return sum;
+}
+
+/* The accumulator of one output whose window crosses the left or right border,
+ * from TFLite's own bias, bias + sum of w * (x + input_offset) over the taps
+ * inside: the folded bias plus pad_value times the weights of every tap
+ * (exact in int32: that is the model's bias). Filter rows [ky_lo, ky_hi)
+ * are inside the image. */
+static int32_t border_acc(const mcc_depthwise_conv2d_inplace_params *p, const channel_rows *rows,
+                          const int8_t *w, int32_t y0, int32_t ky_lo, int32_t ky_hi, int32_t x0,
+                          int32_t acc)
+{
+    int32_t kx_lo, kx_hi;
+    tap_range(x0, p->filter_w, p->dilation_w, p->in_w, &kx_lo, &kx_hi);
+    const int32_t step = rows->step;
+    const int32_t tap = p->dilation_w * step;
+    const int32_t pad = p->pad_value;
+    for (int32_t ky = ky_lo; ky < ky_hi; ++ky) {
+        const int8_t *wr = w + ky * p->row_bytes;
+        const int8_t *r = row_at(rows, y0 + ky * p->dilation_h) + x0 * step;
+        for (int32_t kx = kx_lo; kx < kx_hi; ++kx) {
+            acc += (int32_t)wr[kx] * (r[kx * tap] - pad);
+        }
+    }
+    return acc;
+}
+
+/* n outputs of one output row of a 3x3 filter (dilation_w 1) whose taps are
+ * inside the image horizontally: r0..r2 point at the first tap of each filter
+ * row for the first output, `step` bytes between pixels; w (row_bytes 4) and
+ * bias as they stand for this row. Fast table row t. Returns the next output. */
+static int8_t *row_3x3(const int8_t *r0, const int8_t *r1, const int8_t *r2, int32_t step,
+                       int32_t stride_w, const int8_t *w, int32_t bias, const int32_t *t,
+                       int32_t act_min, int32_t act_max, int32_t n, int8_t *o, int32_t out_step)
+{
+    int32_t i = 0;
+#if MCC_CONV_DSP
+    if (step == 1 && stride_w == 1) {
+        /* Filter row j as int16 pairs (w0, w2) and (w1, 0): two outputs per step. */
+        const int32_t v0 = load32(w), v1 = load32(w + 4), v2 = load32(w + 8);
+        const int32_t e0 = __sxtb16(v0), o0 = sxtb16_ror8(v0);
+        const int32_t e1 = __sxtb16(v1), o1 = sxtb16_ror8(v1);
+        const int32_t e2 = __sxtb16(v2), o2 = sxtb16_ror8(v2);
+        for (; i + 2 <= n; i += 2, r0 += 2, r1 += 2, r2 += 2, o += 2 * out_step) {
+            int32_t a0 = bias, a1 = bias;
+            smlad_3tap_pair(load32(r0), e0, o0, &a0, &a1);
+            smlad_3tap_pair(load32(r1), e1, o1, &a0, &a1);
+            smlad_3tap_pair(load32(r2), e2, o2, &a0, &a1);
+            o[0] = out_fast(a0, t, act_min, act_max);
+            o[out_step] = out_fast(a1, t, act_min, act_max);
+        }
+    }
+#endif
+    /* The nine taps in locals, for the compiler to keep in registers. */
+    const int32_t w00 = w[0], w01 = w[1], w02 = w[2];
+    const int32_t w10 = w[4], w11 = w[5], w12 = w[6];
+    const int32_t w20 = w[8], w21 = w[9], w22 = w[10];
+    const int32_t s2 = 2 * step;
+    if (stride_w == 1) {
+        /* Two outputs per step share the middle columns' loads. */
+        const int32_t s3 = 3 * step;
+        for (; i + 2 <= n; i += 2, r0 += s2, r1 += s2, r2 += s2, o += 2 * out_step) {
+            int32_t a0 = bias, a1 = bias;
+            int32_t t0 = r0[0], t1 = r0[step], t2 = r0[s2], t3 = r0[s3];
+            a0 += w00 * t0 + w01 * t1 + w02 * t2;
+            a1 += w00 * t1 + w01 * t2 + w02 * t3;
+            t0 = r1[0]; t1 = r1[step]; t2 = r1[s2]; t3 = r1[s3];
+            a0 += w10 * t0 + w11 * t1 + w12 * t2;
+            a1 += w10 * t1 + w11 * t2 + w12 * t3;
+            t0 = r2[0]; t1 = r2[step]; t2 = r2[s2]; t3 = r2[s3];
+            a0 += w20 * t0 + w21 * t1 + w22 * t2;
+            a1 += w20 * t1 + w21 * t2 + w22 * t3;
+            o[0] = out_fast(a0, t, act_min, act_max);
+            o[out_step] = out_fast(a1, t, act_min, act_max);
+        }
+    }
+    const int32_t adv = stride_w * step;
+    for (; i < n; ++i, r0 += adv, r1 += adv, r2 += adv, o += out_step) {
+        const int32_t a = bias + w00 * r0[0] + w01 * r0[step] + w02 * r0[s2]
+                        + w10 * r1[0] + w11 * r1[step] + w12 * r1[s2]
+                        + w20 * r2[0] + w21 * r2[step] + w22 * r2[s2];
+        o[0] = out_fast(a, t, act_min, act_max);
+    }
+    return o;
+}
+
+/* n outputs of one output row, any filter, taps inside the image horizontally;
+ * only filter rows [ky_lo, ky_hi) are read (rows[ky] + x0 * step: the first tap). */
+static int8_t *row_any(const mcc_depthwise_conv2d_inplace_params *p, const int8_t *const rows[],
+                       int32_t ky_lo, int32_t ky_hi, int32_t x0, int32_t step, const int8_t *w,
+                       int32_t bias, const int32_t *t, int32_t n, int8_t *o)
+{
+    const int32_t fw = p->filter_w, rb = p->row_bytes;
+    const int32_t tap = p->dilation_w * step;
+    const int32_t out_step = p->channels;
+    for (int32_t i = 0; i < n; ++i, o += out_step) {
+        int32_t a = bias;
+        for (int32_t ky = ky_lo; ky < ky_hi; ++ky) {
+            const int8_t *wr = w + ky * rb;
+            const int8_t *r = rows[ky] + (x0 + i * p->stride_w) * step;
+            for (int32_t kx = 0; kx < fw; ++kx) {
+                a += (int32_t)wr[kx] * r[kx * tap];
+            }
+        }
+        o[0] = out_fast(a, t, p->act_min, p->act_max);
+    }
+    return o;
+}
+
+/* One output row of channel c with the fast table: border columns from the
+ * unfolded bias, the others through row_3x3 / row_any from the folded bias,
+ * where filter rows outside the image count as pad_value (their weights times
+ * pad_value move into the bias, and row_3x3 reads them as zero weights). */
+static int8_t *dw_row_fast(const mcc_depthwise_conv2d_inplace_params *p, const channel_rows *cr,
+                           int32_t y0, int32_t ky_lo, int32_t ky_hi, int32_t lo, int32_t hi,
+                           const int8_t *w, const int32_t *t, int32_t bias0, int8_t *o)
+{
+    const int32_t out_step = p->channels, sw = p->stride_w, fh = p->filter_h;
+    const int32_t step = cr->step;
+    int32_t ox = 0;
+    for (; ox < lo; ++ox, o += out_step) {
+        o[0] = out_fast(border_acc(p, cr, w, y0, ky_lo, ky_hi, ox * sw - p->pad_w, bias0), t,
+                        p->act_min, p->act_max);
+    }
+    if (lo < hi) {
+        const int8_t *rows[MCC_INPLACE_MAX_FILTER_H];
+        for (int32_t ky = ky_lo; ky < ky_hi; ++ky) {
+            rows[ky] = row_at(cr, y0 + ky * p->dilation_h);
+        }
+        int32_t bias = t[0];
+        for (int32_t ky = 0; ky < fh; ++ky) {
+            if (ky < ky_lo || ky >= ky_hi) {
+                bias += p->pad_value * row_sum(w + ky * p->row_bytes, p->filter_w);
+            }
+        }
+        const int32_t x0 = lo * sw - p->pad_w;
+        if (fh == 3 && p->filter_w == 3 && p->dilation_w == 1) {
+            /* Rows outside: zero weights, and any row inside to read. */
+            int8_t wz[12];
+            memcpy(wz, w, sizeof wz);
+            const int8_t *r[3];
+            for (int32_t ky = 0; ky < 3; ++ky) {
+                const int inside = ky >= ky_lo && ky < ky_hi;
+                r[ky] = rows[inside ? ky : ky_lo] + x0 * step;
+                if (!inside) {
+                    memset(wz + 4 * ky, 0, 4);
+                }
+            }
+            o = row_3x3(r[0], r[1], r[2], step, sw, wz, bias, t, p->act_min, p->act_max, hi - lo, o,
+                        out_step);
+        } else {
+            o = row_any(p, rows, ky_lo, ky_hi, x0, step, w, bias, t, hi - lo, o);
+        }
+        ox = hi;
+    }
+    for (; ox < p->out_w; ++ox, o += out_step) {
+        o[0] = out_fast(border_acc(p, cr, w, y0, ky_lo, ky_hi, ox * sw - p->pad_w, bias0), t,
+                        p->act_min, p->act_max);
+    }
+    return o;
+}
 
 int mcc_depthwise_conv2d_inplace_s8(const mcc_depthwise_conv2d_inplace_params *p,
                                     const int8_t *input, int8_t *output, void *scratch)
@@ -82,53 +290,42 @@ int mcc_depthwise_conv2d_inplace_s8(const mcc_depthwise_conv2d_inplace_params *p
     const window g = {p->in_h, p->in_w, p->channels, p->out_h, p->out_w,
                       p->filter_h, p->filter_w, p->stride_h, p->stride_w,
                       p->dilation_h, p->dilation_w, p->pad_h, p->pad_w, p->ring_rows};
-    const int32_t pad_value = -p->input_offset;   /* the input zero point */
-    const int32_t taps = p->filter_h * p->filter_w;
-    const int32_t span_h = (p->filter_h - 1) * p->dilation_h;
-    const int32_t span_w = (p->filter_w - 1) * p->dilation_w;
+    const int32_t channels = p->channels;
+    const int32_t fh = p->filter_h;
+    const int32_t sw = p->stride_w;
+    /* Output columns [lo, hi) have every tap inside the image horizontally. */
+    const int32_t last_x0 = p->in_w - 1 - (p->filter_w - 1) * p->dilation_w + p->pad_w;
+    const int32_t hi = last_x0 < 0 ? 0 : MCC_MIN(p->out_w, last_x0 / sw + 1);
+    const int32_t lo = MCC_MIN((p->pad_w + sw - 1) / sw, hi);
+    /* The fast paths hold a row pointer per filter row; the TFLite-form table
+     * and taller filters take the border path everywhere (correct, slower). */
+    const int fast = p->fast_table && fh <= MCC_INPLACE_MAX_FILTER_H;
 
-    for (int32_t c = 0; c < p->channels; ++c) {
+    for (int32_t c = 0; c < channels; ++c) {
         channel_rows rows;
         rows_begin(&rows, &g, input, scratch, c);
-        const int32_t tap_step_x = p->dilation_w * rows.step;
-        const int8_t *w_c = p->weights + c * taps;
-        int8_t *out = output + c;
+        const int8_t *w = p->weights + c * fh * p->row_bytes;
+        const int32_t *t = p->channel_table + 4 * c;
+        int32_t bias0 = t[0];
+        for (int32_t ky = 0; ky < fh; ++ky) {
+            bias0 += p->pad_value * row_sum(w + ky * p->row_bytes, p->filter_w);
+        }
+        int8_t *o = output + c;
         for (int32_t oy = 0; oy < p->out_h; ++oy) {
             rows_prepare(&rows, oy);
-            const int32_t in_y0 = oy * p->stride_h - p->pad_h;
-            const int rows_inside = in_y0 >= 0 && in_y0 + span_h < p->in_h;
-            for (int32_t ox = 0; ox < p->out_w; ++ox) {
-                const int32_t in_x0 = ox * p->stride_w - p->pad_w;
-                const int inside = rows_inside && in_x0 >= 0 && in_x0 + span_w < p->in_w;
-                const int8_t *w = w_c;
-                int32_t acc = p->folded_bias[c];
-                if (inside) {
-                    for (int32_t ky = 0; ky < p->filter_h; ++ky) {
-                        const int8_t *row = row_at(&rows, in_y0 + ky * p->dilation_h)
-                                          + in_x0 * rows.step;
-                        for (int32_t kx = 0; kx < p->filter_w; ++kx) {
-                            acc += (int32_t)w[kx] * row[kx * tap_step_x];
-                        }
-                        w += p->filter_w;
-                    }
-                } else {
-                    /* Taps in the padding read the zero point, whose product the
-                     * folded bias cancels (see mcc_conv.h). */
-                    for (int32_t ky = 0; ky < p->filter_h; ++ky) {
-                        const int32_t in_y = in_y0 + ky * p->dilation_h;
-                        const int8_t *row = in_y >= 0 && in_y < p->in_h ? row_at(&rows, in_y) : NULL;
-                        for (int32_t kx = 0; kx < p->filter_w; ++kx) {
-                            const int32_t in_x = in_x0 + kx * p->dilation_w;
-                            const int32_t v = row != NULL && in_x >= 0 && in_x < p->in_w
-                                ? row[in_x * rows.step] : pad_value;
-                            acc += (int32_t)w[kx] * v;
-                        }
-                        w += p->filter_w;
-                    }
-                }
-                const int32_t v = mcc_requantize(acc, p->multiplier[c], p->shift[c])
-                                  + p->output_offset;
-                out[(oy * p->out_w + ox) * p->channels] = (int8_t)MCC_CLAMP(v, p->act_min, p->act_max);
+            const int32_t y0 = oy * p->stride_h - p->pad_h;
+            int32_t ky_lo, ky_hi;
+            tap_range(y0, fh, p->dilation_h, p->in_h, &ky_lo, &ky_hi);
+            /* Outputs go in raster order: with direct reads, output x may
+             * overwrite input pixels that only outputs before it read. */
+            if (fast) {
+                o = dw_row_fast(p, &rows, y0, ky_lo, ky_hi, lo, hi, w, t, bias0, o);
+                continue;
+            }
+            for (int32_t ox = 0; ox < p->out_w; ++ox, o += channels) {
+                const int32_t a = border_acc(p, &rows, w, y0, ky_lo, ky_hi, ox * sw - p->pad_w, bias0);
+                o[0] = p->fast_table ? out_fast(a, t, p->act_min, p->act_max)
+                                     : out_exact(a, t, p->output_offset, p->act_min, p->act_max);
             }
         }
     }
@@ -152,6 +349,11 @@ static window pool_window(const mcc_pool_inplace_params *p)
                       p->filter_h, p->filter_w, p->stride_h, p->stride_w,
                       1, 1, p->pad_h, p->pad_w, p->ring_rows};
     return g;
+}
+
+size_t mcc_pool_inplace_s8_scratch_bytes(const mcc_pool_inplace_params *p)
+{
+    return (size_t)p->ring_rows * (size_t)p->in_w;
 }
 
 /* One pooling kernel for both reductions, so the traversal exists once. */
@@ -220,6 +422,80 @@ int mcc_maxpool_inplace_s8(const mcc_pool_inplace_params *p, const int8_t *input
 
 /* -------------------------------------------------------------- pointwise */
 
+/* One depth group of channels c..c+3: the pair (c, c+1) at wp, (c+2, c+3) at
+ * wq, in mcc_gemm_s8's layout (mcc_conv.h). */
+#if MCC_CONV_DSP
+/* v: the group's four input bytes. */
+static inline void group_four(int32_t v, const int8_t *wp, const int8_t *wq,
+                              int32_t *a0, int32_t *a1, int32_t *a2, int32_t *a3)
+{
+    const int32_t xe = __sxtb16(v), xo = sxtb16_ror8(v);     /* (k, k+2), (k+1, k+3) */
+    int32_t u = load32(wp);
+    *a0 = __smlad(xe, __sxtb16(u), *a0);
+    *a1 = __smlad(xe, sxtb16_ror8(u), *a1);
+    u = load32(wp + 4);
+    *a0 = __smlad(xo, __sxtb16(u), *a0);
+    *a1 = __smlad(xo, sxtb16_ror8(u), *a1);
+    u = load32(wq);
+    *a2 = __smlad(xe, __sxtb16(u), *a2);
+    *a3 = __smlad(xe, sxtb16_ror8(u), *a3);
+    u = load32(wq + 4);
+    *a2 = __smlad(xo, __sxtb16(u), *a2);
+    *a3 = __smlad(xo, sxtb16_ror8(u), *a3);
+}
+#else
+/* x0..x3: the group's input values. Byte 2h + j of word v of a pair's group
+ * holds depth k + 2h + v of the pair's channel j. */
+static inline void group_four(int32_t x0, int32_t x1, int32_t x2, int32_t x3, const int8_t *wp,
+                              const int8_t *wq, int32_t *a0, int32_t *a1, int32_t *a2, int32_t *a3)
+{
+    *a0 += x0 * wp[0] + x2 * wp[2] + x1 * wp[4] + x3 * wp[6];
+    *a1 += x0 * wp[1] + x2 * wp[3] + x1 * wp[5] + x3 * wp[7];
+    *a2 += x0 * wq[0] + x2 * wq[2] + x1 * wq[4] + x3 * wq[6];
+    *a3 += x0 * wq[1] + x2 * wq[3] + x1 * wq[5] + x3 * wq[7];
+}
+#endif
+
+/* Channels c..c+3 (table rows t) of one pixel's in_c input values x, into
+ * out[0..n-1]. A partial last depth group reads only in_c & 3 bytes; its
+ * weights are zero. */
+static void pixel_four(const mcc_pointwise_inplace_params *p, const int8_t *x, const int8_t *wp,
+                       const int8_t *wq, const int32_t *t, int32_t n, int8_t *out)
+{
+    const int32_t in_c = p->in_c;
+    const int32_t full = in_c >> 2, rest = in_c & 3;
+    int32_t a0 = t[0], a1 = t[4], a2 = t[8], a3 = t[12];
+    for (int32_t g = 0; g < full; ++g, x += 4, wp += 8, wq += 8) {
+#if MCC_CONV_DSP
+        group_four(load32(x), wp, wq, &a0, &a1, &a2, &a3);
+#else
+        group_four(x[0], x[1], x[2], x[3], wp, wq, &a0, &a1, &a2, &a3);
+#endif
+    }
+    if (rest) {
+#if MCC_CONV_DSP
+        group_four(load_partial(x, rest), wp, wq, &a0, &a1, &a2, &a3);
+#else
+        group_four(x[0], rest > 1 ? x[1] : 0, rest > 2 ? x[2] : 0, 0, wp, wq, &a0, &a1, &a2, &a3);
+#endif
+    }
+    const int32_t acc[4] = {a0, a1, a2, a3};
+    if (p->fast_table) {
+        for (int32_t j = 0; j < n; ++j, t += 4) {
+            out[j] = out_fast(acc[j], t, p->act_min, p->act_max);
+        }
+    } else {
+        for (int32_t j = 0; j < n; ++j, t += 4) {
+            out[j] = out_exact(acc[j], t, p->output_offset, p->act_min, p->act_max);
+        }
+    }
+}
+
+size_t mcc_pointwise_inplace_s8_scratch_bytes(const mcc_pointwise_inplace_params *p)
+{
+    return (size_t)p->out_c;
+}
+
 static int pointwise_inplace(const mcc_pointwise_inplace_params *p, const int8_t *input,
                              int8_t *output, void *scratch)
 {
@@ -227,32 +503,33 @@ static int pointwise_inplace(const mcc_pointwise_inplace_params *p, const int8_t
         return MCC_ERROR;
     }
     int8_t *tmp = (int8_t *)scratch;
+    const int32_t in_c = p->in_c, out_c = p->out_c;
+    const int32_t pair_bytes = 8 * ((in_c + 3) >> 2);
     const int32_t pixels = p->out_h * p->out_w;
-    const int32_t q_step = p->per_channel ? 1 : 0;
+    const int32_t dir = p->reverse ? -1 : 1;
+    int32_t oy = p->reverse ? p->out_h - 1 : 0;
+    int32_t ox = p->reverse ? p->out_w - 1 : 0;
     for (int32_t k = 0; k < pixels; ++k) {
-        const int32_t o = p->reverse ? pixels - 1 - k : k;
-        const int32_t oy = o / p->out_w;
-        const int32_t ox = o - oy * p->out_w;
-        const int8_t *x = input + ((oy * p->stride_h) * p->in_w + ox * p->stride_w) * p->in_c;
+        const int8_t *x = input + ((oy * p->stride_h) * p->in_w + ox * p->stride_w) * in_c;
+        int8_t *dst = output + (oy * p->out_w + ox) * out_c;
+        /* A pixel whose output bytes overlap its own input, which every output
+         * channel reads, goes through the scratch; the others straight to the
+         * output (the pixel order keeps every other pixel's input intact). The
+         * weights and table cover out_c rounded up to 4; the output only out_c. */
+        const int direct = dst + out_c <= x || dst >= x + in_c;
+        int8_t *out = direct ? dst : tmp;
         const int8_t *w = p->weights;
-        const int32_t *mult = p->multiplier;
-        const int32_t *shift = p->shift;
-        /* The whole pixel goes to the scratch first: its output bytes may
-         * overlap its own input, which every output channel reads. */
-        for (int32_t oc = 0; oc < p->out_c; ++oc) {
-            int32_t acc = p->folded_bias[oc];
-            for (int32_t i = 0; i < p->in_c; ++i) {
-                acc += (int32_t)x[i] * w[i];
-            }
-            const int32_t v = mcc_requantize(acc, *mult, *shift) + p->output_offset;
-            tmp[oc] = (int8_t)MCC_CLAMP(v, p->act_min, p->act_max);
-            w += p->in_c;
-            mult += q_step;
-            shift += q_step;
+        for (int32_t c = 0; c < out_c; c += 4, w += 2 * pair_bytes) {
+            pixel_four(p, x, w, w + pair_bytes, p->channel_table + 4 * c, MCC_MIN(4, out_c - c),
+                       out + c);
         }
-        int8_t *dst = output + o * p->out_c;
-        for (int32_t oc = 0; oc < p->out_c; ++oc) {
-            dst[oc] = tmp[oc];
+        if (!direct) {
+            memcpy(dst, tmp, (size_t)out_c);
+        }
+        ox += dir;
+        if (ox < 0 || ox == p->out_w) {
+            ox = p->reverse ? p->out_w - 1 : 0;
+            oy += dir;
         }
     }
     return MCC_OK;

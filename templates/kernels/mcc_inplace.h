@@ -35,13 +35,25 @@
 
 #include "mcc_common.h"
 
-/* DEPTHWISE_CONV_2D, depth multiplier 1, in place. Same arithmetic and
- * constant layouts as mcc_depthwise_conv2d_s8 (mcc_conv.h):
+/* DEPTHWISE_CONV_2D, depth multiplier 1, in place. The per-value arithmetic
+ * of mcc_depthwise_conv2d_s8 (mcc_conv.h), with the layouts of the fast
+ * kernels:
  *
- * weights:      [channels][filter_h][filter_w] int8
- * folded_bias:  [channels] int32, bias + input_offset * sum(weights[c])
- * multiplier, shift: [channels] int32
- * scratch:      ring_rows * in_w bytes
+ * weights:   [channels][filter_h][row_bytes] int8, row_bytes = filter_w rounded
+ *            up to a multiple of 4, each filter row zero-padded (so a 3-wide row
+ *            is one word: SXTB16 gives the int16 pairs (w0, w2) and (w1, 0)).
+ * channel_table: [channels][4] int32. fast_table 1: { folded_bias, multiplier,
+ *            hi_base, post }, "Fast requantization" in mcc_conv.h, chosen where
+ *            the compiler proves it exact; fast_table 0: { folded_bias,
+ *            multiplier, shift, 0 } with TFLite's (multiplier, shift), the
+ *            general kernels' arithmetic, and output_offset added after it.
+ * pad_value: the input zero point, read for taps in the padding.
+ * scratch:   ring_rows * in_w bytes (mcc_depthwise_conv2d_inplace_s8_scratch_bytes).
+ *
+ * Inner loops: a 3x3 filter (any dilation_h) keeps its taps in registers;
+ * under __ARM_FEATURE_DSP, rows read from the ring (one channel, contiguous)
+ * at stride 1 give two outputs per step with SMLAD. Output pixels whose
+ * window crosses the border take a slower path that reads pad_value there.
  */
 typedef struct {
     int32_t in_h, in_w, channels;
@@ -51,17 +63,18 @@ typedef struct {
     int32_t dilation_h, dilation_w;
     int32_t pad_h, pad_w;
     int32_t ring_rows;
-    int32_t input_offset;
+    int32_t row_bytes;
+    int32_t fast_table;
+    int32_t pad_value;
     int32_t output_offset;
     int32_t act_min, act_max;
     const int8_t *weights;
-    const int32_t *folded_bias;
-    const int32_t *multiplier;
-    const int32_t *shift;
+    const int32_t *channel_table;
 } mcc_depthwise_conv2d_inplace_params;
 
 int mcc_depthwise_conv2d_inplace_s8(const mcc_depthwise_conv2d_inplace_params *p,
                                     const int8_t *input, int8_t *output, void *scratch);
+size_t mcc_depthwise_conv2d_inplace_s8_scratch_bytes(const mcc_depthwise_conv2d_inplace_params *p);
 
 /* AVERAGE_POOL_2D and MAX_POOL_2D in place, as mcc_avgpool_s8 /
  * mcc_maxpool_s8 (mcc_pool.h): windows clipped to the image, average rounded
@@ -83,29 +96,32 @@ int mcc_avgpool_inplace_s8(const mcc_pool_inplace_params *p, const int8_t *input
 
 int mcc_maxpool_inplace_s8(const mcc_pool_inplace_params *p, const int8_t *input,
                            int8_t *output, void *scratch);
+size_t mcc_pool_inplace_s8_scratch_bytes(const mcc_pool_inplace_params *p);
 
 /* CONV_2D with a 1x1 filter and no padding (any stride), and FULLY_CONNECTED
- * (in_h = rows, in_w = 1, in_c = depth), in place. Same arithmetic as
- * mcc_fully_connected_s8 / mcc_conv2d_1x1_s8:
+ * (in_h = rows, in_w = 1, in_c = depth), in place. The per-value arithmetic
+ * of mcc_fully_connected_s8 / mcc_conv2d_1x1_s8, four output channels per
+ * pass over a pixel's input:
  *
- * weights:      [out_c][in_c] int8
- * folded_bias:  [out_c] int32
- * multiplier, shift: [out_c] int32 when per_channel, else [1]
- * reverse:      1: last pixel first
- * scratch:      out_c bytes
+ * weights:  mcc_gemm_s8's layout (mcc_conv.h) for out_c rounded up to a
+ *           multiple of 4 (the extra channels are zero and never stored):
+ *           [ceil(out_c/2)][ceil(in_c/4)][2][4] int8.
+ * channel_table: [ceil(out_c/4)*4][4] int32, the two table forms of
+ *           mcc_depthwise_conv2d_inplace_params (a per-tensor multiplier is
+ *           repeated per channel).
+ * reverse:  1: last pixel first
+ * scratch:  out_c bytes (mcc_pointwise_inplace_s8_scratch_bytes)
  */
 typedef struct {
     int32_t in_h, in_w, in_c;
     int32_t out_h, out_w, out_c;
     int32_t stride_h, stride_w;
     int32_t reverse;
-    int32_t per_channel;
+    int32_t fast_table;
     int32_t output_offset;
     int32_t act_min, act_max;
     const int8_t *weights;
-    const int32_t *folded_bias;
-    const int32_t *multiplier;
-    const int32_t *shift;
+    const int32_t *channel_table;
 } mcc_pointwise_inplace_params;
 
 int mcc_conv2d_1x1_inplace_s8(const mcc_pointwise_inplace_params *p, const int8_t *input,
@@ -113,5 +129,6 @@ int mcc_conv2d_1x1_inplace_s8(const mcc_pointwise_inplace_params *p, const int8_
 
 int mcc_fully_connected_inplace_s8(const mcc_pointwise_inplace_params *p, const int8_t *input,
                                    int8_t *output, void *scratch);
+size_t mcc_pointwise_inplace_s8_scratch_bytes(const mcc_pointwise_inplace_params *p);
 
 #endif /* MCC_INPLACE_H */

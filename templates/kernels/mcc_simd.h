@@ -55,6 +55,16 @@ static inline int32_t load_partial(const int8_t *p, int32_t n)
     }
     return load32(b);
 }
+
+/* One filter row of a 3-wide filter for two neighbouring outputs at stride 1:
+ * t holds the input bytes t0..t3, e = (w0, w2) and o = (w1, 0) the weights as
+ * int16 pairs; a0 += t0 w0 + t1 w1 + t2 w2 and a1 += t1 w0 + t2 w1 + t3 w2. */
+static inline void smlad_3tap_pair(int32_t t, int32_t e, int32_t o, int32_t *a0, int32_t *a1)
+{
+    const int32_t te = __sxtb16(t), to = sxtb16_ror8(t);   /* (t0, t2), (t1, t3) */
+    *a0 = __smlabb(to, o, __smlad(te, e, *a0));
+    *a1 = __smlatb(te, o, __smlad(to, e, *a1));
+}
 #else
 #define MCC_CONV_DSP 0
 #endif
@@ -74,6 +84,20 @@ static inline int8_t fast_requant(int32_t acc, int32_t mult, int32_t hib, int32_
     const int64_t t = (int64_t)a * mult + (int64_t)top * INT64_C(4294967296) + INT64_C(2147483648);
     const int32_t v = (int32_t)(t >> 32) >> post;
     return (int8_t)MCC_CLAMP(v, -128, 127);
+#endif
+}
+
+/* fast_requant before its saturation to int8, for a caller that clamps to a
+ * narrower range anyway (the same bounds hold). */
+static inline int32_t fast_requant_unsaturated(int32_t acc, int32_t mult, int32_t hib, int32_t post)
+{
+    const int32_t a = (int32_t)((uint32_t)acc << 1);
+    const int32_t top = hib + (a >> 31);
+#if MCC_CONV_DSP
+    return smmlar(a, mult, top) >> post;
+#else
+    const int64_t t = (int64_t)a * mult + (int64_t)top * INT64_C(4294967296) + INT64_C(2147483648);
+    return (int32_t)(t >> 32) >> post;
 #endif
 }
 
