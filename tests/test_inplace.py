@@ -374,8 +374,111 @@ def test_random_geometries_cover_every_order():
                 if f["out_w"] * f["out_h"] < ((f["in_w"] - 1) // f["stride_w"] + 1) * (
                         (f["in_h"] - 1) // f["stride_h"] + 1):
                     seen.add("pointwise crop")
+            if "fast_table" in f:
+                seen.add(("fast table", f["fast_table"]))
     assert seen >= {("ring", True), ("ring", False), "out > in", ("reverse", 0), ("reverse", 1),
-                    "pointwise stride 2", "pointwise crop"}, seen
+                    "pointwise stride 2", "pointwise crop", ("fast table", 1)}, seen
+
+
+class _Builder3x3(_Builder):
+    """Square 3x3 windows only: the depthwise kernel's register-blocked rows
+    (stride 1 in pairs, stride 2 one by one, dilation_h any, dilation_w 1 or not)."""
+
+    def _window(self, x, max_k, dilate):
+        real = self.rng
+        self.rng = _KernelSize3(real, max_k)
+        try:
+            return super()._window(x, max_k, dilate)
+        finally:
+            self.rng = real
+
+
+class _KernelSize3:
+    """A generator that draws every window size as 3x3 and the rest as `rng`."""
+
+    def __init__(self, rng, max_k):
+        self.rng, self.max_k = rng, max_k
+
+    def integers(self, lo, hi=None, size=None):
+        if (lo, hi, size) == (1, self.max_k + 1, 2):
+            return np.full(2, 3)
+        return self.rng.integers(lo, hi, size)
+
+    def __getattr__(self, name):
+        return getattr(self.rng, name)
+
+
+def _chains_match_the_normal_kernels(builder: _Builder, chains: int, length: int, seed: int):
+    """Random chains built twice (normal kernels, in place), run under ASan/UBSan,
+    every layer compared; returns the in-place calls' fields by function."""
+    for _ in range(chains):
+        builder.chain(length=length)
+    graph = builder.graph()
+    normal, ours = _compile(graph, False), _compile(graph, True)
+    inputs = random_inputs(graph, runs=2, seed=seed)
+    _, layers_a = _run(normal, inputs)
+    _, layers_b = _run(ours, inputs)
+    for key in layers_a:
+        op = next(o for o in graph.ops if key[1] in o.outputs)
+        assert np.array_equal(layers_a[key], layers_b[key]), f"op {op.index} ({ours.calls[op.index].function})"
+    fields: dict[str, list[dict]] = {}
+    for c in ours.calls.values():
+        if c.inplace_input is not None:
+            fields.setdefault(c.function, []).append({x.name: x.value for x in c.fields})
+    return fields
+
+
+def test_3x3_geometries_match_the_normal_kernels():
+    fields = _chains_match_the_normal_kernels(_Builder3x3(15), chains=10, length=3, seed=15)
+    dw = fields["mcc_depthwise_conv2d_inplace_s8"]
+    assert all((f["filter_h"], f["filter_w"]) == (3, 3) for f in dw)
+    seen = {(f["stride_w"], f["ring_rows"] > 0, f["dilation_w"]) for f in dw}
+    assert {(1, True, 1), (1, False, 1), (2, False, 1), (2, True, 1)} <= seen, seen
+
+
+class _WideBuilder(_Builder):
+    """Output scales small enough that the requantization multiplier is >= 0.5:
+    the fast table cannot be exact, and the kernels take TFLite's form."""
+
+    def _out_quant(self, x, w_scales, taps):
+        return _q(self.scale(x) * float(np.mean(w_scales)) / 2, int(self.rng.integers(-20, 21)))
+
+
+def test_tflite_form_table_matches_the_normal_kernels():
+    fields = _chains_match_the_normal_kernels(_WideBuilder(5), chains=4, length=4, seed=5)
+    assert any(f["fast_table"] == 0 for f in fields["mcc_depthwise_conv2d_inplace_s8"])
+
+
+def test_scratch_sizes_in_c_mirror_python(tmp_path):
+    """Every in-place kernel's *_scratch_bytes against its Python mirror, which the
+    lowering reports to the planner."""
+    import subprocess
+    from mcucompile.resources import data_dir
+    from mcucompile.verify import host_compiler
+    kernels = data_dir("templates") / "kernels"
+    exe = tmp_path / "sizes"
+    subprocess.run([host_compiler(), "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{kernels}",
+                    str(Path(__file__).parent / "data" / "inplace_scratch_sizes.c"),
+                    str(kernels / "mcc_inplace.c"), "-o", str(exe)], check=True)
+    rng = np.random.default_rng(7)
+    cases = [tuple(int(v) for v in rng.integers(0, 200, 3)) for _ in range(20)]
+    out = subprocess.run([str(exe), *(str(v) for c in cases for v in c)], capture_output=True,
+                         text=True, check=True).stdout.split("\n")
+    for (ring, in_w, out_c), line in zip(cases, out):
+        window = inplace.window_scratch_bytes(ring, in_w)
+        assert [int(v) for v in line.split()] == [window, window, inplace.pointwise_scratch_bytes(out_c)]
+
+
+def test_lowered_scratch_is_the_mirror():
+    graph = _random_graph(SEEDS[0])
+    for op in graph.ops:
+        call = lower_inplace(op, graph)
+        if call is None or call.library != "mcc_inplace":
+            continue
+        f = {x.name: x.value for x in call.fields}
+        want = (inplace.window_scratch_bytes(f["ring_rows"], f["in_w"]) if "ring_rows" in f
+                else inplace.pointwise_scratch_bytes(f["out_c"]))
+        assert call.scratch_bytes == want
 
 
 # ----------------------------------------------------------------------------
