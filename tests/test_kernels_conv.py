@@ -240,11 +240,14 @@ def _dw(padding=Padding.SAME, stride=1, dilation=1, mult=1, act=Activation.NONE)
     (OpKind.CONV_2D, _conv(stride=2), ((1, 9, 8, 3), (5, 3, 3, 3), (1, 5, 4, 5)), Variant.IM2COL),
     (OpKind.CONV_2D, _conv(dilation=2), ((1, 9, 8, 3), (5, 3, 3, 3), (1, 9, 8, 5)), Variant.IM2COL),
     (OpKind.DEPTHWISE_CONV_2D, _dw(stride=2), ((1, 9, 8, 5), (1, 3, 3, 5), (1, 5, 4, 5)),
-     Variant.PLANAR),
+     Variant.PLANAR_3X3),
     (OpKind.DEPTHWISE_CONV_2D, _dw(mult=2), ((1, 9, 8, 3), (1, 7, 5, 6), (1, 9, 8, 6)),
      Variant.PLANAR),
-    (OpKind.DEPTHWISE_CONV_2D, _dw(mult=8), ((1, 9, 8, 1), (1, 3, 3, 8), (1, 9, 8, 8)),
+    # Three wide but not three high: the wide kernel's 8-byte filter rows.
+    (OpKind.DEPTHWISE_CONV_2D, _dw(), ((1, 9, 8, 3), (1, 5, 3, 3), (1, 9, 8, 3)),
      Variant.PLANAR),
+    (OpKind.DEPTHWISE_CONV_2D, _dw(mult=8), ((1, 9, 8, 1), (1, 3, 3, 8), (1, 9, 8, 8)),
+     Variant.PLANAR_3X3),
     # One input channel and a filter the planar kernel does not take: a convolution.
     (OpKind.DEPTHWISE_CONV_2D, _dw(stride=2, mult=8), ((1, 9, 8, 1), (1, 4, 2, 8), (1, 5, 4, 8)),
      Variant.IM2COL),

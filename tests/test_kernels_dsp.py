@@ -1,7 +1,7 @@
 """The fast convolution kernels on Arm cores, under QEMU, against TFLM.
 
 The host tests (test_kernels_conv.py) run the portable inner loops of
-mcc_gemm_s8, mcc_conv2d_im2col_s8 and mcc_depthwise_conv2d_planar_s8; the DSP
+mcc_gemm_s8, mcc_conv2d_im2col_s8 and mcc_depthwise_conv2d_planar[_3x3]_s8; the DSP
 inner loops (SMLAD, SXTB16, SMMLAR) only exist in Cortex-M4/M7 builds. Here
 each single-op model is built into the real firmware for qemu-m7 and qemu-m4
 (__ARM_FEATURE_DSP: the DSP loops) and qemu-m3 (ARMv7-M without DSP: the
@@ -48,13 +48,31 @@ def _cases() -> dict[str, tuple[str, dict, str]]:
         cases[f"depthwise_k{k}_s{s}_{p}_m{m}"] = ("depthwise_conv2d", dict(
             input_shape=image(odd(3, 13)), kernel=k, stride=s, padding=p, depth_multiplier=m,
             activation=str(rng.choice(["relu", "relu6"])), seed=int(rng.integers(100))),
-            "mcc_depthwise_conv2d_planar_s8")
+            "mcc_depthwise_conv2d_planar_3x3_s8" if k == 3 else "mcc_depthwise_conv2d_planar_s8")
     cases["depthwise_one_channel_m8"] = ("depthwise_conv2d", dict(
         input_shape=(1, 15, 13, 1), kernel=3, stride=2, depth_multiplier=8),
-        "mcc_depthwise_conv2d_planar_s8")
+        "mcc_depthwise_conv2d_planar_3x3_s8")
     cases["depthwise_one_channel_10x8"] = ("depthwise_conv2d", dict(
         input_shape=(1, 19, 16, 1), kernel=(10, 8), stride=2, depth_multiplier=3),
         "mcc_conv2d_im2col_s8")
+    # Whole depth groups (depth % 4 == 0) take the assembly tiles on the M4/M7:
+    # 4x2 blocks with an odd and an even number of groups, 2x2 without scratch
+    # (the compact form at the memory peak, COMPACT below), leftover and lone
+    # rows, and an odd last channel run against its zero-padded twin.
+    cases["conv_k1_depth12_compact"] = ("conv2d", dict(
+        input_shape=(1, 7, 9, 12), filters=odd(3, 9), kernel=1, padding="valid",
+        seed=int(rng.integers(100))), "mcc_gemm_s8")
+    cases["conv_k1_depth8_odd_c"] = ("conv2d", dict(
+        input_shape=(1, 9, 7, 8), filters=odd(3, 9), kernel=1, padding="valid",
+        activation="relu6", seed=int(rng.integers(100))), "mcc_gemm_s8")
+    cases["conv_k1_depth12_rows25"] = ("conv2d", dict(
+        input_shape=(1, 5, 5, 12), filters=6, kernel=1, padding="valid",
+        seed=int(rng.integers(100))), "mcc_gemm_s8")
+    cases["dense_rows1_depth32"] = ("dense", dict(input_shape=(1, 32), units=odd(3, 9)),
+                                    "mcc_gemm_s8")
+    cases["depthwise_k3_s1_even_w"] = ("depthwise_conv2d", dict(
+        input_shape=(1, 9, 10, odd(3, 9)), kernel=3, stride=1, padding="valid",
+        seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
     cases["dense_rows5"] = ("dense", dict(input_shape=(5, odd(17, 41)), units=odd(3, 9),
                                           activation="relu"), "mcc_gemm_s8")
     cases["dense_rows1"] = ("dense", dict(input_shape=(1, odd(17, 41)), units=odd(3, 9)),
@@ -63,12 +81,18 @@ def _cases() -> dict[str, tuple[str, dict, str]]:
 
 
 CASES = _cases()
+# Built with compact_at_peak: the one layer is the memory peak, so it gets the
+# scratch-free form (checked: no scratch).
+COMPACT = {"conv_k1_depth12_compact"}
 # A run of the default tests covers every variant on the M7 and the two most
 # common on the M4 (the same DSP code) and the M3 (the portable loops); the
 # slow tests run every case on every core (~6 s each).
 DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_same_m1",
-                       "depthwise_k5_s2_same_m1", "depthwise_one_channel_m8", "dense_rows5"},
-           "qemu-m4": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1"},
+                       "depthwise_k5_s2_same_m1", "depthwise_one_channel_m8", "dense_rows5",
+                       "conv_k1_depth12_compact", "conv_k1_depth8_odd_c",
+                       "conv_k1_depth12_rows25", "dense_rows1_depth32",
+                       "depthwise_k3_s1_even_w"},
+           "qemu-m4": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact"},
            "qemu-m3": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1"}}
 
 
@@ -85,15 +109,18 @@ def model_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("dsp_models")
 
 
-def _run_on_qemu(model_path: Path, board_name: str, out: Path, runs: int = 2):
+def _run_on_qemu(model_path: Path, board_name: str, out: Path, runs: int = 2,
+                 compact: bool = False):
     from mcucompile import boards, emulator, hil
     from mcucompile.build import compile_firmware
     from mcucompile.pipeline import CompileOptions, build
 
     board = boards.load(board_name)
     # Layer by layer: the in-place and patch strategies would swap in other kernels.
-    # A one-layer model's layer is its memory peak: keep the fast kernel's scratch there.
-    compiled = build(model_path, board, out, options=CompileOptions(memory="layer", compact_at_peak=False))
+    # A one-layer model's layer is its memory peak: keep the fast kernel's scratch
+    # there, unless the case is about the scratch-free form.
+    compiled = build(model_path, board, out,
+                     options=CompileOptions(memory="layer", compact_at_peak=compact))
     firmware = compile_firmware(out, board, "qemu")
     assert not firmware.warnings, firmware.warnings
     with emulator.boot(firmware.elf, firmware.qemu_machine, "tcp") as qemu:
@@ -109,9 +136,14 @@ def test_fast_kernel_is_bit_exact_on_qemu(name, board, model_dir, tmp_path):
     path = model_dir / f"{name}.tflite"
     if not path.exists():
         path.write_bytes(getattr(mg, factory)(**kwargs))
-    compiled, report = _run_on_qemu(path, board, tmp_path / "build")
+    compiled, report = _run_on_qemu(path, board, tmp_path / "build", compact=name in COMPACT)
     kernels = [layer.kernel for layer in compiled.report.layers]
     assert kernel in kernels, kernels
+    layer = compiled.report.layers[kernels.index(kernel)]
+    if name in COMPACT:
+        assert layer.scratch_bytes == 0, layer      # rows read where they lie
+    elif name.startswith("conv_k1_depth"):
+        assert layer.scratch_bytes > 0, layer       # blocks of four rows in scratch
     assert report.compared and report.samples == 2
     assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)
 
@@ -128,5 +160,5 @@ def test_small_mobilenet_v2_is_bit_exact_on_qemu(board, model_dir, tmp_path):
         path.write_bytes(mg.mobilenet_v2(resolution=32, num_classes=5, head_channels=32))
     compiled, report = _run_on_qemu(path, board, tmp_path / "build", runs=1)
     kernels = {layer.kernel for layer in compiled.report.layers}
-    assert {"mcc_conv2d_im2col_s8", "mcc_gemm_s8", "mcc_depthwise_conv2d_planar_s8"} <= kernels
+    assert {"mcc_conv2d_im2col_s8", "mcc_gemm_s8", "mcc_depthwise_conv2d_planar_3x3_s8"} <= kernels
     assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)

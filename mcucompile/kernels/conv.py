@@ -30,8 +30,10 @@ Kernels. `choose()` is the one place that picks a kernel (the lowering and
 * mcc_conv2d_im2col_s8: every other ungrouped CONV_2D, and a DEPTHWISE_CONV_2D
   over one input channel that the planar kernel does not take (patches of
   four pixels gathered into scratch, then the same GEMM).
-* mcc_depthwise_conv2d_planar_s8: DEPTHWISE_CONV_2D with filter width 3, 5 or
-  7, stride_w 1 or 2, no dilation (padded channel planes in scratch).
+* mcc_depthwise_conv2d_planar_3x3_s8 (3x3 filters) and
+  mcc_depthwise_conv2d_planar_s8 (the others): DEPTHWISE_CONV_2D with filter
+  width 3, 5 or 7, stride_w 1 or 2, no dilation (padded channel planes in
+  scratch).
 * the general kernels (`reference_call`) for the rest: grouped or dilated
   depthwise filters, other widths and strides, and layers whose requantization
   the fast kernels' shorter form cannot reproduce exactly (a real multiplier
@@ -455,7 +457,8 @@ def reference_call(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) 
 class Variant(enum.Enum):
     GEMM = "mcc_gemm_s8"                              # FULLY_CONNECTED, pointwise CONV_2D
     IM2COL = "mcc_conv2d_im2col_s8"                   # other CONV_2D; DEPTHWISE with in_c 1
-    PLANAR = "mcc_depthwise_conv2d_planar_s8"         # DEPTHWISE 3/5/7 wide, stride_w 1 or 2
+    PLANAR = "mcc_depthwise_conv2d_planar_s8"         # DEPTHWISE 5/7 wide (or 3 wide, not 3 high)
+    PLANAR_3X3 = "mcc_depthwise_conv2d_planar_3x3_s8"  # DEPTHWISE 3x3; both: stride_w 1 or 2
     GENERAL = "general"                               # the general kernels (reference_call)
 
 
@@ -516,7 +519,8 @@ def fast_channel_table(layer: _Layer) -> tuple[np.ndarray | None, str]:
 
     It needs every channel's TFLite shift to be negative (post >= 1) and no
     int32 overflow for any int8 input: |acc| < 2^30 (acc is doubled), the
-    running sums below 2^31, and |hi_base| < 2^30.
+    running sums below 2^30 (some kernels accumulate 2 * acc directly, with
+    doubled weights), and |hi_base| < 2^30.
     """
     out_c = layer.out_c
     mult = np.broadcast_to(layer.mult.astype(np.int64), (out_c,))
@@ -531,7 +535,7 @@ def fast_channel_table(layer: _Layer) -> tuple[np.ndarray | None, str]:
     widest = max(abs(-128 + layer.input_offset), abs(127 + layer.input_offset))
     acc_bound = np.abs(bias) + abs_w * widest
     running = np.abs(layer.fold.astype(np.int64)) + abs_w * 128
-    if acc_bound.max() >= 2**30 or running.max() >= 2**31:
+    if acc_bound.max() >= 2**30 or running.max() >= 2**30:
         return None, "the accumulator may reach 2^30"
     hib = (1 << (post - 1)) + layer.output_offset * (1 << post)
     if np.abs(hib).max() + 1 >= 2**30:
@@ -558,7 +562,7 @@ def _choose(layer: _Layer, compact: bool = False) -> Choice:
     if compact:
         return Choice(Variant.GENERAL, 0, "no scratch allowed at the memory peak")
     planar = _planar(layer) if layer.kind == OpKind.DEPTHWISE_CONV_2D else None
-    if planar is not None and planar.variant == Variant.PLANAR:
+    if planar is not None and planar.variant in (Variant.PLANAR, Variant.PLANAR_3X3):
         return planar
     # A depthwise layer over one input channel is a convolution with
     # out_c = depth_multiplier filters of one channel each: im2col when the
@@ -590,7 +594,8 @@ def _planar(layer: _Layer) -> Choice:
     if plane > PLANAR_MAX_PLANE:
         return Choice(Variant.GENERAL, 0, f"a padded channel plane of {plane} bytes is too big")
     group = max(1, min(win.in_c, PLANAR_BUDGET // plane))
-    return Choice(Variant.PLANAR, planar_scratch_bytes(group, plane_h, plane_w), "",
+    variant = Variant.PLANAR_3X3 if _planar_row_bytes(win) == 4 else Variant.PLANAR
+    return Choice(variant, planar_scratch_bytes(group, plane_h, plane_w), "",
                   group=group, plane_h=plane_h, plane_w=plane_w)
 
 

@@ -197,6 +197,277 @@ int mcc_conv2d_1x1_s8(const mcc_fully_connected_params *p,
  */
 #include "mcc_simd.h"
 
+/* The two hottest loops (the blocked GEMM's dot products and the 3x3
+ * depthwise pairs at stride 1) need all 14 allocatable registers; in C the
+ * compiler keeps some of their values on the stack. They are written here as
+ * assembly functions (ARMv7E-M Thumb-2, AAPCS), so no compiler's register
+ * allocation can make them fail or spill. -DMCC_NO_ASM takes the C loops. */
+#if MCC_CONV_DSP && defined(__GNUC__) && defined(__thumb2__) && !defined(MCC_NO_ASM)
+#define MCC_CONV_ASM 1
+#else
+#define MCC_CONV_ASM 0
+#endif
+
+#if MCC_CONV_ASM
+/* One tile of gemm_block4: out[r][c] and out[r][c + 1] for the block's four
+ * rows (int16 pairs, see widen_rows4) and one full channel pair: its weights
+ * w (`groups` >= 1 depth groups), its table rows chan[0..7], the output o of
+ * row 0, channel c. Bias, dot products and requantization in one pass. */
+void mcc_gemm_s8_4x2_dsp(const int32_t *block, const int8_t *w, const int32_t *chan, int8_t *o,
+                         int32_t groups, int32_t out_c);
+
+/* One weight word (half a depth group) against the four rows. */
+#define MCC_GEMM_HALF                                                          \
+    "ldr    r12, [r2], #4\n\t"       /* weight word: channel 0 (lr), 1 (r12) */ \
+    "sxtb16 lr, r12\n\t"                                                       \
+    "sxtb16 r12, r12, ror #8\n\t"                                              \
+    "ldrd   r0, r3, [r1], #8\n\t"    /* rows 0 and 1 */                        \
+    "smlad  r4, r0, lr, r4\n\t"                                                \
+    "smlad  r5, r0, r12, r5\n\t"                                               \
+    "smlad  r6, r3, lr, r6\n\t"                                                \
+    "smlad  r7, r3, r12, r7\n\t"                                               \
+    "ldrd   r0, r3, [r1], #8\n\t"    /* rows 2 and 3 */                        \
+    "smlad  r8, r0, lr, r8\n\t"                                                \
+    "smlad  r9, r0, r12, r9\n\t"                                               \
+    "smlad  r10, r3, lr, r10\n\t"                                              \
+    "smlad  r11, r3, r12, r11\n\t"
+/* fast_requant of accumulator A with r1 multiplier, r2 hi_base, r3 post;
+ * r0 scratch. */
+#define MCC_GEMM_REQUANT(A)                                                    \
+    "add    r0, r2, " A ", asr #31\n\t"                                        \
+    "lsl    " A ", " A ", #1\n\t"                                              \
+    "smmlar " A ", " A ", r1, r0\n\t"                                          \
+    "asr    " A ", " A ", r3\n\t"                                              \
+    "ssat   " A ", #8, " A "\n\t"
+
+/* r4..r11: (row, channel) accumulators 00 01 10 11 20 21 30 31; in the loop
+ * r1 the block, r2 the weights, r0 r3 r12 lr the operands. Stack: [sp] the
+ * weights' end, [sp, #4] chan, [sp, #8] o, [sp, #48] groups, [sp, #52] out_c. */
+__asm__(".pushsection .text.mcc_gemm_s8_4x2_dsp,\"ax\",%progbits\n\t"
+        ".syntax unified\n\t"
+        ".thumb\n\t"
+        ".p2align 2\n\t"
+        ".global mcc_gemm_s8_4x2_dsp\n\t"
+        ".hidden mcc_gemm_s8_4x2_dsp\n\t"
+        ".type mcc_gemm_s8_4x2_dsp, %function\n\t"
+        ".thumb_func\n"
+        "mcc_gemm_s8_4x2_dsp:\n\t"
+        "push   {r4-r11, lr}\n\t"
+        "ldr    r4, [r2]\n\t"             /* the two folded biases */
+        "ldr    r5, [r2, #16]\n\t"
+        "mov    r6, r4\n\t"
+        "mov    r8, r4\n\t"
+        "mov    r10, r4\n\t"
+        "mov    r7, r5\n\t"
+        "mov    r9, r5\n\t"
+        "mov    r11, r5\n\t"
+        "push   {r2, r3}\n\t"
+        "mov    r2, r1\n\t"
+        "mov    r1, r0\n\t"
+        "ldr    r3, [sp, #44]\n\t"        /* groups */
+        "lsls   r0, r3, #31\n\t"          /* Z: an even number of groups */
+        "add    r3, r2, r3, lsl #3\n\t"
+        "push   {r3}\n\t"
+        "beq    2f\n\t"
+        MCC_GEMM_HALF MCC_GEMM_HALF       /* the odd group */
+        "ldr    r0, [sp]\n\t"
+        "cmp    r2, r0\n\t"
+        "beq    3f\n"
+        "2:\n\t"
+        MCC_GEMM_HALF MCC_GEMM_HALF MCC_GEMM_HALF MCC_GEMM_HALF
+        "ldr    r0, [sp]\n\t"
+        "cmp    r2, r0\n\t"
+        "bne    2b\n"
+        "3:\n\t"
+        "ldr    r0, [sp, #4]\n\t"         /* channel 0: rows 0..3 */
+        "ldrd   r1, r2, [r0, #4]\n\t"
+        "ldr    r3, [r0, #12]\n\t"
+        "ldr    r12, [sp, #8]\n\t"        /* o */
+        "ldr    lr, [sp, #52]\n\t"        /* out_c */
+        MCC_GEMM_REQUANT("r4")
+        "strb   r4, [r12]\n\t"
+        MCC_GEMM_REQUANT("r6")
+        "strb   r6, [r12, lr]\n\t"
+        "add    r4, r12, lr, lsl #1\n\t"  /* row 2 */
+        MCC_GEMM_REQUANT("r8")
+        "strb   r8, [r4]\n\t"
+        "add    r6, r4, lr\n\t"           /* row 3 */
+        MCC_GEMM_REQUANT("r10")
+        "strb   r10, [r6]\n\t"
+        "ldr    r0, [sp, #4]\n\t"         /* channel 1 */
+        "ldrd   r1, r2, [r0, #20]\n\t"
+        "ldr    r3, [r0, #28]\n\t"
+        MCC_GEMM_REQUANT("r5")
+        "strb   r5, [r12, #1]\n\t"
+        "add    r12, r12, #1\n\t"
+        MCC_GEMM_REQUANT("r7")
+        "strb   r7, [r12, lr]\n\t"
+        MCC_GEMM_REQUANT("r9")
+        "strb   r9, [r4, #1]\n\t"
+        MCC_GEMM_REQUANT("r11")
+        "strb   r11, [r6, #1]\n\t"
+        "add    sp, sp, #12\n\t"
+        "pop    {r4-r11, pc}\n\t"
+        ".size mcc_gemm_s8_4x2_dsp, .-mcc_gemm_s8_4x2_dsp\n\t"
+        ".popsection");
+#undef MCC_GEMM_HALF
+#undef MCC_GEMM_REQUANT
+
+/* One tile of gemm_rows2: rows x0 and x1 (int8, read where they lie) by one
+ * full channel pair (weights w, `groups` >= 1 full depth groups, table rows
+ * chan[0..7]) into o0[0..1] and o1[0..1]. */
+void mcc_gemm_s8_2x2_dsp(const int8_t *x0, const int8_t *x1, const int8_t *w, int8_t *o0,
+                         int8_t *o1, const int32_t *chan, int32_t groups);
+
+/* fast_requant of accumulator A with r8 multiplier, r9 hi_base, r10 post;
+ * r11 scratch. */
+#define MCC_ROWS2_REQUANT(A)                                                   \
+    "add    r11, r9, " A ", asr #31\n\t"                                       \
+    "lsl    " A ", " A ", #1\n\t"                                              \
+    "smmlar " A ", " A ", r8, r11\n\t"                                         \
+    "asr    " A ", " A ", r10\n\t"                                             \
+    "ssat   " A ", #8, " A "\n\t"
+
+/* r0 x0, r1 x1, r2 w, r3 the weights' end; r4..r7 the accumulators 00 01 10 11
+ * (row, channel); r8..r11 the group's four weight pairs; r12, lr a row's
+ * (k, k+2) and (k+1, k+3) pairs. Stack: [sp] o0, [sp, #40] o1, [sp, #44]
+ * chan, [sp, #48] groups. */
+__asm__(".pushsection .text.mcc_gemm_s8_2x2_dsp,\"ax\",%progbits\n\t"
+        ".syntax unified\n\t"
+        ".thumb\n\t"
+        ".p2align 2\n\t"
+        ".global mcc_gemm_s8_2x2_dsp\n\t"
+        ".hidden mcc_gemm_s8_2x2_dsp\n\t"
+        ".type mcc_gemm_s8_2x2_dsp, %function\n\t"
+        ".thumb_func\n"
+        "mcc_gemm_s8_2x2_dsp:\n\t"
+        "push   {r4-r11, lr}\n\t"
+        "push   {r3}\n\t"
+        "ldr    r12, [sp, #44]\n\t"
+        "ldr    r4, [r12]\n\t"            /* the two folded biases */
+        "ldr    r5, [r12, #16]\n\t"
+        "mov    r6, r4\n\t"
+        "mov    r7, r5\n\t"
+        "ldr    r3, [sp, #48]\n\t"
+        "add    r3, r2, r3, lsl #3\n"
+        "1:\n\t"
+        "ldrd   r8, r10, [r2], #8\n\t"    /* words A (k, k+2) and B (k+1, k+3) */
+        "sxtb16 r9, r8, ror #8\n\t"
+        "sxtb16 r8, r8\n\t"
+        "sxtb16 r11, r10, ror #8\n\t"
+        "sxtb16 r10, r10\n\t"
+        "ldr    lr, [r0], #4\n\t"         /* row 0 */
+        "sxtb16 r12, lr\n\t"
+        "sxtb16 lr, lr, ror #8\n\t"
+        "smlad  r4, r12, r8, r4\n\t"
+        "smlad  r5, r12, r9, r5\n\t"
+        "smlad  r4, lr, r10, r4\n\t"
+        "smlad  r5, lr, r11, r5\n\t"
+        "ldr    lr, [r1], #4\n\t"         /* row 1 */
+        "sxtb16 r12, lr\n\t"
+        "sxtb16 lr, lr, ror #8\n\t"
+        "smlad  r6, r12, r8, r6\n\t"
+        "smlad  r7, r12, r9, r7\n\t"
+        "smlad  r6, lr, r10, r6\n\t"
+        "smlad  r7, lr, r11, r7\n\t"
+        "cmp    r2, r3\n\t"
+        "bne    1b\n\t"
+        "ldr    r12, [sp, #44]\n\t"
+        "ldr    r0, [sp]\n\t"
+        "ldr    r1, [sp, #40]\n\t"
+        "ldrd   r8, r9, [r12, #4]\n\t"    /* channel 0 */
+        "ldr    r10, [r12, #12]\n\t"
+        MCC_ROWS2_REQUANT("r4")
+        "strb   r4, [r0]\n\t"
+        MCC_ROWS2_REQUANT("r6")
+        "strb   r6, [r1]\n\t"
+        "ldrd   r8, r9, [r12, #20]\n\t"   /* channel 1 */
+        "ldr    r10, [r12, #28]\n\t"
+        MCC_ROWS2_REQUANT("r5")
+        "strb   r5, [r0, #1]\n\t"
+        MCC_ROWS2_REQUANT("r7")
+        "strb   r7, [r1, #1]\n\t"
+        "add    sp, sp, #4\n\t"
+        "pop    {r4-r11, pc}\n\t"
+        ".size mcc_gemm_s8_2x2_dsp, .-mcc_gemm_s8_2x2_dsp\n\t"
+        ".popsection");
+#undef MCC_ROWS2_REQUANT
+
+/* What the 3x3 stride-1 pair loop reads; offsets are fixed by the assembly. */
+typedef struct {
+    int32_t bias2[2];               /*  0: 2 * folded bias, for both outputs */
+    int32_t mult, hib, post;        /*  8: the channel's table row */
+    int32_t out_c;                  /* 20 */
+    const int8_t *end;              /* 24: where r stops (the row's last pair) */
+    int32_t pw;                     /* 28: plane_w */
+    int32_t e0, e1, e2, m01, m2;    /* 32: doubled weights, see dw3x3_channel */
+} dw_pair_consts;
+
+/* Pairs of outputs along one row, r (the plane, first tap) and o (the
+ * output) advancing until r reaches k->end: the loop of dw3x3_channel. */
+void mcc_dw3x3_s8_pairs_dsp(const int8_t *r, int8_t *o, const dw_pair_consts *k);
+
+/* r0 r, r1 o, r2 k, r3 pw, r4-r8 the weights; r9 a0, r10 a1, r11 t, r12 E, lr O. */
+__asm__(".pushsection .text.mcc_dw3x3_s8_pairs_dsp,\"ax\",%progbits\n\t"
+        ".syntax unified\n\t"
+        ".thumb\n\t"
+        ".p2align 2\n\t"
+        ".global mcc_dw3x3_s8_pairs_dsp\n\t"
+        ".hidden mcc_dw3x3_s8_pairs_dsp\n\t"
+        ".type mcc_dw3x3_s8_pairs_dsp, %function\n\t"
+        ".thumb_func\n"
+        "mcc_dw3x3_s8_pairs_dsp:\n\t"
+        "push   {r4-r11, lr}\n\t"
+        "ldr    r3, [r2, #28]\n\t"
+        "add    r4, r2, #32\n\t"
+        "ldm    r4, {r4-r8}\n"
+        "1:\n\t"
+        "ldrd   r9, r10, [r2]\n\t"
+        "ldr    r11, [r0]\n\t"              /* row 0 */
+        "sxtb16 r12, r11\n\t"
+        "sxtb16 lr, r11, ror #8\n\t"
+        "smlad  r9, r12, r4, r9\n\t"
+        "smlabb r9, lr, r7, r9\n\t"
+        "smlad  r10, lr, r4, r10\n\t"
+        "smlatb r10, r12, r7, r10\n\t"
+        "ldr    r11, [r0, r3]\n\t"          /* row 1 */
+        "sxtb16 r12, r11\n\t"
+        "sxtb16 lr, r11, ror #8\n\t"
+        "smlad  r9, r12, r5, r9\n\t"
+        "smlabt r9, lr, r7, r9\n\t"
+        "smlad  r10, lr, r5, r10\n\t"
+        "smlatt r10, r12, r7, r10\n\t"
+        "add    r11, r0, r3, lsl #1\n\t"    /* row 2 */
+        "ldr    r11, [r11]\n\t"
+        "sxtb16 r12, r11\n\t"
+        "sxtb16 lr, r11, ror #8\n\t"
+        "smlad  r9, r12, r6, r9\n\t"
+        "smlabb r9, lr, r8, r9\n\t"
+        "smlad  r10, lr, r6, r10\n\t"
+        "smlatb r10, r12, r8, r10\n\t"
+        "ldrd   r11, r12, [r2, #8]\n\t"     /* fast_requant_doubled of both */
+        "add    lr, r12, r9, asr #31\n\t"
+        "smmlar r9, r9, r11, lr\n\t"
+        "add    lr, r12, r10, asr #31\n\t"
+        "smmlar r10, r10, r11, lr\n\t"
+        "ldr    r11, [r2, #16]\n\t"
+        "asr    r9, r9, r11\n\t"
+        "asr    r10, r10, r11\n\t"
+        "ssat   r9, #8, r9\n\t"
+        "ssat   r10, #8, r10\n\t"
+        "ldr    r11, [r2, #20]\n\t"
+        "strb   r10, [r1, r11]\n\t"
+        "strb   r9, [r1]\n\t"
+        "add    r1, r1, r11, lsl #1\n\t"
+        "add    r0, r0, #2\n\t"
+        "ldr    r11, [r2, #24]\n\t"
+        "cmp    r0, r11\n\t"
+        "bne    1b\n\t"
+        "pop    {r4-r11, pc}\n\t"
+        ".size mcc_dw3x3_s8_pairs_dsp, .-mcc_dw3x3_s8_pairs_dsp\n\t"
+        ".popsection");
+#endif
+
 /* ---------------------------------------------------------------- GEMM core */
 
 /* Widen four int8 rows of `depth` values into the block layout: for depth
@@ -234,17 +505,62 @@ static void widen_rows4(const int8_t *const rows[4], int32_t depth, void *block)
     }
 }
 
+/* Depth groups of four (the last one zero-padded). */
+static int32_t groups_of(int32_t depth)
+{
+    return (depth + 3) >> 2;
+}
+
+/* Requantize one channel's accumulators with its table row t, read only now
+ * (into locals before the stores, which may alias it as far as the compiler
+ * knows) so that the row does not occupy registers during the dot products. */
+static inline void requant_pair(int8_t *o0, int8_t *o1, int32_t a0, int32_t a1, const int32_t *t)
+{
+    const int32_t mult = t[1], hib = t[2], post = t[3];
+    *o0 = fast_requant(a0, mult, hib, post);
+    *o1 = fast_requant(a1, mult, hib, post);
+}
+
+/* The same for four rows, `stride` bytes apart. */
+static inline void requant_column(int8_t *o, int32_t stride, int32_t a0, int32_t a1, int32_t a2,
+                                  int32_t a3, const int32_t *t)
+{
+    const int32_t mult = t[1], hib = t[2], post = t[3];
+    o[0] = fast_requant(a0, mult, hib, post);
+    o[stride] = fast_requant(a1, mult, hib, post);
+    o[2 * stride] = fast_requant(a2, mult, hib, post);
+    o[3 * stride] = fast_requant(a3, mult, hib, post);
+}
+
 /* out[r][c..c+1] for the four widened rows of `block`, every channel pair. */
 static void gemm_block4(const void *block, int32_t groups, const int8_t *weights,
                         const int32_t *channels, int32_t out_c, int8_t *out)
 {
     const int8_t *w = weights;
+#if MCC_CONV_ASM
+    int32_t c = 0;
+    for (; c + 2 <= out_c; c += 2, w += 8 * groups) {
+        mcc_gemm_s8_4x2_dsp((const int32_t *)block, w, channels + 4 * c, out + c, groups, out_c);
+    }
+    if (c < out_c) {
+        /* An odd last channel: the same tile against its zero-padded twin
+         * (the weights' layout), its table row twice, into a local 4x2. */
+        int32_t chan[8];
+        int8_t tile[8];
+        memcpy(chan, channels + 4 * c, 16);
+        memcpy(chan + 4, channels + 4 * c, 16);
+        mcc_gemm_s8_4x2_dsp((const int32_t *)block, w, chan, tile, groups, 2);
+        for (int32_t r = 0; r < 4; ++r) {
+            out[r * out_c + c] = tile[2 * r];
+        }
+    }
+#else
     for (int32_t c = 0; c < out_c; c += 2, w += 8 * groups) {
         const int two = c + 1 < out_c;
-        const chan_row k0 = chan_at(channels, c);
-        const chan_row k1 = two ? chan_at(channels, c + 1) : k0;
-        int32_t a00 = k0.bias, a01 = k1.bias, a10 = k0.bias, a11 = k1.bias;
-        int32_t a20 = k0.bias, a21 = k1.bias, a30 = k0.bias, a31 = k1.bias;
+        const int32_t *t0 = channels + 4 * c;
+        const int32_t *t1 = t0 + 4 * two;   /* an odd last channel reads its own row */
+        int32_t a00 = t0[0], a01 = t1[0], a10 = t0[0], a11 = t1[0];
+        int32_t a20 = t0[0], a21 = t1[0], a30 = t0[0], a31 = t1[0];
 #if MCC_CONV_DSP
         const int32_t *x = (const int32_t *)block;
         const int8_t *wp = w;
@@ -265,13 +581,14 @@ static void gemm_block4(const void *block, int32_t groups, const int8_t *weights
             a20 = __smlad((X)[6], w0_, a20); a21 = __smlad((X)[6], w1_, a21); \
             a30 = __smlad((X)[7], w0_, a30); a31 = __smlad((X)[7], w1_, a31); \
         } while (0)
-        int32_t g = groups;
-        for (; g >= 2; g -= 2, x += 16, wp += 16) {
+        if (groups & 1) {
+            MCC_GEMM_GROUP(x, wp);
+            x += 8;
+            wp += 8;
+        }
+        for (; wp != w + 8 * groups; x += 16, wp += 16) {
             MCC_GEMM_GROUP(x, wp);
             MCC_GEMM_GROUP(x + 8, wp + 8);
-        }
-        if (g) {
-            MCC_GEMM_GROUP(x, wp);
         }
 #undef MCC_GEMM_GROUP
 #else
@@ -290,61 +607,108 @@ static void gemm_block4(const void *block, int32_t groups, const int8_t *weights
         }
 #endif
         int8_t *o = out + c;
-        o[0] = fast_requant(a00, k0.mult, k0.hib, k0.post);
-        o[out_c] = fast_requant(a10, k0.mult, k0.hib, k0.post);
-        o[2 * out_c] = fast_requant(a20, k0.mult, k0.hib, k0.post);
-        o[3 * out_c] = fast_requant(a30, k0.mult, k0.hib, k0.post);
+        requant_column(o, out_c, a00, a10, a20, a30, t0);
         if (two) {
-            o[1] = fast_requant(a01, k1.mult, k1.hib, k1.post);
-            o[out_c + 1] = fast_requant(a11, k1.mult, k1.hib, k1.post);
-            o[2 * out_c + 1] = fast_requant(a21, k1.mult, k1.hib, k1.post);
-            o[3 * out_c + 1] = fast_requant(a31, k1.mult, k1.hib, k1.post);
+            requant_column(o + 1, out_c, a01, a11, a21, a31, t1);
         }
     }
+#endif
 }
 
-/* out[c] for one int8 row read where it lies, every channel pair. */
-static void gemm_row(const int8_t *x, int32_t depth, const int8_t *weights,
-                     const int32_t *channels, int32_t out_c, int8_t *out)
+/* All `rows` int8 rows read where they lie (no scratch), two rows by two
+ * channels at a time: each weight word is widened once for both rows. Channel
+ * pairs are the outer loop, so the per-pair set-up is paid once per layer,
+ * not once per row pair. An odd last row, or a lone one (a fully connected
+ * layer), is paired with itself: the same bytes are written twice, which
+ * costs its dot products twice but keeps one row kernel in the library. */
+static void gemm_rows2(const int8_t *input, int32_t rows, int32_t depth, const int8_t *weights,
+                       const int32_t *channels, int32_t out_c, int8_t *output)
 {
-    const int32_t full = depth >> 2;
-    const int32_t rest = depth & 3;
-    const int32_t groups = full + (rest != 0);
+    const int32_t groups = groups_of(depth);
+#if MCC_CONV_DSP
+    const int32_t full = depth >> 2, rest = depth & 3;
+#endif
     const int8_t *w = weights;
+#if MCC_CONV_ASM
+    if (rest == 0) {
+        /* Whole depth groups: every tile in assembly. An odd last channel
+         * runs as a pair with its zero-padded twin into a local 2x2. */
+        int32_t twin[8];
+        int8_t tile[4];
+        for (int32_t c = 0; c < out_c; c += 2, w += 8 * groups) {
+            const int two = c + 1 < out_c;
+            const int32_t *chan = channels + 4 * c;
+            if (!two) {
+                memcpy(twin, chan, 16);
+                memcpy(twin + 4, chan, 16);
+                chan = twin;
+            }
+            const int8_t *x0 = input;
+            int8_t *o0 = output + c;
+            for (int32_t left = rows; left > 0; left -= 2, x0 += 2 * depth, o0 += 2 * out_c) {
+                const int8_t *x1 = left > 1 ? x0 + depth : x0;
+                int8_t *o1 = left > 1 ? o0 + out_c : o0;
+                if (two) {
+                    mcc_gemm_s8_2x2_dsp(x0, x1, w, o0, o1, chan, groups);
+                } else {
+                    mcc_gemm_s8_2x2_dsp(x0, x1, w, tile, tile + 2, chan, groups);
+                    *o1 = tile[2];
+                    *o0 = tile[0];
+                }
+            }
+        }
+        return;
+    }
+#endif
     for (int32_t c = 0; c < out_c; c += 2, w += 8 * groups) {
         const int two = c + 1 < out_c;
-        const chan_row k0 = chan_at(channels, c);
-        const chan_row k1 = two ? chan_at(channels, c + 1) : k0;
-        int32_t a0 = k0.bias, a1 = k1.bias;
-        const int8_t *wp = w;
+        const int32_t *t0 = channels + 4 * c;
+        const int32_t *t1 = t0 + 4 * two;   /* an odd last channel reads its own row */
+        const int32_t b0 = t0[0], b1 = t1[0];
+        const int8_t *x0 = input;
+        int8_t *o0 = output + c;
+        for (int32_t left = rows; left > 0; left -= 2, x0 += 2 * depth, o0 += 2 * out_c) {
+            const int8_t *x1 = left > 1 ? x0 + depth : x0;
+            int8_t *o1 = left > 1 ? o0 + out_c : o0;
+            int32_t a00 = b0, a01 = b1, a10 = b0, a11 = b1;
+            const int8_t *wp = w;
 #if MCC_CONV_DSP
-        for (int32_t g = 0; g < groups; ++g, wp += 8) {
-            const int32_t v = g < full ? load32(x + 4 * g) : load_partial(x + 4 * g, rest);
-            const int32_t xe = __sxtb16(v), xo = sxtb16_ror8(v);
-            const int32_t wa = load32(wp), wb = load32(wp + 4);
-            a0 = __smlad(xe, __sxtb16(wa), a0);
-            a1 = __smlad(xe, sxtb16_ror8(wa), a1);
-            a0 = __smlad(xo, __sxtb16(wb), a0);
-            a1 = __smlad(xo, sxtb16_ror8(wb), a1);
-        }
+            /* Word A of a group holds (k, k+2) of both channels, word B (k+1, k+3). */
+#define MCC_ROWS2_GROUP(V0, V1) do {                                           \
+                const int32_t wa_ = load32(wp), wb_ = load32(wp + 4);          \
+                const int32_t wa0_ = __sxtb16(wa_), wa1_ = sxtb16_ror8(wa_);   \
+                const int32_t wb0_ = __sxtb16(wb_), wb1_ = sxtb16_ror8(wb_);   \
+                int32_t e_ = __sxtb16(V0), o_ = sxtb16_ror8(V0);               \
+                a00 = __smlad(e_, wa0_, a00); a01 = __smlad(e_, wa1_, a01);    \
+                a00 = __smlad(o_, wb0_, a00); a01 = __smlad(o_, wb1_, a01);    \
+                e_ = __sxtb16(V1); o_ = sxtb16_ror8(V1);                       \
+                a10 = __smlad(e_, wa0_, a10); a11 = __smlad(e_, wa1_, a11);    \
+                a10 = __smlad(o_, wb0_, a10); a11 = __smlad(o_, wb1_, a11);    \
+            } while (0)
+            for (int32_t g = 0; g < full; ++g, wp += 8) {
+                MCC_ROWS2_GROUP(load32(x0 + 4 * g), load32(x1 + 4 * g));
+            }
+            if (rest) {
+                MCC_ROWS2_GROUP(load_partial(x0 + 4 * full, rest),
+                                load_partial(x1 + 4 * full, rest));
+            }
+#undef MCC_ROWS2_GROUP
 #else
-        for (int32_t k = 0; k < depth; ++k) {
-            /* Depth k sits in word k & 1 of its group, lane k >> 1 & 1. */
-            const int8_t *wk = wp + 8 * (k >> 2) + 4 * (k & 1) + 2 * ((k >> 1) & 1);
-            a0 += x[k] * wk[0];
-            a1 += x[k] * wk[1];
-        }
+            for (int32_t k = 0; k < depth; ++k) {
+                /* Depth k sits in word k & 1 of its group, lane k >> 1 & 1. */
+                const int8_t *wk = wp + 8 * (k >> 2) + 4 * (k & 1) + 2 * ((k >> 1) & 1);
+                a00 += x0[k] * wk[0];
+                a01 += x0[k] * wk[1];
+                a10 += x1[k] * wk[0];
+                a11 += x1[k] * wk[1];
+            }
 #endif
-        out[c] = fast_requant(a0, k0.mult, k0.hib, k0.post);
-        if (two) {
-            out[c + 1] = fast_requant(a1, k1.mult, k1.hib, k1.post);
+            requant_pair(o0, o1, a00, a10, t0);
+            if (two) {
+                requant_pair(o0 + 1, o1 + 1, a01, a11, t1);
+            }
         }
     }
-}
-
-static int32_t groups_of(int32_t depth)
-{
-    return (depth + 3) >> 2;
 }
 
 size_t mcc_gemm_s8_scratch_bytes(const mcc_gemm_params *p)
@@ -367,8 +731,10 @@ int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, v
                         output + r * out_c);
         }
     }
-    for (; r < p->rows; ++r) {
-        gemm_row(input + r * depth, depth, p->weights, p->channels, out_c, output + r * out_c);
+    /* Without scratch (row_block 1) and the leftovers: two rows at a time. */
+    if (r < p->rows) {
+        gemm_rows2(input + r * depth, p->rows - r, depth, p->weights, p->channels, out_c,
+                   output + r * out_c);
     }
     clamp_activation(output, p->rows * out_c, p->act_min, p->act_max);
     return MCC_OK;
@@ -467,7 +833,7 @@ int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
             widen_rows4(rows, depth, scratch);
             gemm_block4(scratch, groups, p->weights, p->channels, p->out_c, out);
         } else {
-            gemm_row(patches, depth, p->weights, p->channels, p->out_c, out);
+            gemm_rows2(patches, 1, depth, p->weights, p->channels, p->out_c, out);
         }
         q += n;
     }
@@ -497,19 +863,21 @@ static void fill_planes(const mcc_depthwise_conv2d_planar_params *p, const int8_
     for (int32_t i = 0, nw = n * plane / 4; i < nw; ++i) {
         words[i] = pad;
     }
-    const int8_t *base = input + (size_t)b * p->in_h * p->in_w * in_c + c0;
+    /* Locals: the int8 stores may alias *p, which would be reloaded after each. */
+    const int32_t in_h = p->in_h, in_w = p->in_w;
+    const int8_t *base = input + (size_t)b * in_h * in_w * in_c + c0;
     for (int32_t j = 0; j < n; ++j) {
         int8_t *dst = planes + j * plane + p->pad_h * pw + p->pad_w;
         const int8_t *src = base + j;
-        for (int32_t y = 0; y < p->in_h; ++y, dst += pw) {
+        for (int32_t y = 0; y < in_h; ++y, dst += pw) {
             int32_t x = 0;
-            for (; x + 4 <= p->in_w; x += 4, src += 4 * in_c) {
+            for (; x + 4 <= in_w; x += 4, src += 4 * in_c) {
                 dst[x] = src[0];
                 dst[x + 1] = src[in_c];
                 dst[x + 2] = src[2 * in_c];
                 dst[x + 3] = src[3 * in_c];
             }
-            for (; x < p->in_w; ++x, src += in_c) {
+            for (; x < in_w; ++x, src += in_c) {
                 dst[x] = src[0];
             }
         }
@@ -529,48 +897,92 @@ static void dw3x3_channel(const mcc_depthwise_conv2d_planar_params *p, const int
     const int32_t sw = p->stride_w;
     const int32_t row_step = p->stride_h * pw;
 #if MCC_CONV_DSP
-    /* Filter row i as int16 pairs (w0, w2) and (w1, 0). */
+    /* Filter row i as the int16 pair e_i = (w_i0, w_i2); the middle taps
+     * packed two to a register, (w_01, w_11) and (w_21, -), to keep the
+     * loops below out of the stack. The weights are doubled here, once per
+     * channel, so the accumulators hold 2 * acc (fast_requant_doubled). */
     const int32_t v0 = load32(w), v1 = load32(w + 4), v2 = load32(w + 8);
-    const int32_t e0 = __sxtb16(v0), o0 = sxtb16_ror8(v0);
-    const int32_t e1 = __sxtb16(v1), o1 = sxtb16_ror8(v1);
-    const int32_t e2 = __sxtb16(v2), o2 = sxtb16_ror8(v2);
+    int32_t e0 = __sxtb16(v0), e1 = __sxtb16(v1), e2 = __sxtb16(v2);
+    int32_t m01 = pkhbt(sxtb16_ror8(v0), sxtb16_ror8(v1) << 16);
+    int32_t m2 = sxtb16_ror8(v2);
+    e0 = __sadd16(e0, e0);
+    e1 = __sadd16(e1, e1);
+    e2 = __sadd16(e2, e2);
+    m01 = __sadd16(m01, m01);
+    m2 = __sadd16(m2, m2);
+    const int32_t bias2 = 2 * k.bias;
+#if MCC_CONV_ASM
+    dw_pair_consts kc = {{bias2, bias2}, k.mult, k.hib, k.post, out_c, 0, pw, e0, e1, e2, m01, m2};
+#endif
 #endif
     const int8_t *r0 = plane;
     int8_t *o = out;
     for (int32_t oy = 0; oy < oh; ++oy, r0 += row_step) {
         int32_t x = 0;
 #if MCC_CONV_DSP
+        const int8_t *r = r0;
         if (sw == 1) {
             /* Two outputs per step: taps t0..t3 of each row as E = (t0, t2),
              * O = (t1, t3); out0 = t0 w0 + t1 w1 + t2 w2, out1 = t1 w0 + t2 w1 + t3 w2. */
-            for (; x + 2 <= ow; x += 2, o += 2 * out_c) {
-                const int8_t *r = r0 + x;
-                int32_t a0 = k.bias, a1 = k.bias;
+#if MCC_CONV_ASM
+            x = ow & ~1;
+            if (x) {
+                kc.end = r + x;
+                mcc_dw3x3_s8_pairs_dsp(r, o, &kc);
+                r += x;
+                o += x * out_c;
+            }
+#else
+            for (; x + 2 <= ow; x += 2, o += 2 * out_c, r += 2) {
+                int32_t a0 = bias2, a1 = bias2;
                 int32_t t = load32(r);
                 int32_t E = __sxtb16(t), O = sxtb16_ror8(t);
-                a0 = __smlad(E, e0, a0); a0 = __smlabb(O, o0, a0);
-                a1 = __smlad(O, e0, a1); a1 = __smlatb(E, o0, a1);
+                a0 = __smlad(E, e0, a0); a0 = __smlabb(O, m01, a0);
+                a1 = __smlad(O, e0, a1); a1 = __smlatb(E, m01, a1);
                 t = load32(r + pw);
                 E = __sxtb16(t); O = sxtb16_ror8(t);
-                a0 = __smlad(E, e1, a0); a0 = __smlabb(O, o1, a0);
-                a1 = __smlad(O, e1, a1); a1 = __smlatb(E, o1, a1);
+                a0 = __smlad(E, e1, a0); a0 = __smlabt(O, m01, a0);
+                a1 = __smlad(O, e1, a1); a1 = __smlatt(E, m01, a1);
                 t = load32(r + 2 * pw);
                 E = __sxtb16(t); O = sxtb16_ror8(t);
-                a0 = __smlad(E, e2, a0); a0 = __smlabb(O, o2, a0);
-                a1 = __smlad(O, e2, a1); a1 = __smlatb(E, o2, a1);
-                o[0] = fast_requant(a0, k.mult, k.hib, k.post);
-                o[out_c] = fast_requant(a1, k.mult, k.hib, k.post);
+                a0 = __smlad(E, e2, a0); a0 = __smlabb(O, m2, a0);
+                a1 = __smlad(O, e2, a1); a1 = __smlatb(E, m2, a1);
+                o[0] = fast_requant_doubled(a0, k.mult, k.hib, k.post);
+                o[out_c] = fast_requant_doubled(a1, k.mult, k.hib, k.post);
+            }
+#endif
+        } else {
+            /* Stride 2, two outputs per step: taps t0..t4 of each row;
+             * out0 = (t0, t2).e + t1 w1, out1 = (t4, t2) x e + t3 w1 (SMLADX). */
+            for (; x + 2 <= ow; x += 2, o += 2 * out_c, r += 4) {
+                int32_t a0 = bias2, a1 = bias2;
+                int32_t t = load32(r);
+                int32_t E = __sxtb16(t), O = sxtb16_ror8(t);
+                a0 = __smlad(E, e0, a0); a0 = __smlabb(O, m01, a0);
+                a1 = __smladx(pkhbt(r[4], E), e0, a1); a1 = __smlatb(O, m01, a1);
+                t = load32(r + pw);
+                E = __sxtb16(t); O = sxtb16_ror8(t);
+                a0 = __smlad(E, e1, a0); a0 = __smlabt(O, m01, a0);
+                a1 = __smladx(pkhbt(r[pw + 4], E), e1, a1); a1 = __smlatt(O, m01, a1);
+                t = load32(r + 2 * pw);
+                E = __sxtb16(t); O = sxtb16_ror8(t);
+                a0 = __smlad(E, e2, a0); a0 = __smlabb(O, m2, a0);
+                a1 = __smladx(pkhbt(r[2 * pw + 4], E), e2, a1); a1 = __smlatb(O, m2, a1);
+                o[0] = fast_requant_doubled(a0, k.mult, k.hib, k.post);
+                o[out_c] = fast_requant_doubled(a1, k.mult, k.hib, k.post);
             }
         }
-        for (const int8_t *r = r0 + x * sw; x < ow; ++x, o += out_c, r += sw) {
-            int32_t a = k.bias;
+        if (x < ow) {
+            /* The odd last column. */
+            int32_t a = bias2;
             int32_t t = load32(r);
-            a = __smlad(__sxtb16(t), e0, a); a = __smlabb(sxtb16_ror8(t), o0, a);
+            a = __smlad(__sxtb16(t), e0, a); a = __smlabb(sxtb16_ror8(t), m01, a);
             t = load32(r + pw);
-            a = __smlad(__sxtb16(t), e1, a); a = __smlabb(sxtb16_ror8(t), o1, a);
+            a = __smlad(__sxtb16(t), e1, a); a = __smlabt(sxtb16_ror8(t), m01, a);
             t = load32(r + 2 * pw);
-            a = __smlad(__sxtb16(t), e2, a); a = __smlabb(sxtb16_ror8(t), o2, a);
-            o[0] = fast_requant(a, k.mult, k.hib, k.post);
+            a = __smlad(__sxtb16(t), e2, a); a = __smlabb(sxtb16_ror8(t), m2, a);
+            o[0] = fast_requant_doubled(a, k.mult, k.hib, k.post);
+            o += out_c;
         }
 #else
         for (const int8_t *r = r0; x < ow; ++x, o += out_c, r += sw) {
@@ -654,14 +1066,19 @@ static void dw_wide_channel(const mcc_depthwise_conv2d_planar_params *p, const i
     }
 }
 
-int mcc_depthwise_conv2d_planar_s8(const mcc_depthwise_conv2d_planar_params *p,
-                                   const int8_t *input, int8_t *output, void *scratch)
+/* One output channel over its padded plane (dw3x3_channel or dw_wide_channel). */
+typedef void (*planar_channel)(const mcc_depthwise_conv2d_planar_params *p, const int8_t *plane,
+                               const int8_t *w, chan_row k, int8_t *out);
+
+/* The driver both entry points share. The channel loop is passed in, not
+ * chosen from the filter here, so a model links only the loops it uses. */
+static int planar_run(const mcc_depthwise_conv2d_planar_params *p, const int8_t *input,
+                      int8_t *output, void *scratch, planar_channel channel, int32_t row_bytes)
 {
     int8_t *planes = (int8_t *)scratch;
     const int32_t plane = p->plane_h * p->plane_w;
     const int32_t m = p->depth_multiplier;
-    const int small = p->filter_w == 3 && p->filter_h == 3;
-    const int32_t filter_bytes = p->filter_h * (small ? 4 : 8);
+    const int32_t filter_bytes = p->filter_h * row_bytes;
     const int32_t out_plane = p->out_h * p->out_w * p->out_c;
     for (int32_t b = 0; b < p->batches; ++b) {
         int8_t *out_b = output + b * out_plane;
@@ -671,17 +1088,24 @@ int mcc_depthwise_conv2d_planar_s8(const mcc_depthwise_conv2d_planar_params *p,
             for (int32_t j = 0; j < n; ++j) {
                 for (int32_t i = 0; i < m; ++i) {
                     const int32_t oc = (c0 + j) * m + i;
-                    const int8_t *w = p->weights + oc * filter_bytes;
-                    const chan_row k = chan_at(p->channels, oc);
-                    if (small) {
-                        dw3x3_channel(p, planes + j * plane, w, k, out_b + oc);
-                    } else {
-                        dw_wide_channel(p, planes + j * plane, w, k, out_b + oc);
-                    }
+                    channel(p, planes + j * plane, p->weights + oc * filter_bytes,
+                            chan_at(p->channels, oc), out_b + oc);
                 }
             }
         }
     }
     clamp_activation(output, p->batches * out_plane, p->act_min, p->act_max);
     return MCC_OK;
+}
+
+int mcc_depthwise_conv2d_planar_3x3_s8(const mcc_depthwise_conv2d_planar_params *p,
+                                       const int8_t *input, int8_t *output, void *scratch)
+{
+    return planar_run(p, input, output, scratch, dw3x3_channel, 4);
+}
+
+int mcc_depthwise_conv2d_planar_s8(const mcc_depthwise_conv2d_planar_params *p,
+                                   const int8_t *input, int8_t *output, void *scratch)
+{
+    return planar_run(p, input, output, scratch, dw_wide_channel, 8);
 }

@@ -52,8 +52,9 @@
  * floor shift is its round-half-away-from-zero divide by 2^post (s is -1
  * exactly when that product is negative, or it is 0 and s does not matter),
  * and the output offset shifted up by post passes through the shift intact.
- * The compiler proves that nothing overflows int32 for any int8 input; a
- * layer where it cannot goes to the general kernels. A fused activation
+ * The compiler proves that nothing overflows int32 for any int8 input, even
+ * when a kernel accumulates 2 * acc directly (doubled weights, then no shift
+ * per output); a layer where it cannot goes to the general kernels. A fused activation
  * narrower than [-128, 127] is applied by a final pass over the output.
  */
 #ifndef MCC_CONV_H
@@ -205,7 +206,9 @@ int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
 size_t mcc_conv2d_im2col_s8_scratch_bytes(const mcc_conv2d_im2col_params *p);
 
 /* DEPTHWISE_CONV_2D with filter_w 3, 5 or 7, any filter_h, stride_w 1 or 2,
- * no dilation.
+ * no dilation: mcc_depthwise_conv2d_planar_3x3_s8 for a 3x3 filter,
+ * mcc_depthwise_conv2d_planar_s8 for the others (two entry points, so a
+ * model links only the inner loops it uses).
  * `group` input channels at a time are copied into scratch as channel planes
  * of plane_h x plane_w bytes, padding included (pad_value, the input zero
  * point), so the inner loops read each filter row as one or two words with
@@ -234,6 +237,8 @@ typedef struct {
     const int32_t *channels;
 } mcc_depthwise_conv2d_planar_params;
 
+int mcc_depthwise_conv2d_planar_3x3_s8(const mcc_depthwise_conv2d_planar_params *p,
+                                       const int8_t *input, int8_t *output, void *scratch);
 int mcc_depthwise_conv2d_planar_s8(const mcc_depthwise_conv2d_planar_params *p,
                                    const int8_t *input, int8_t *output, void *scratch);
 size_t mcc_depthwise_conv2d_planar_s8_scratch_bytes(const mcc_depthwise_conv2d_planar_params *p);

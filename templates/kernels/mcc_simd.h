@@ -49,11 +49,15 @@ static inline int32_t load32(const int8_t *p)
 /* n < 4 bytes, zero-filled to a word: the last depth group of a row. */
 static inline int32_t load_partial(const int8_t *p, int32_t n)
 {
-    int8_t b[4] = {0, 0, 0, 0};
-    for (int32_t i = 0; i < n; ++i) {
-        b[i] = p[i];
+    /* Byte by byte, not memcpy: a variable-length memcpy is a library call. */
+    uint32_t v = (uint8_t)p[0];
+    if (n > 1) {
+        v |= (uint32_t)(uint8_t)p[1] << 8;
     }
-    return load32(b);
+    if (n > 2) {
+        v |= (uint32_t)(uint8_t)p[2] << 16;
+    }
+    return (int32_t)v;
 }
 
 /* One filter row of a 3-wide filter for two neighbouring outputs at stride 1:
@@ -69,13 +73,14 @@ static inline void smlad_3tap_pair(int32_t t, int32_t e, int32_t o, int32_t *a0,
 #define MCC_CONV_DSP 0
 #endif
 
-/* One output value from its accumulator and its channel's table row
- * (multiplier, hi_base, post): see "Fast requantization" in mcc_conv.h. The
- * caller keeps the row in locals: int8 stores may alias the table, so the
+/* One output value from a doubled accumulator a = 2 * acc and its channel's
+ * table row (multiplier, hi_base, post): see "Fast requantization" in
+ * mcc_conv.h. Kernels that double an operand when they widen it (once per
+ * channel or per row block) call this directly and skip the shift per output.
+ * The caller keeps the row in locals: int8 stores may alias the table, so the
  * compiler would reload it after every store. */
-static inline int8_t fast_requant(int32_t acc, int32_t mult, int32_t hib, int32_t post)
+static inline int8_t fast_requant_doubled(int32_t a, int32_t mult, int32_t hib, int32_t post)
 {
-    const int32_t a = (int32_t)((uint32_t)acc << 1);
     const int32_t top = hib + (a >> 31);
 #if MCC_CONV_DSP
     return (int8_t)__ssat(smmlar(a, mult, top) >> post, 8);
@@ -85,6 +90,12 @@ static inline int8_t fast_requant(int32_t acc, int32_t mult, int32_t hib, int32_
     const int32_t v = (int32_t)(t >> 32) >> post;
     return (int8_t)MCC_CLAMP(v, -128, 127);
 #endif
+}
+
+/* The same from the accumulator itself (|acc| < 2^30). */
+static inline int8_t fast_requant(int32_t acc, int32_t mult, int32_t hib, int32_t post)
+{
+    return fast_requant_doubled((int32_t)((uint32_t)acc << 1), mult, hib, post);
 }
 
 /* fast_requant before its saturation to int8, for a caller that clamps to a
