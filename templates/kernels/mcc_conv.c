@@ -393,7 +393,7 @@ __asm__(".pushsection .text.mcc_gemm_s8_2x2_dsp,\"ax\",%progbits\n\t"
         ".popsection");
 #undef MCC_ROWS2_REQUANT
 
-/* What the 3x3 stride-1 pair loop reads; offsets are fixed by the assembly. */
+/* What the 3x3 pair loops read; offsets are fixed by the assembly. */
 typedef struct {
     int32_t bias2[2];               /*  0: 2 * folded bias, for both outputs */
     int32_t mult, hib, post;        /*  8: the channel's table row */
@@ -404,25 +404,55 @@ typedef struct {
 } dw_pair_consts;
 
 /* Pairs of outputs along one row, r (the plane, first tap) and o (the
- * output) advancing until r reaches k->end: the loop of dw3x3_channel. */
+ * output) advancing until r reaches k->end: the loops of dw3x3_channel at
+ * stride 1 and 2. */
 void mcc_dw3x3_s8_pairs_dsp(const int8_t *r, int8_t *o, const dw_pair_consts *k);
+void mcc_dw3x3_s8_pairs_s2_dsp(const int8_t *r, int8_t *o, const dw_pair_consts *k);
 
-/* r0 r, r1 o, r2 k, r3 pw, r4-r8 the weights; r9 a0, r10 a1, r11 t, r12 E, lr O. */
-__asm__(".pushsection .text.mcc_dw3x3_s8_pairs_dsp,\"ax\",%progbits\n\t"
-        ".syntax unified\n\t"
-        ".thumb\n\t"
-        ".p2align 2\n\t"
-        ".global mcc_dw3x3_s8_pairs_dsp\n\t"
-        ".hidden mcc_dw3x3_s8_pairs_dsp\n\t"
-        ".type mcc_dw3x3_s8_pairs_dsp, %function\n\t"
-        ".thumb_func\n"
-        "mcc_dw3x3_s8_pairs_dsp:\n\t"
-        "push   {r4-r11, lr}\n\t"
-        "ldr    r3, [r2, #28]\n\t"
-        "add    r4, r2, #32\n\t"
-        "ldm    r4, {r4-r8}\n"
-        "1:\n\t"
-        "ldrd   r9, r10, [r2]\n\t"
+/* Both: r0 r, r1 o, r2 k, r3 pw, r4-r8 the weights (e0 e1 e2 m01 m2); r9 a0,
+ * r10 a1, r11 r12 lr the taps. */
+#define MCC_DW_BEGIN(NAME)                                                     \
+    ".pushsection .text." NAME ",\"ax\",%progbits\n\t"                         \
+    ".syntax unified\n\t"                                                      \
+    ".thumb\n\t"                                                               \
+    ".p2align 2\n\t"                                                           \
+    ".global " NAME "\n\t"                                                     \
+    ".hidden " NAME "\n\t"                                                     \
+    ".type " NAME ", %function\n\t"                                            \
+    ".thumb_func\n"                                                            \
+    NAME ":\n\t"                                                               \
+    "push   {r4-r11, lr}\n\t"                                                  \
+    "ldr    r3, [r2, #28]\n\t"                                                 \
+    "add    r4, r2, #32\n\t"                                                   \
+    "ldm    r4, {r4-r8}\n"                                                     \
+    "1:\n\t"                                                                   \
+    "ldrd   r9, r10, [r2]\n\t"
+/* fast_requant_doubled of both, the stores, r += STEP, the loop. */
+#define MCC_DW_END(NAME, STEP)                                                 \
+    "ldrd   r11, r12, [r2, #8]\n\t"                                            \
+    "add    lr, r12, r9, asr #31\n\t"                                          \
+    "smmlar r9, r9, r11, lr\n\t"                                               \
+    "add    lr, r12, r10, asr #31\n\t"                                         \
+    "smmlar r10, r10, r11, lr\n\t"                                             \
+    "ldr    r11, [r2, #16]\n\t"                                                \
+    "asr    r9, r9, r11\n\t"                                                   \
+    "asr    r10, r10, r11\n\t"                                                 \
+    "ssat   r9, #8, r9\n\t"                                                    \
+    "ssat   r10, #8, r10\n\t"                                                  \
+    "ldr    r11, [r2, #20]\n\t"                                                \
+    "strb   r10, [r1, r11]\n\t"                                                \
+    "strb   r9, [r1]\n\t"                                                      \
+    "add    r1, r1, r11, lsl #1\n\t"                                           \
+    "add    r0, r0, #" STEP "\n\t"                                             \
+    "ldr    r11, [r2, #24]\n\t"                                                \
+    "cmp    r0, r11\n\t"                                                       \
+    "bne    1b\n\t"                                                            \
+    "pop    {r4-r11, pc}\n\t"                                                  \
+    ".size " NAME ", .-" NAME "\n\t"                                           \
+    ".popsection"
+
+/* Stride 1: E = (t0, t2), O = (t1, t3) of each row's word. */
+__asm__(MCC_DW_BEGIN("mcc_dw3x3_s8_pairs_dsp")
         "ldr    r11, [r0]\n\t"              /* row 0 */
         "sxtb16 r12, r11\n\t"
         "sxtb16 lr, r11, ror #8\n\t"
@@ -445,27 +475,42 @@ __asm__(".pushsection .text.mcc_dw3x3_s8_pairs_dsp,\"ax\",%progbits\n\t"
         "smlabb r9, lr, r8, r9\n\t"
         "smlad  r10, lr, r6, r10\n\t"
         "smlatb r10, r12, r8, r10\n\t"
-        "ldrd   r11, r12, [r2, #8]\n\t"     /* fast_requant_doubled of both */
-        "add    lr, r12, r9, asr #31\n\t"
-        "smmlar r9, r9, r11, lr\n\t"
-        "add    lr, r12, r10, asr #31\n\t"
-        "smmlar r10, r10, r11, lr\n\t"
-        "ldr    r11, [r2, #16]\n\t"
-        "asr    r9, r9, r11\n\t"
-        "asr    r10, r10, r11\n\t"
-        "ssat   r9, #8, r9\n\t"
-        "ssat   r10, #8, r10\n\t"
-        "ldr    r11, [r2, #20]\n\t"
-        "strb   r10, [r1, r11]\n\t"
-        "strb   r9, [r1]\n\t"
-        "add    r1, r1, r11, lsl #1\n\t"
-        "add    r0, r0, #2\n\t"
-        "ldr    r11, [r2, #24]\n\t"
-        "cmp    r0, r11\n\t"
-        "bne    1b\n\t"
-        "pop    {r4-r11, pc}\n\t"
-        ".size mcc_dw3x3_s8_pairs_dsp, .-mcc_dw3x3_s8_pairs_dsp\n\t"
-        ".popsection");
+        MCC_DW_END("mcc_dw3x3_s8_pairs_dsp", "2"));
+
+/* Stride 2: r12 = (t0, t2), lr = (t1, t3), r11 = (t4, t2) for SMLADX. */
+__asm__(MCC_DW_BEGIN("mcc_dw3x3_s8_pairs_s2_dsp")
+        "ldr    lr, [r0]\n\t"               /* row 0 */
+        "ldrsb  r11, [r0, #4]\n\t"
+        "sxtb16 r12, lr\n\t"
+        "sxtb16 lr, lr, ror #8\n\t"
+        "pkhbt  r11, r11, r12\n\t"
+        "smlad  r9, r12, r4, r9\n\t"
+        "smlabb r9, lr, r7, r9\n\t"
+        "smladx r10, r11, r4, r10\n\t"
+        "smlatb r10, lr, r7, r10\n\t"
+        "add    r11, r0, r3\n\t"            /* row 1 */
+        "ldr    lr, [r11]\n\t"
+        "ldrsb  r11, [r11, #4]\n\t"
+        "sxtb16 r12, lr\n\t"
+        "sxtb16 lr, lr, ror #8\n\t"
+        "pkhbt  r11, r11, r12\n\t"
+        "smlad  r9, r12, r5, r9\n\t"
+        "smlabt r9, lr, r7, r9\n\t"
+        "smladx r10, r11, r5, r10\n\t"
+        "smlatt r10, lr, r7, r10\n\t"
+        "add    r11, r0, r3, lsl #1\n\t"    /* row 2 */
+        "ldr    lr, [r11]\n\t"
+        "ldrsb  r11, [r11, #4]\n\t"
+        "sxtb16 r12, lr\n\t"
+        "sxtb16 lr, lr, ror #8\n\t"
+        "pkhbt  r11, r11, r12\n\t"
+        "smlad  r9, r12, r6, r9\n\t"
+        "smlabb r9, lr, r8, r9\n\t"
+        "smladx r10, r11, r6, r10\n\t"
+        "smlatb r10, lr, r8, r10\n\t"
+        MCC_DW_END("mcc_dw3x3_s8_pairs_s2_dsp", "4"));
+#undef MCC_DW_BEGIN
+#undef MCC_DW_END
 #endif
 
 /* ---------------------------------------------------------------- GEMM core */
@@ -921,18 +966,22 @@ static void dw3x3_channel(const mcc_depthwise_conv2d_planar_params *p, const int
         int32_t x = 0;
 #if MCC_CONV_DSP
         const int8_t *r = r0;
+#if MCC_CONV_ASM
+        x = ow & ~1;
+        if (x) {
+            kc.end = r + x * sw;
+            if (sw == 1) {
+                mcc_dw3x3_s8_pairs_dsp(r, o, &kc);
+            } else {
+                mcc_dw3x3_s8_pairs_s2_dsp(r, o, &kc);
+            }
+            r += x * sw;
+            o += x * out_c;
+        }
+#else
         if (sw == 1) {
             /* Two outputs per step: taps t0..t3 of each row as E = (t0, t2),
              * O = (t1, t3); out0 = t0 w0 + t1 w1 + t2 w2, out1 = t1 w0 + t2 w1 + t3 w2. */
-#if MCC_CONV_ASM
-            x = ow & ~1;
-            if (x) {
-                kc.end = r + x;
-                mcc_dw3x3_s8_pairs_dsp(r, o, &kc);
-                r += x;
-                o += x * out_c;
-            }
-#else
             for (; x + 2 <= ow; x += 2, o += 2 * out_c, r += 2) {
                 int32_t a0 = bias2, a1 = bias2;
                 int32_t t = load32(r);
@@ -950,7 +999,6 @@ static void dw3x3_channel(const mcc_depthwise_conv2d_planar_params *p, const int
                 o[0] = fast_requant_doubled(a0, k.mult, k.hib, k.post);
                 o[out_c] = fast_requant_doubled(a1, k.mult, k.hib, k.post);
             }
-#endif
         } else {
             /* Stride 2, two outputs per step: taps t0..t4 of each row;
              * out0 = (t0, t2).e + t1 w1, out1 = (t4, t2) x e + t3 w1 (SMLADX). */
@@ -972,6 +1020,7 @@ static void dw3x3_channel(const mcc_depthwise_conv2d_planar_params *p, const int
                 o[out_c] = fast_requant_doubled(a1, k.mult, k.hib, k.post);
             }
         }
+#endif
         if (x < ow) {
             /* The odd last column. */
             int32_t a = bias2;
