@@ -209,12 +209,13 @@ int mcc_conv2d_1x1_s8(const mcc_fully_connected_params *p,
 #endif
 
 #if MCC_CONV_ASM
-/* One tile of gemm_block4: out[r][c] and out[r][c + 1] for the block's four
- * rows (int16 pairs, see widen_rows4) and one full channel pair: its weights
- * w (`groups` >= 1 depth groups), its table rows chan[0..7], the output o of
- * row 0, channel c. Bias, dot products and requantization in one pass. */
+/* `pairs` tiles of gemm_block4: out[r][c] and out[r][c + 1] for the block's
+ * four rows (int16 pairs, see widen_rows4) and each full channel pair from
+ * the one whose weights start at w (`groups` >= 1 depth groups per pair),
+ * table rows at chan and output at o (row 0, channel c). Bias, dot products
+ * and requantization in one pass per pair. */
 void mcc_gemm_s8_4x2_dsp(const int32_t *block, const int8_t *w, const int32_t *chan, int8_t *o,
-                         int32_t groups, int32_t out_c);
+                         int32_t groups, int32_t out_c, int32_t pairs);
 
 /* One weight word (half a depth group) against the four rows. */
 #define MCC_GEMM_HALF                                                          \
@@ -242,7 +243,8 @@ void mcc_gemm_s8_4x2_dsp(const int32_t *block, const int8_t *w, const int32_t *c
 
 /* r4..r11: (row, channel) accumulators 00 01 10 11 20 21 30 31; in the loop
  * r1 the block, r2 the weights, r0 r3 r12 lr the operands. Stack: [sp] the
- * weights' end, [sp, #4] chan, [sp, #8] o, [sp, #48] groups, [sp, #52] out_c. */
+ * weights' end, [sp, #4] chan, [sp, #8] o, [sp, #12] the block, [sp, #52]
+ * groups, [sp, #56] out_c, [sp, #60] pairs left. */
 __asm__(".pushsection .text.mcc_gemm_s8_4x2_dsp,\"ax\",%progbits\n\t"
         ".syntax unified\n\t"
         ".thumb\n\t"
@@ -253,21 +255,25 @@ __asm__(".pushsection .text.mcc_gemm_s8_4x2_dsp,\"ax\",%progbits\n\t"
         ".thumb_func\n"
         "mcc_gemm_s8_4x2_dsp:\n\t"
         "push   {r4-r11, lr}\n\t"
-        "ldr    r4, [r2]\n\t"             /* the two folded biases */
-        "ldr    r5, [r2, #16]\n\t"
+        "sub    sp, sp, #16\n\t"
+        "str    r0, [sp, #12]\n\t"
+        "strd   r2, r3, [sp, #4]\n\t"
+        "mov    r2, r1\n"
+        "0:\n\t"                           /* one channel pair */
+        "ldr    r12, [sp, #4]\n\t"
+        "ldr    r4, [r12]\n\t"            /* the two folded biases */
+        "ldr    r5, [r12, #16]\n\t"
         "mov    r6, r4\n\t"
         "mov    r8, r4\n\t"
         "mov    r10, r4\n\t"
         "mov    r7, r5\n\t"
         "mov    r9, r5\n\t"
         "mov    r11, r5\n\t"
-        "push   {r2, r3}\n\t"
-        "mov    r2, r1\n\t"
-        "mov    r1, r0\n\t"
-        "ldr    r3, [sp, #44]\n\t"        /* groups */
+        "ldr    r1, [sp, #12]\n\t"        /* the block */
+        "ldr    r3, [sp, #52]\n\t"        /* groups */
         "lsls   r0, r3, #31\n\t"          /* Z: an even number of groups */
         "add    r3, r2, r3, lsl #3\n\t"
-        "push   {r3}\n\t"
+        "str    r3, [sp]\n\t"
         "beq    2f\n\t"
         MCC_GEMM_HALF MCC_GEMM_HALF       /* the odd group */
         "ldr    r0, [sp]\n\t"
@@ -283,7 +289,7 @@ __asm__(".pushsection .text.mcc_gemm_s8_4x2_dsp,\"ax\",%progbits\n\t"
         "ldrd   r1, r2, [r0, #4]\n\t"
         "ldr    r3, [r0, #12]\n\t"
         "ldr    r12, [sp, #8]\n\t"        /* o */
-        "ldr    lr, [sp, #52]\n\t"        /* out_c */
+        "ldr    lr, [sp, #56]\n\t"        /* out_c */
         MCC_GEMM_REQUANT("r4")
         "strb   r4, [r12]\n\t"
         MCC_GEMM_REQUANT("r6")
@@ -299,14 +305,23 @@ __asm__(".pushsection .text.mcc_gemm_s8_4x2_dsp,\"ax\",%progbits\n\t"
         "ldr    r3, [r0, #28]\n\t"
         MCC_GEMM_REQUANT("r5")
         "strb   r5, [r12, #1]\n\t"
-        "add    r12, r12, #1\n\t"
         MCC_GEMM_REQUANT("r7")
-        "strb   r7, [r12, lr]\n\t"
+        "add    r12, r12, lr\n\t"
+        "strb   r7, [r12, #1]\n\t"
         MCC_GEMM_REQUANT("r9")
         "strb   r9, [r4, #1]\n\t"
         MCC_GEMM_REQUANT("r11")
         "strb   r11, [r6, #1]\n\t"
-        "add    sp, sp, #12\n\t"
+        "ldrd   r0, r1, [sp, #4]\n\t"     /* the next pair: chan + 8, o + 2 */
+        "add    r0, r0, #32\n\t"
+        "add    r1, r1, #2\n\t"
+        "strd   r0, r1, [sp, #4]\n\t"
+        "ldr    r2, [sp]\n\t"             /* its weights follow */
+        "ldr    r0, [sp, #60]\n\t"
+        "subs   r0, r0, #1\n\t"
+        "str    r0, [sp, #60]\n\t"
+        "bne    0b\n\t"
+        "add    sp, sp, #16\n\t"
         "pop    {r4-r11, pc}\n\t"
         ".size mcc_gemm_s8_4x2_dsp, .-mcc_gemm_s8_4x2_dsp\n\t"
         ".popsection");
@@ -583,9 +598,10 @@ static void gemm_block4(const void *block, int32_t groups, const int8_t *weights
 {
     const int8_t *w = weights;
 #if MCC_CONV_ASM
-    int32_t c = 0;
-    for (; c + 2 <= out_c; c += 2, w += 8 * groups) {
-        mcc_gemm_s8_4x2_dsp((const int32_t *)block, w, channels + 4 * c, out + c, groups, out_c);
+    const int32_t pairs = out_c >> 1, c = 2 * pairs;
+    if (pairs) {
+        mcc_gemm_s8_4x2_dsp((const int32_t *)block, w, channels, out, groups, out_c, pairs);
+        w += 8 * groups * pairs;
     }
     if (c < out_c) {
         /* An odd last channel: the same tile against its zero-padded twin
@@ -594,7 +610,7 @@ static void gemm_block4(const void *block, int32_t groups, const int8_t *weights
         int8_t tile[8];
         memcpy(chan, channels + 4 * c, 16);
         memcpy(chan + 4, channels + 4 * c, 16);
-        mcc_gemm_s8_4x2_dsp((const int32_t *)block, w, chan, tile, groups, 2);
+        mcc_gemm_s8_4x2_dsp((const int32_t *)block, w, chan, tile, groups, 2, 1);
         for (int32_t r = 0; r < 4; ++r) {
             out[r * out_c + c] = tile[2 * r];
         }
