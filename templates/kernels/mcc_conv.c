@@ -408,6 +408,82 @@ __asm__(".pushsection .text.mcc_gemm_s8_2x2_dsp,\"ax\",%progbits\n\t"
         ".popsection");
 #undef MCC_ROWS2_REQUANT
 
+/* One row x (int8, read where it lies) by two full channel pairs: weights w
+ * (pair 0) and w + 8 * groups (pair 1), table rows chan[0..15], output
+ * o[0..3]. For a lone row, where gemm_s8_2x2 would compute it twice. */
+void mcc_gemm_s8_1x4_dsp(const int8_t *x, const int8_t *w, const int32_t *chan, int8_t *o,
+                         int32_t groups);
+
+/* fast_requant of accumulator A with channel K's table row (MULT, POST: the
+ * byte offsets of its multiplier and post from r12): r0 multiplier, r1
+ * hi_base, r2 post, r3 scratch; stored to o[K] (lr). */
+#define MCC_1X4_REQUANT(A, K, MULT, POST)                                      \
+    "ldrd   r0, r1, [r12, #" MULT "]\n\t"                                      \
+    "ldr    r2, [r12, #" POST "]\n\t"                                          \
+    "add    r3, r1, " A ", asr #31\n\t"                                        \
+    "lsl    " A ", " A ", #1\n\t"                                              \
+    "smmlar " A ", " A ", r0, r3\n\t"                                          \
+    "asr    " A ", " A ", r2\n\t"                                              \
+    "ssat   " A ", #8, " A "\n\t"                                              \
+    "strb   " A ", [lr, #" K "]\n\t"
+
+/* r0 x, r1 r2 the two pairs' weights, r3 the first pair's end; r4..r7 the
+ * accumulators of channels 0..3; r8 r9 the row's (k, k+2) and (k+1, k+3)
+ * pairs, r10..r12 lr a weight pair's operands. Stack: [sp] chan, [sp, #4] o,
+ * [sp, #44] groups. */
+__asm__(".pushsection .text.mcc_gemm_s8_1x4_dsp,\"ax\",%progbits\n\t"
+        ".syntax unified\n\t"
+        ".thumb\n\t"
+        ".p2align 2\n\t"
+        ".global mcc_gemm_s8_1x4_dsp\n\t"
+        ".hidden mcc_gemm_s8_1x4_dsp\n\t"
+        ".type mcc_gemm_s8_1x4_dsp, %function\n\t"
+        ".thumb_func\n"
+        "mcc_gemm_s8_1x4_dsp:\n\t"
+        "push   {r4-r11, lr}\n\t"
+        "push   {r2, r3}\n\t"
+        "ldr    r4, [r2]\n\t"             /* the four folded biases */
+        "ldr    r5, [r2, #16]\n\t"
+        "ldr    r6, [r2, #32]\n\t"
+        "ldr    r7, [r2, #48]\n\t"
+        "ldr    r3, [sp, #44]\n\t"        /* groups */
+        "add    r2, r1, r3, lsl #3\n\t"   /* the second pair's weights */
+        "mov    r3, r2\n"
+        "1:\n\t"
+        "ldr    r8, [r0], #4\n\t"
+        "sxtb16 r9, r8, ror #8\n\t"
+        "sxtb16 r8, r8\n\t"
+        "ldrd   r10, r11, [r1], #8\n\t"   /* pair 0: words A and B */
+        "sxtb16 r12, r10\n\t"
+        "sxtb16 r10, r10, ror #8\n\t"
+        "sxtb16 lr, r11\n\t"
+        "sxtb16 r11, r11, ror #8\n\t"
+        "smlad  r4, r8, r12, r4\n\t"
+        "smlad  r5, r8, r10, r5\n\t"
+        "smlad  r4, r9, lr, r4\n\t"
+        "smlad  r5, r9, r11, r5\n\t"
+        "ldrd   r10, r11, [r2], #8\n\t"   /* pair 1 */
+        "sxtb16 r12, r10\n\t"
+        "sxtb16 r10, r10, ror #8\n\t"
+        "sxtb16 lr, r11\n\t"
+        "sxtb16 r11, r11, ror #8\n\t"
+        "smlad  r6, r8, r12, r6\n\t"
+        "smlad  r7, r8, r10, r7\n\t"
+        "smlad  r6, r9, lr, r6\n\t"
+        "smlad  r7, r9, r11, r7\n\t"
+        "cmp    r1, r3\n\t"
+        "bne    1b\n\t"
+        "ldrd   r12, lr, [sp]\n\t"        /* chan, o */
+        MCC_1X4_REQUANT("r4", "0", "4", "12")
+        MCC_1X4_REQUANT("r5", "1", "20", "28")
+        MCC_1X4_REQUANT("r6", "2", "36", "44")
+        MCC_1X4_REQUANT("r7", "3", "52", "60")
+        "add    sp, sp, #8\n\t"
+        "pop    {r4-r11, pc}\n\t"
+        ".size mcc_gemm_s8_1x4_dsp, .-mcc_gemm_s8_1x4_dsp\n\t"
+        ".popsection");
+#undef MCC_1X4_REQUANT
+
 /* What the 3x3 pair loops read; offsets are fixed by the assembly. */
 typedef struct {
     int32_t bias2[2];               /*  0: 2 * folded bias, for both outputs */
@@ -686,14 +762,23 @@ static void gemm_rows2(const int8_t *input, int32_t rows, int32_t depth, const i
                        const int32_t *channels, int32_t out_c, int8_t *output)
 {
     const int32_t groups = groups_of(depth);
-#if MCC_CONV_DSP
+#if MCC_CONV_ASM
+    const int32_t rest = depth & 3;
+#elif MCC_CONV_DSP
     const int32_t full = depth >> 2, rest = depth & 3;
 #endif
     const int8_t *w = weights;
 #if MCC_CONV_ASM
     if (rest == 0) {
-        /* Whole depth groups: every tile in assembly. An odd last channel
-         * runs as a pair with its zero-padded twin into a local 2x2. */
+        /* Whole depth groups: every tile in assembly. A lone last row takes
+         * four channels at a time (1x4), what is left of it pairs with
+         * itself below. An odd last channel runs as a pair with its
+         * zero-padded twin into a local 2x2. */
+        const int32_t quads = rows & 1 ? out_c >> 2 : 0;
+        for (int32_t q = 0; q < quads; ++q) {
+            mcc_gemm_s8_1x4_dsp(input + (rows - 1) * depth, w + 16 * groups * q,
+                                channels + 16 * q, output + (rows - 1) * out_c + 4 * q, groups);
+        }
         int32_t twin[8];
         int8_t tile[4];
         for (int32_t c = 0; c < out_c; c += 2, w += 8 * groups) {
@@ -706,7 +791,8 @@ static void gemm_rows2(const int8_t *input, int32_t rows, int32_t depth, const i
             }
             const int8_t *x0 = input;
             int8_t *o0 = output + c;
-            for (int32_t left = rows; left > 0; left -= 2, x0 += 2 * depth, o0 += 2 * out_c) {
+            for (int32_t left = c < 4 * quads ? rows - 1 : rows; left > 0;
+                 left -= 2, x0 += 2 * depth, o0 += 2 * out_c) {
                 const int8_t *x1 = left > 1 ? x0 + depth : x0;
                 int8_t *o1 = left > 1 ? o0 + out_c : o0;
                 if (two) {
@@ -733,8 +819,10 @@ static void gemm_rows2(const int8_t *input, int32_t rows, int32_t depth, const i
             int8_t *o1 = left > 1 ? o0 + out_c : o0;
             int32_t a00 = b0, a01 = b1, a10 = b0, a11 = b1;
             const int8_t *wp = w;
-#if MCC_CONV_DSP
-            /* Word A of a group holds (k, k+2) of both channels, word B (k+1, k+3). */
+#if MCC_CONV_DSP && !MCC_CONV_ASM
+            /* Word A of a group holds (k, k+2) of both channels, word B (k+1, k+3).
+             * (With the assembly tiles only a partial last group comes here,
+             * and the portable loop below does, in less code.) */
 #define MCC_ROWS2_GROUP(V0, V1) do {                                           \
                 const int32_t wa_ = load32(wp), wb_ = load32(wp + 4);          \
                 const int32_t wa0_ = __sxtb16(wa_), wa1_ = sxtb16_ror8(wa_);   \
