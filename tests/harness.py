@@ -28,3 +28,22 @@ def assert_bit_exact(model: bytes, runs: int = 3, seed: int = 0, sanitize: bool 
     assert result.bit_exact, (f"{result.differing_bytes} of {result.output_bytes} output bytes differ "
                               f"from TFLM; {result.first_bad_layer}")
     return result
+
+
+def run_on_qemu(model_path, board_name: str, out, options, runs: int = 2, seed: int = 17):
+    """Build the model into the real firmware for a QEMU board (`options`: a
+    pipeline.CompileOptions), boot it, run `runs` random inputs and compare
+    every output byte with TFLM. Returns (pipeline.Compiled, hil.DeviceReport);
+    the caller asserts on both."""
+    from mcucompile import boards, emulator, hil
+    from mcucompile.build import compile_firmware
+    from mcucompile.pipeline import build
+
+    board = boards.load(board_name)
+    compiled = build(model_path, board, out, options=options)
+    firmware = compile_firmware(out, board, "qemu")
+    assert not firmware.warnings, firmware.warnings
+    with emulator.boot(firmware.elf, firmware.qemu_machine, "tcp") as qemu:
+        with hil.Device(qemu.connect(), timeout=20) as device:
+            report = hil.evaluate(device, model=model_path.read_bytes(), random=runs, seed=seed)
+    return compiled, report

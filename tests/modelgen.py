@@ -635,3 +635,66 @@ def op_names(model: bytes) -> list[str]:
         code = m.OperatorCodes(sg.Operators(i).OpcodeIndex())
         out.append(names[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())])
     return out
+
+
+def conv_chain(*, input_shape: Shape = (1, 9, 11, 5),
+               layers: Sequence[Sequence[Any]] = (("pw", 11, 1, "relu6"),
+                                                  ("dw", 3, 1, "same", "relu6"),
+                                                  ("pw", 7, 1, None)),
+               wide: Sequence[int] = (), per_channel: bool = True, float_io: bool = False,
+               seed: int = 0) -> bytes:
+    """A chain of 1x1 and depthwise convolutions (a MobileNet block and its parts),
+    each layer's output read only by the next: what in-place kernels run on.
+
+    Layers: ("pw", filters, stride, activation) is a 1x1 CONV_2D without padding;
+    ("dw", kernel, stride, padding, activation) a DEPTHWISE_CONV_2D (multiplier 1);
+    kernel and stride may be (h, w) pairs. `wide` lists layers (by position)
+    whose channel 0 then gets, in the flatbuffer, a weight (and bias) scale that
+    makes its requantization multiplier 0.6: a shift >= 0, which TFLite allows
+    and the fast requantization tables cannot express, so the whole layer takes
+    TFLite's (multiplier, shift) form. Only that channel's outputs saturate;
+    the others keep their calibrated range.
+    """
+    layers = tuple(tuple(layer) for layer in layers)
+    wide = tuple(int(i) for i in wide)
+    cfg = _config(locals())
+
+    def build(tf):
+        L = tf.keras.layers
+        (inp,) = _inputs(tf, [input_shape])
+        x = inp
+        for i, layer in enumerate(layers):
+            init = _initializers(tf, seed + 2 * i)
+            if layer[0] == "pw":
+                _, filters, stride, act = layer
+                x = L.Conv2D(filters, 1, strides=_pair(stride), padding="valid", **init)(x)
+            elif layer[0] == "dw":
+                _, kernel, stride, padding, act = layer
+                x = L.DepthwiseConv2D(_pair(kernel), strides=_pair(stride), padding=padding,
+                                      depthwise_initializer=init["kernel_initializer"],
+                                      bias_initializer=init["bias_initializer"])(x)
+            else:
+                raise ValueError(f"unknown layer kind {layer[0]!r}: use 'pw' or 'dw'")
+            x = _activation(tf, x, act)
+        return tf.keras.Model(inp, x)
+
+    def widen(model: bytes) -> bytes:
+        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
+
+        def edit(m) -> None:
+            sg = m.subgraphs[0]
+            kinds = (fb.BuiltinOperator.CONV_2D, fb.BuiltinOperator.DEPTHWISE_CONV_2D)
+            convs = [op for op in sg.operators
+                     if max(m.operatorCodes[op.opcodeIndex].builtinCode,
+                            m.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode) in kinds]
+            assert len(convs) == len(layers), "the converter split or merged a layer"
+            for i in wide:
+                x, w, b, y = (sg.tensors[t] for t in [*convs[i].inputs[:3], convs[i].outputs[0]])
+                x_scale, y_scale = float(x.quantization.scale[0]), float(y.quantization.scale[0])
+                for t, scale in ((w, 0.6 * y_scale / x_scale), (b, 0.6 * y_scale)):
+                    scales = np.array(t.quantization.scale, dtype=np.float32)
+                    scales[0] = scale
+                    t.quantization.scale = scales
+        return _edit_flatbuffer(model, edit)
+
+    return _cached("conv_chain", cfg, build, patch=widen if wide else None)

@@ -111,22 +111,14 @@ def model_dir(tmp_path_factory) -> Path:
 
 def _run_on_qemu(model_path: Path, board_name: str, out: Path, runs: int = 2,
                  compact: bool = False):
-    from mcucompile import boards, emulator, hil
-    from mcucompile.build import compile_firmware
-    from mcucompile.pipeline import CompileOptions, build
+    from harness import run_on_qemu
+    from mcucompile.pipeline import CompileOptions
 
-    board = boards.load(board_name)
     # Layer by layer: the in-place and patch strategies would swap in other kernels.
     # A one-layer model's layer is its memory peak: keep the fast kernel's scratch
     # there, unless the case is about the scratch-free form.
-    compiled = build(model_path, board, out,
-                     options=CompileOptions(memory="layer", compact_at_peak=compact))
-    firmware = compile_firmware(out, board, "qemu")
-    assert not firmware.warnings, firmware.warnings
-    with emulator.boot(firmware.elf, firmware.qemu_machine, "tcp") as qemu:
-        with hil.Device(qemu.connect(), timeout=20) as device:
-            report = hil.evaluate(device, model=model_path.read_bytes(), random=runs, seed=17)
-    return compiled, report
+    return run_on_qemu(model_path, board_name, out, runs=runs,
+                       options=CompileOptions(memory="layer", compact_at_peak=compact))
 
 
 @pytest.mark.parametrize("name,board", list(_params()))
