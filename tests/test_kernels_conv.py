@@ -266,6 +266,37 @@ def test_fast_kernel_choice(kind, attrs, shapes, variant):
         assert call.args[-1] == SCRATCH and call.macs == reference_call(g.ops[0], g).macs
 
 
+# A depthwise layer over one channel at the memory peak (compact: no scratch):
+# mcc_depthwise_conv2d_1ch_s8, where the planar and im2col kernels need scratch.
+@pytest.mark.parametrize("attrs,shapes,variant,why", [
+    (_dw(stride=2, mult=8), ((1, 9, 8, 1), (1, 3, 3, 8), (1, 5, 4, 8)), Variant.ONE_CHANNEL, ""),
+    (_dw(padding=Padding.VALID, mult=3), ((1, 19, 16, 1), (1, 10, 8, 3), (1, 10, 9, 3)),
+     Variant.ONE_CHANNEL, ""),
+    (_dw(stride=3), ((1, 9, 8, 1), (1, 5, 7, 1), (1, 3, 3, 1)), Variant.ONE_CHANNEL, ""),
+    (_dw(dilation=2, mult=2), ((1, 9, 8, 1), (1, 3, 3, 2), (1, 9, 8, 2)), Variant.GENERAL,
+     "no scratch"),
+    (_dw(mult=2), ((1, 9, 12, 1), (1, 3, 9, 2), (1, 9, 12, 2)), Variant.GENERAL, "no scratch"),
+    (_dw(mult=2), ((1, 20, 8, 1), (1, 17, 5, 2), (1, 20, 8, 2)), Variant.GENERAL, "no scratch"),
+    (_dw(mult=2), ((1, 9, 8, 2), (1, 3, 3, 4), (1, 9, 8, 4)), Variant.GENERAL, "no scratch"),
+])
+def test_compact_choice_for_one_input_channel(attrs, shapes, variant, why):
+    from mcucompile.kernels import lower_compact
+    from mcucompile.kernels.conv import _choose, _prepare
+    in_shape, w_shape, out_shape = shapes
+    g = _single_op(OpKind.DEPTHWISE_CONV_2D, attrs, in_shape, w_shape, out_shape,
+                   w_scales=(0.02,) * w_shape[3], w_axis=3)
+    choice = _choose(_prepare(g.ops[0], g), compact=True)
+    assert choice.variant == variant and why in choice.why and choice.scratch_bytes == 0
+    call = lower_compact(g.ops[0], g)
+    assert call.scratch_bytes == 0
+    if variant == Variant.ONE_CHANNEL:
+        assert call.function == "mcc_depthwise_conv2d_1ch_s8"
+        assert _array(call, "weights").dtype == np.int32
+        assert call.macs == reference_call(g.ops[0], g).macs
+    else:
+        assert call.function == "mcc_depthwise_conv2d_s8"
+
+
 @pytest.mark.parametrize("kind,attrs,shapes,why", [
     (OpKind.CONV_2D, _conv(), ((1, 5, 5, 6), (6, 3, 3, 2), (1, 5, 5, 6)), "grouped"),
     (OpKind.DEPTHWISE_CONV_2D, _dw(dilation=2), ((1, 9, 8, 3), (1, 3, 3, 3), (1, 9, 8, 3)),
@@ -309,6 +340,23 @@ def test_gemm_weights_pair_channels_and_interleave_depth():
     assert got[0, 1, 0].tolist() == [5, 11, 0, 0] and got[0, 1, 1].tolist() == [6, 12, 0, 0]
     # Pair 1: channel 2 and a zero channel.
     assert got[1, 0, 0].tolist() == [13, 0, 15, 0] and got[1, 1, 1].tolist() == [18, 0, 0, 0]
+
+
+def test_one_channel_weights_double_taps_into_int16_lanes_in_blocks_of_four():
+    from mcucompile.kernels.conv import one_channel_weights
+    # 5 channels (a block of four and one left over), a 2x5 filter (two groups).
+    w = (np.arange(50) - 25).astype(np.int8).reshape(5, 2, 5)
+    words = one_channel_weights(w).view(np.uint32).astype(np.int64)
+    lanes = np.stack([words & 0xFFFF, words >> 16], axis=-1).astype(np.uint16).view(np.int16)
+    # The block: [filter_h 2][groups 2][channel 4][word 2][lane 2]; the last channel: [2][2][2][2].
+    block = lanes[:2 * 2 * 4 * 2].reshape(2, 2, 4, 2, 2)
+    last = lanes[2 * 2 * 4 * 2:].reshape(2, 2, 2, 2)
+    assert lanes.shape[0] == 5 * 2 * 2 * 2
+    # Word 0 holds taps (4g, 4g + 2), word 1 taps (4g + 1, 4g + 3), doubled; zero past the row.
+    assert block[1, 0, 2].tolist() == [[2 * w[2, 1, 0], 2 * w[2, 1, 2]], [2 * w[2, 1, 1], 2 * w[2, 1, 3]]]
+    assert block[0, 1, 3].tolist() == [[2 * w[3, 0, 4], 0], [0, 0]]
+    assert last[1, 1].tolist() == [[2 * w[4, 1, 4], 0], [0, 0]]
+    assert last[0, 0].tolist() == [[2 * w[4, 0, 0], 2 * w[4, 0, 2]], [2 * w[4, 0, 1], 2 * w[4, 0, 3]]]
 
 
 def _tflm_requantize(acc: int, mult: int, shift: int) -> int:
@@ -397,7 +445,7 @@ int main(void)
 def _c_scratch_cases():
     """(C expression printing a scratch size, the Python mirror's value)."""
     from mcucompile.kernels.conv import (gemm_scratch_bytes, im2col_scratch_bytes,
-                                         planar_scratch_bytes)
+                                         one_channel_scratch_bytes, planar_scratch_bytes)
     rng = np.random.default_rng(3)
     cases = []
     for _ in range(30):
@@ -416,6 +464,11 @@ def _c_scratch_cases():
                        f" .plane_w = {pw} }}; printf(\"%zu\\n\","
                        f" mcc_depthwise_conv2d_planar_s8_scratch_bytes(&p)); }}",
                        planar_scratch_bytes(g, ph, pw)))
+        fh, fw, oc = int(rng.integers(1, 17)), int(rng.integers(1, 9)), int(rng.integers(1, 9))
+        cases.append((f"{{ mcc_depthwise_conv2d_1ch_params p = {{ .filter_h = {fh}, .filter_w = {fw},"
+                       f" .out_c = {oc} }}; printf(\"%zu\\n\","
+                       f" mcc_depthwise_conv2d_1ch_s8_scratch_bytes(&p)); }}",
+                       one_channel_scratch_bytes()))
     return cases
 
 
@@ -661,3 +714,68 @@ def test_depthwise_without_bias_adds_nothing():
     zp = _set_zero_points(-50, 9)
     _assert_every_layer_bit_exact(_edited(base, _both(_drop_bias, zp)),
                                   reference_model=_edited(base, _both(_zero_bias, zp)))
+
+
+# --- depthwise over one input channel at the memory peak ------------------------
+# A one-layer model's layer is its memory peak, so with compact_at_peak the
+# scratch-free mcc_depthwise_conv2d_1ch_s8 runs it: interior pixels read in
+# place, border pixels (SAME padding, the input's last bytes) through the
+# stack window. Odd, non-square images drawn from a seeded generator.
+
+def _one_channel_cases() -> dict[str, dict]:
+    rng = np.random.default_rng(11)
+    cases = {}
+    for k, s, p, m in [(3, 1, "same", 8), (3, 2, "valid", 3), (5, 2, "same", 1), (5, 1, "valid", 8),
+                       (7, 1, "same", 3), (7, 2, "valid", 8), ((3, 5), 1, "same", 3),
+                       ((10, 8), 2, "same", 8), ((2, 3), 2, "same", 1)]:
+        h, w = (int(rng.integers(4, 9)) * 2 + 1 for _ in range(2))
+        kh, kw = (k, k) if isinstance(k, int) else k
+        name = f"k{kh}x{kw}_s{s}_{p}_m{m}"
+        cases[name] = dict(input_shape=(1, h, w + 2, 1), kernel=k, stride=s, padding=p,
+                           depth_multiplier=m, activation=str(rng.choice(["relu", "relu6", "none"])),
+                           seed=int(rng.integers(100)))
+    for kw in cases.values():
+        if kw["activation"] == "none":
+            kw["activation"] = None
+    return cases
+
+
+ONE_CHANNEL_CASES = _one_channel_cases()
+ONE_CHANNEL_FAST = {"k3x3_s1_same_m8", "k3x3_s2_valid_m3", "k5x5_s2_same_m1", "k10x8_s2_same_m8",
+                    "k3x5_s1_same_m3"}
+COMPACT_LAYER = dict(memory="layer", compact_at_peak=True)
+
+
+def _assert_one_channel_kernel(model: bytes) -> None:
+    from harness import host_board
+    from mcucompile.pipeline import CompileOptions, compile_model
+    compiled = compile_model(model, host_board(), CompileOptions(**COMPACT_LAYER))
+    layers = [(layer.kernel, layer.scratch_bytes) for layer in compiled.report.layers]
+    assert layers == [("mcc_depthwise_conv2d_1ch_s8", 0)], layers
+
+
+@pytest.mark.tf
+@pytest.mark.reference
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in ONE_CHANNEL_FAST else
+                                               [pytest.mark.slow]) for n in ONE_CHANNEL_CASES])
+def test_one_channel_depthwise_at_the_peak_bit_exact(name):
+    import modelgen as mg
+    from harness import assert_bit_exact
+    from mcucompile.pipeline import CompileOptions
+    model = mg.depthwise_conv2d(**ONE_CHANNEL_CASES[name])
+    _assert_one_channel_kernel(model)
+    assert_bit_exact(model, options=CompileOptions(**COMPACT_LAYER))
+
+
+@pytest.mark.tf
+@pytest.mark.reference
+@pytest.mark.parametrize("zero_points", [(97, -40), (-128, 127)])
+def test_one_channel_depthwise_pads_with_the_input_zero_point(zero_points):
+    # The converter's zero points are ~0, where a pad value and a zero tap agree.
+    import modelgen as mg
+    from harness import assert_bit_exact
+    from mcucompile.pipeline import CompileOptions
+    model = _edited(mg.depthwise_conv2d(input_shape=(1, 9, 11, 1), kernel=(5, 3), stride=2,
+                                        depth_multiplier=5), _set_zero_points(*zero_points))
+    _assert_one_channel_kernel(model)
+    assert_bit_exact(model, options=CompileOptions(**COMPACT_LAYER))

@@ -34,6 +34,11 @@ Kernels. `choose()` is the one place that picks a kernel (the lowering and
   mcc_depthwise_conv2d_planar_s8 (the others): DEPTHWISE_CONV_2D with filter
   width 3, 5 or 7, stride_w 1 or 2, no dilation (padded channel planes in
   scratch).
+* mcc_depthwise_conv2d_1ch_s8: DEPTHWISE_CONV_2D over one input channel
+  (filter_w <= 8, no dilation) with no scratch, taps read where they lie;
+  chosen at the memory peak (`compact`), where the planar and im2col kernels'
+  scratch would raise the arena. Elsewhere they stay: with scratch they are
+  faster (person_detect's first layer: about half the instructions).
 * the general kernels (`reference_call`) for the rest: grouped or dilated
   depthwise filters, other widths and strides, and layers whose requantization
   the fast kernels' shorter form cannot reproduce exactly (a real multiplier
@@ -459,6 +464,7 @@ class Variant(enum.Enum):
     IM2COL = "mcc_conv2d_im2col_s8"                   # other CONV_2D; DEPTHWISE with in_c 1
     PLANAR = "mcc_depthwise_conv2d_planar_s8"         # DEPTHWISE 5/7 wide (or 3 wide, not 3 high)
     PLANAR_3X3 = "mcc_depthwise_conv2d_planar_3x3_s8"  # DEPTHWISE 3x3; both: stride_w 1 or 2
+    ONE_CHANNEL = "mcc_depthwise_conv2d_1ch_s8"       # DEPTHWISE with in_c 1, no scratch
     GENERAL = "general"                               # the general kernels (reference_call)
 
 
@@ -472,6 +478,11 @@ IM2COL_MAX_PATCH = 4096
 # bytes, at least one. One plane may not exceed PLANAR_MAX_PLANE.
 PLANAR_BUDGET = 2048
 PLANAR_MAX_PLANE = 32 * 1024
+# mcc_depthwise_conv2d_1ch_s8: filter rows of at most two words, and a border
+# pixel's window (filter_h rows of 4 or 8 bytes) in a stack buffer of
+# MCC_DW1CH_MAX_WINDOW bytes (mcc_conv.h).
+ONE_CHANNEL_MAX_FILTER_W = 8
+ONE_CHANNEL_MAX_WINDOW = 128
 
 
 @dataclass(frozen=True)
@@ -503,6 +514,11 @@ def im2col_scratch_bytes(pixels: int, patch: int, row_block: int) -> int:
 def planar_scratch_bytes(group: int, plane_h: int, plane_w: int) -> int:
     """Mirror of mcc_depthwise_conv2d_planar_s8_scratch_bytes."""
     return group * plane_h * plane_w
+
+
+def one_channel_scratch_bytes() -> int:
+    """Mirror of mcc_depthwise_conv2d_1ch_s8_scratch_bytes: taps are read in place."""
+    return 0
 
 
 def _row_block(rows: int, depth: int) -> int:
@@ -546,7 +562,8 @@ def fast_channel_table(layer: _Layer) -> tuple[np.ndarray | None, str]:
 
 def _choose(layer: _Layer, compact: bool = False) -> Choice:
     """`compact` asks for no scratch at all (a layer at the memory peak): the GEMM
-    then reads rows one by one, and kernels that need scratch give way to GENERAL."""
+    then reads rows one by one, a depthwise layer over one channel takes
+    ONE_CHANNEL, and the other kernels that need scratch give way to GENERAL."""
     table, why = fast_channel_table(layer)
     if table is None:
         return Choice(Variant.GENERAL, 0, why)
@@ -559,7 +576,10 @@ def _choose(layer: _Layer, compact: bool = False) -> Choice:
     if _is_pointwise(layer):
         rb = 1 if compact else _row_block(pixels, win.in_c)
         return Choice(Variant.GEMM, gemm_scratch_bytes(pixels, win.in_c, rb), "", row_block=rb)
+    one_channel = _one_channel(layer)
     if compact:
+        if one_channel.variant == Variant.ONE_CHANNEL:
+            return one_channel
         return Choice(Variant.GENERAL, 0, "no scratch allowed at the memory peak")
     planar = _planar(layer) if layer.kind == OpKind.DEPTHWISE_CONV_2D else None
     if planar is not None and planar.variant in (Variant.PLANAR, Variant.PLANAR_3X3):
@@ -576,6 +596,26 @@ def _choose(layer: _Layer, compact: bool = False) -> Choice:
         rb = _row_block(pixels, patch)
         return Choice(Variant.IM2COL, im2col_scratch_bytes(pixels, patch, rb), "", row_block=rb)
     return planar
+
+
+def _one_channel(layer: _Layer) -> Choice:
+    """mcc_depthwise_conv2d_1ch_s8, or GENERAL and why it does not apply."""
+    win = layer.win
+    if layer.kind != OpKind.DEPTHWISE_CONV_2D or win.in_c != 1:
+        return Choice(Variant.GENERAL, 0, "not a depthwise convolution over one channel")
+    if win.dilation_h != 1 or win.dilation_w != 1:
+        return Choice(Variant.GENERAL, 0, "dilated depthwise convolution")
+    if win.filter_w > ONE_CHANNEL_MAX_FILTER_W:
+        return Choice(Variant.GENERAL, 0, f"depthwise filter width {win.filter_w} "
+                                          f"(above {ONE_CHANNEL_MAX_FILTER_W})")
+    if win.filter_h * _one_channel_row_bytes(win) > ONE_CHANNEL_MAX_WINDOW:
+        return Choice(Variant.GENERAL, 0, f"a {win.filter_h}x{win.filter_w} window is above "
+                                          f"{ONE_CHANNEL_MAX_WINDOW} bytes")
+    return Choice(Variant.ONE_CHANNEL, one_channel_scratch_bytes(), "")
+
+
+def _one_channel_row_bytes(win: Window) -> int:
+    return 4 * _groups(win.filter_w)
 
 
 def _planar(layer: _Layer) -> Choice:
@@ -643,9 +683,30 @@ def planar_weights(w: np.ndarray, row_bytes: int) -> np.ndarray:
     return padded.reshape(-1)
 
 
+def one_channel_weights(w: np.ndarray) -> np.ndarray:
+    """[out_c, filter_h, filter_w] int8 -> mcc_depthwise_conv2d_1ch_s8's int32 words:
+    taps doubled, as int16 lanes; channel blocks of four, each
+    [filter_h][groups][channel][2] with word 0 = (w[4g], w[4g+2]) and
+    word 1 = (w[4g+1], w[4g+3]), low lane first; then the last out_c % 4
+    channels one after another, each [filter_h][groups][2]."""
+    out_c, fh, fw = w.shape
+    groups = _groups(fw)
+    taps = np.zeros((out_c, fh, groups, 2, 2), dtype=np.int64)   # [c, ky, g, word, lane]
+    padded = np.zeros((out_c, fh, 4 * groups), dtype=np.int64)
+    padded[:, :, :fw] = 2 * w.astype(np.int64)
+    # Tap 4g + 2 * lane + word sits in word `word`, lane `lane`.
+    taps[:] = padded.reshape(out_c, fh, groups, 2, 2).transpose(0, 1, 2, 4, 3)
+    words = (taps[..., 0] & 0xFFFF) | ((taps[..., 1] & 0xFFFF) << 16)      # [c, ky, g, word]
+    full = out_c // 4 * 4
+    blocks = [words[c:c + 4].transpose(1, 2, 0, 3).reshape(-1) for c in range(0, full, 4)]
+    blocks.append(words[full:].reshape(-1))     # the last out_c % 4 channels, one after another
+    return np.concatenate(blocks).astype(np.uint32).view(np.int32)
+
+
 def _fast_arrays(weights: np.ndarray, table: np.ndarray) -> tuple[tuple[Field, ...], tuple[ConstArray, ...]]:
+    wtype = "int32_t" if weights.dtype == np.int32 else "int8_t"
     return ((Field("weights", ArrayRef("weights")), Field("channels", ArrayRef("channels"))),
-            (ConstArray("weights", "int8_t", weights), ConstArray("channels", "int32_t", table.reshape(-1))))
+            (ConstArray("weights", wtype, weights), ConstArray("channels", "int32_t", table.reshape(-1))))
 
 
 def _fast_call(layer: _Layer, choice: Choice, op: Op) -> KernelCall:
@@ -673,6 +734,15 @@ def _fast_call(layer: _Layer, choice: Choice, op: Op) -> KernelCall:
                        row_block=choice.row_block) + act
         arrays = _fast_arrays(gemm_weights(layer.rows_by_depth()), table)
         return KernelCall(choice.variant.value, LIBRARY, "mcc_conv2d_im2col_params",
+                          fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs)
+    if choice.variant == Variant.ONE_CHANNEL:
+        fields = _ints(batches=win.batches, in_h=win.in_h, in_w=win.in_w,
+                       out_h=win.out_h, out_w=win.out_w, out_c=layer.out_c,
+                       filter_h=win.filter_h, filter_w=win.filter_w,
+                       stride_h=win.stride_h, stride_w=win.stride_w,
+                       pad_h=win.pad_h, pad_w=win.pad_w, pad_value=-layer.input_offset) + act
+        arrays = _fast_arrays(one_channel_weights(layer.weights), table)
+        return KernelCall(choice.variant.value, LIBRARY, "mcc_depthwise_conv2d_1ch_params",
                           fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs)
     fields = _ints(batches=win.batches, in_h=win.in_h, in_w=win.in_w, in_c=win.in_c,
                    out_h=win.out_h, out_w=win.out_w, out_c=layer.out_c,

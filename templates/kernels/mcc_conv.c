@@ -1262,3 +1262,112 @@ int mcc_depthwise_conv2d_planar_s8(const mcc_depthwise_conv2d_planar_params *p,
 {
     return planar_run(p, input, output, scratch, dw_wide_channel, 8);
 }
+
+/* ---------------------------------------------- depthwise over one channel */
+
+size_t mcc_depthwise_conv2d_1ch_s8_scratch_bytes(const mcc_depthwise_conv2d_1ch_params *p)
+{
+    (void)p;
+    return 0u;
+}
+
+/* The out_c outputs of one pixel: its filter rows start at r, `stride` bytes
+ * apart, `groups` words each (weights and table: mcc_conv.h). */
+static void dw1ch_pixel(const int8_t *r, int32_t stride, int32_t fh, int32_t groups,
+                        const int32_t *w, const int32_t *channels, int32_t out_c, int8_t *o)
+{
+    int32_t c = 0;
+    /* Four channels per pass over the window; then the last out_c % 4 one by one. */
+    for (; c + 4 <= out_c; c += 4, o += 4) {
+        const int32_t *t = channels + 4 * c;
+        int32_t a0 = 2 * t[0], a1 = 2 * t[4], a2 = 2 * t[8], a3 = 2 * t[12];
+        const int8_t *row = r;
+        for (int32_t ky = 0; ky < fh; ++ky, row += stride) {
+            for (int32_t g = 0; g < groups; ++g, w += 8) {
+#if MCC_CONV_DSP
+                const int32_t x = load32(row + 4 * g);
+                const int32_t e = __sxtb16(x), d = sxtb16_ror8(x);   /* (t0, t2), (t1, t3) */
+                a0 = __smlad(d, w[1], __smlad(e, w[0], a0));
+                a1 = __smlad(d, w[3], __smlad(e, w[2], a1));
+                a2 = __smlad(d, w[5], __smlad(e, w[4], a2));
+                a3 = __smlad(d, w[7], __smlad(e, w[6], a3));
+#else
+                const int8_t *x = row + 4 * g;
+                const int32_t t0 = x[0], t1 = x[1], t2 = x[2], t3 = x[3];
+                a0 += t0 * (int16_t)w[0] + t2 * (w[0] >> 16) + t1 * (int16_t)w[1] + t3 * (w[1] >> 16);
+                a1 += t0 * (int16_t)w[2] + t2 * (w[2] >> 16) + t1 * (int16_t)w[3] + t3 * (w[3] >> 16);
+                a2 += t0 * (int16_t)w[4] + t2 * (w[4] >> 16) + t1 * (int16_t)w[5] + t3 * (w[5] >> 16);
+                a3 += t0 * (int16_t)w[6] + t2 * (w[6] >> 16) + t1 * (int16_t)w[7] + t3 * (w[7] >> 16);
+#endif
+            }
+        }
+        o[0] = fast_requant_doubled(a0, t[1], t[2], t[3]);
+        o[1] = fast_requant_doubled(a1, t[5], t[6], t[7]);
+        o[2] = fast_requant_doubled(a2, t[9], t[10], t[11]);
+        o[3] = fast_requant_doubled(a3, t[13], t[14], t[15]);
+    }
+    for (; c < out_c; ++c, ++o) {
+        const int32_t *t = channels + 4 * c;
+        int32_t a = 2 * t[0];
+        const int8_t *row = r;
+        for (int32_t ky = 0; ky < fh; ++ky, row += stride) {
+            for (int32_t g = 0; g < groups; ++g, w += 2) {
+#if MCC_CONV_DSP
+                const int32_t x = load32(row + 4 * g);
+                a = __smlad(sxtb16_ror8(x), w[1], __smlad(__sxtb16(x), w[0], a));
+#else
+                const int8_t *x = row + 4 * g;
+                a += x[0] * (int16_t)w[0] + x[2] * (w[0] >> 16)
+                   + x[1] * (int16_t)w[1] + x[3] * (w[1] >> 16);
+#endif
+            }
+        }
+        *o = fast_requant_doubled(a, t[1], t[2], t[3]);
+    }
+}
+
+int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
+                                const int8_t *input, int8_t *output, void *scratch)
+{
+    (void)scratch;
+    /* Locals: the int8 output stores may alias *p as far as the compiler knows. */
+    const int32_t in_h = p->in_h, in_w = p->in_w, out_c = p->out_c;
+    const int32_t fh = p->filter_h, fw = p->filter_w;
+    const int32_t groups = (fw + 3) >> 2, row_bytes = 4 * groups;
+    const int32_t plane = in_h * in_w;
+    const int8_t pad = (int8_t)p->pad_value;
+    const int32_t *weights = p->weights, *channels = p->channels;
+    int8_t window[MCC_DW1CH_MAX_WINDOW];
+    int8_t *o = output;
+    for (int32_t b = 0; b < p->batches; ++b) {
+        const int8_t *in_b = input + b * plane;
+        for (int32_t oy = 0; oy < p->out_h; ++oy) {
+            const int32_t y0 = oy * p->stride_h - p->pad_h;
+            /* Read in place: the window inside the image, and its last word
+             * (which may run into the next image row, under zero weights)
+             * inside the input. */
+            const int rows_inside = y0 >= 0 && y0 + fh <= in_h;
+            const int32_t x_max = MCC_MIN(in_w - fw, plane - row_bytes - (y0 + fh - 1) * in_w);
+            for (int32_t ox = 0; ox < p->out_w; ++ox, o += out_c) {
+                const int32_t x0 = ox * p->stride_w - p->pad_w;
+                if (rows_inside && x0 >= 0 && x0 <= x_max) {
+                    dw1ch_pixel(in_b + y0 * in_w + x0, in_w, fh, groups, weights, channels,
+                                out_c, o);
+                    continue;
+                }
+                int8_t *dst = window;
+                for (int32_t ky = 0; ky < fh; ++ky) {
+                    const int32_t y = y0 + ky;
+                    const int y_ok = y >= 0 && y < in_h;
+                    for (int32_t kx = 0; kx < row_bytes; ++kx) {
+                        const int32_t x = x0 + kx;
+                        *dst++ = y_ok && x >= 0 && x < in_w && kx < fw ? in_b[y * in_w + x] : pad;
+                    }
+                }
+                dw1ch_pixel(window, row_bytes, fh, groups, weights, channels, out_c, o);
+            }
+        }
+    }
+    clamp_activation(output, p->batches * p->out_h * p->out_w * out_c, p->act_min, p->act_max);
+    return MCC_OK;
+}

@@ -26,10 +26,10 @@
  *   TFLite's weight layouts, no scratch, plain C. The compiler uses them for
  *   what the fast kernels do not cover.
  * - The fast kernels (mcc_gemm_s8, mcc_conv2d_im2col_s8,
- *   mcc_depthwise_conv2d_planar_s8): weights re-ordered at compile time into
- *   the order their inner loops read, a per-channel table for a shorter
- *   requantization (below), scratch for int16 operand blocks or padded
- *   channel planes. Each contains two inner loops for the same data: ARMv7E-M
+ *   mcc_depthwise_conv2d_planar_s8, mcc_depthwise_conv2d_1ch_s8): weights
+ *   re-ordered at compile time into the order their inner loops read, a
+ *   per-channel table for a shorter requantization (below), scratch for int16
+ *   operand blocks or padded channel planes (none for the last one). Each contains two inner loops for the same data: ARMv7E-M
  *   DSP instructions (SMLAD and friends through arm_acle.h) when the compiler
  *   defines __ARM_FEATURE_DSP (Cortex-M4/M7/M33), and portable C otherwise
  *   (Cortex-M0+/M3, the host). The layouts, scratch sizes and results are the
@@ -242,5 +242,42 @@ int mcc_depthwise_conv2d_planar_3x3_s8(const mcc_depthwise_conv2d_planar_params 
 int mcc_depthwise_conv2d_planar_s8(const mcc_depthwise_conv2d_planar_params *p,
                                    const int8_t *input, int8_t *output, void *scratch);
 size_t mcc_depthwise_conv2d_planar_s8_scratch_bytes(const mcc_depthwise_conv2d_planar_params *p);
+
+/* DEPTHWISE_CONV_2D over one input channel (in_c 1: out_c = depth_multiplier),
+ * filter_w <= 8, no dilation, any stride, SAME, VALID or explicit padding:
+ * no scratch. With one channel the NHWC input is already a plane, so each
+ * output pixel reads its filter rows where they lie, one or two words per
+ * row, and every tap word loaded serves all out_c channels (four at a time).
+ * A pixel whose window leaves the image (padding), or whose last word would
+ * read past the input, first copies its window (pad_value outside the image)
+ * into a buffer of at most MCC_DW1CH_MAX_WINDOW bytes on the stack.
+ *
+ * weights:  int32 words of two int16 lanes (low lane first), the taps doubled
+ *           (the accumulators hold 2 * acc: fast_requant_doubled). A filter
+ *           row's taps 4g..4g+3 (zero past filter_w) give the words
+ *           (w[4g], w[4g+2]) and (w[4g+1], w[4g+3]); groups = ceil(filter_w / 4).
+ *           Channels in blocks of four, [filter_h][groups][4][2] words each,
+ *           then the last out_c % 4 channels one by one, [filter_h][groups][2].
+ * channels: [out_c][4] int32, see "Fast requantization".
+ * filter_h * 4 * groups <= MCC_DW1CH_MAX_WINDOW.
+ */
+#define MCC_DW1CH_MAX_WINDOW 128
+
+typedef struct {
+    int32_t batches;
+    int32_t in_h, in_w;
+    int32_t out_h, out_w, out_c;
+    int32_t filter_h, filter_w;
+    int32_t stride_h, stride_w;
+    int32_t pad_h, pad_w;
+    int32_t pad_value;
+    int32_t act_min, act_max;
+    const int32_t *weights;
+    const int32_t *channels;
+} mcc_depthwise_conv2d_1ch_params;
+
+int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
+                                const int8_t *input, int8_t *output, void *scratch);
+size_t mcc_depthwise_conv2d_1ch_s8_scratch_bytes(const mcc_depthwise_conv2d_1ch_params *p);
 
 #endif /* MCC_CONV_H */
