@@ -77,13 +77,23 @@ def _cases() -> dict[str, tuple[str, dict, str]]:
                                           activation="relu"), "mcc_gemm_s8")
     cases["dense_rows1"] = ("dense", dict(input_shape=(1, odd(17, 41)), units=odd(3, 9)),
                             "mcc_gemm_s8")
+    # One input channel at the memory peak (COMPACT): mcc_depthwise_conv2d_1ch_s8,
+    # four channels per pass and the out_c % 4 left over, one- and two-word
+    # filter rows, border pixels through its stack window.
+    for k, s, p, m in [(3, 2, "same", 8), (5, 1, "valid", 3), (7, 2, "same", 1),
+                       ((10, 8), 2, "same", 7)]:
+        kh, kw = (k, k) if isinstance(k, int) else k
+        cases[f"depthwise_1ch_k{kh}x{kw}_s{s}_{p}_m{m}_compact"] = ("depthwise_conv2d", dict(
+            input_shape=(1, odd(11, 21), odd(9, 19), 1), kernel=k, stride=s, padding=p,
+            depth_multiplier=m, activation=str(rng.choice(["relu", "relu6"])),
+            seed=int(rng.integers(100))), "mcc_depthwise_conv2d_1ch_s8")
     return cases
 
 
 CASES = _cases()
 # Built with compact_at_peak: the one layer is the memory peak, so it gets the
 # scratch-free form (checked: no scratch).
-COMPACT = {"conv_k1_depth12_compact"}
+COMPACT = {name for name in CASES if name.endswith("_compact")}
 # A run of the default tests covers every variant on the M7 and the two most
 # common on the M4 (the same DSP code) and the M3 (the portable loops); the
 # slow tests run every case on every core (~6 s each).
@@ -91,9 +101,12 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "depthwise_k5_s2_same_m1", "depthwise_one_channel_m8", "dense_rows5",
                        "conv_k1_depth12_compact", "conv_k1_depth8_odd_c",
                        "conv_k1_depth12_rows25", "dense_rows1_depth32",
-                       "depthwise_k3_s1_even_w"},
-           "qemu-m4": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact"},
-           "qemu-m3": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1"}}
+                       "depthwise_k3_s1_even_w", "depthwise_1ch_k3x3_s2_same_m8_compact",
+                       "depthwise_1ch_k10x8_s2_same_m7_compact"},
+           "qemu-m4": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact",
+                       "depthwise_1ch_k5x5_s1_valid_m3_compact"},
+           "qemu-m3": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1",
+                       "depthwise_1ch_k3x3_s2_same_m8_compact"}}
 
 
 def _params():
