@@ -62,7 +62,7 @@ BUDGETS = {
                    epochs_largest=5, epochs_kernel=1, epochs_depth=1, epochs_expand=2,
                    random_subnets=2, population=8, generations=3, calib_batches=3,
                    finetune_epochs=1),
-    "small": Budget("small", widths=(0.35, 0.5, 0.75), resolutions=(24, 32), stage1_samples=100,
+    "small": Budget("small", widths=(0.35, 0.5, 0.75), resolutions=(24, 32, 40), stage1_samples=100,
                     epochs_largest=12, epochs_kernel=3, epochs_depth=4, epochs_expand=6,
                     random_subnets=2, population=16, generations=5, calib_batches=4,
                     finetune_epochs=6),
