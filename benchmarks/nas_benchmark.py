@@ -116,7 +116,8 @@ def main() -> int:
     ys = {k: getattr(splits, k).y for k in ("train", "val", "test")}
     strat = strategy()
     seed_everything(args.seed)
-    model = build_model(arch)
+    with strat.scope():
+        model = build_model(arch)
     trainer, full = fit(model, xs["train"], ys["train"], (xs["val"], ys["val"]), BASELINE_EPOCHS, 1e-2,
                         64, args.seed, strat, macs(arch), f"MobileNetV2 w{w:g} r{r}: full training", True)
     test_float = trainer.accuracy(xs["test"], ys["test"])

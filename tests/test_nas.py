@@ -520,3 +520,24 @@ def test_build_of_a_keras_model_without_calib_says_how(tmp_path):
                    "--board", "host", "-o", str(tmp_path / "out"))
     assert r.returncode == 1 and "drop --calib" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_training_runs_mirrored_over_two_replicas(tmp_path):
+    """The multi-GPU path (MirroredStrategy: mirrored variables, per-replica steps,
+    cross-replica sums), on two logical CPU devices: every variable must be made in
+    the strategy's scope, which a single device never checks."""
+    import os
+    out = tmp_path / "train"
+    env = dict(os.environ, MCUCOMPILE_CPU_REPLICAS="2")
+    r = subprocess.run([sys.executable, "-m", "mcucompile", "train", "--data", "digits", "--width", "0.35",
+                        "--resolution", "16", "--depth", "2", "--expand", "6", "--epochs", "5",
+                        "--compare-full", "--board", "stm32f746", "--seed", "0", "-o", str(out)],
+                       capture_output=True, text=True, timeout=900, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["replicas"] == 2
+    assert report["early_bird"]["ticket_epoch"] is not None and report["ticket_arch"] is not None
+    assert report["val_accuracy"] > 0.3                          # learned: 10 classes
+    assert (out / "model.keras").is_file()

@@ -18,7 +18,12 @@ def tf():
         import tensorflow
     except ImportError as e:
         raise MissingDependencyError(f"TensorFlow is unavailable: {INSTALL_HINT}") from e
+    if os.environ.get(CPU_REPLICAS_ENV) and not _configured:
+        _configured.append(_cpu_replicas(tensorflow, os.environ[CPU_REPLICAS_ENV]))
     return tensorflow
+
+
+_configured: list = []      # the replicas' strategy, once made: devices are fixed at first use
 
 
 def keras():
@@ -55,10 +60,35 @@ def strategy():
     through `strategy.run`, so the same code scales out without change.
     """
     t = tf()
+    if _configured:
+        return _configured[0]
     gpus = t.config.list_logical_devices("GPU")
     if len(gpus) > 1:
         return t.distribute.MirroredStrategy()
     return t.distribute.get_strategy()
+
+
+# MirroredStrategy over N logical CPU devices: the multi-GPU code path (mirrored variables,
+# per-replica steps, cross-replica sums) exercised on a machine without GPUs.
+CPU_REPLICAS_ENV = "MCUCOMPILE_CPU_REPLICAS"
+
+
+def _cpu_replicas(t, value: str):
+    from ..errors import McuCompileError
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise McuCompileError(f"{CPU_REPLICAS_ENV}={value!r}: give a number of replicas >= 1")
+    cpu = t.config.list_physical_devices("CPU")[0]
+    if len(t.config.get_logical_device_configuration(cpu) or ()) != n:
+        try:
+            t.config.set_logical_device_configuration(cpu, [t.config.LogicalDeviceConfiguration()] * n)
+        except RuntimeError:        # TensorFlow already placed something on the CPU
+            raise McuCompileError(f"{CPU_REPLICAS_ENV}: TensorFlow's devices were initialized "
+                                  "before the replicas could be set up") from None
+    return t.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(n)])
 
 
 def progbar(total: int, label: str, verbose: bool):

@@ -213,7 +213,8 @@ def search(board, data_spec: str, out: Path, budget: str | Budget = "small", see
     # --- fine-tune, quantize, compile -----------------------------------------------
     from .training import fit
     trainer.recalibrate(best.config, x_train, b.calib_batches)
-    model = trainer.net.extract(best.config)
+    with strat.scope():
+        model = trainer.net.extract(best.config)
     arch = space.arch(best.config)
     inherited = best.accuracy
     finetune = []
@@ -244,7 +245,7 @@ def search(board, data_spec: str, out: Path, budget: str | Budget = "small", see
     fits_sram = compiled.arena_bytes <= constraints.sram_bytes
     fits_flash = compiled.weights_bytes + (predicted.flash - predicted.weights) <= constraints.flash_bytes
     report = {
-        "board": board.name, "budget": b.name, "seed": seed,
+        "board": board.name, "budget": b.name, "seed": seed, "replicas": strat.num_replicas_in_sync,
         "data": dataset.describe() | {"train": len(splits.train), "validation": len(splits.val),
                                       "test": len(splits.test)},
         "constraints": constraints.to_json(),

@@ -90,7 +90,7 @@ def train(data_spec: str, out: Path, arch: Arch | None, *, width: float = 0.5, r
                           macs, detector, gamma_l1, verbose)
     report: dict = {
         "data": dataset.describe(), "seed": seed, "epochs": epochs, "learning_rate": lr,
-        "batch_size": batch_size,
+        "batch_size": batch_size, "replicas": strat.num_replicas_in_sync,
         "dense_arch": arch.to_json(), "dense_macs": macs(arch),
         "early_bird": eb.detector | {"l1": gamma_l1},
         "ticket_arch": eb.ticket_arch.to_json() if eb.ticket_arch else None,
@@ -105,7 +105,9 @@ def train(data_spec: str, out: Path, arch: Arch | None, *, width: float = 0.5, r
     if compare_full:
         from .models import build_model
         seed_everything(seed)
-        _, full = fit(build_model(arch), x_train, y_train, (x_val, y_val), epochs, lr, batch_size,
+        with strat.scope():
+            dense = build_model(arch)
+        _, full = fit(dense, x_train, y_train, (x_val, y_val), epochs, lr, batch_size,
                       seed, strat, macs(arch), f"full training (the baseline): {epochs} epochs", verbose)
         s = savings(full, eb.epochs, tolerance)
         report["full_run"] = [e.__dict__ for e in full]

@@ -137,7 +137,8 @@ def train_early_bird(arch: Arch, x: np.ndarray, y: np.ndarray, val: tuple[np.nda
     remaining epochs (same cosine schedule, continued). macs_of(arch) -> forward MACs."""
     spe = steps_per_epoch(len(x), batch_size)
     schedule = cosine(lr, epochs * spe)
-    model = build_model(arch, gamma_l1=gamma_l1)
+    with strategy.scope():          # mirrored variables, one copy per replica
+        model = build_model(arch, gamma_l1=gamma_l1)
     trainer = Trainer(model, strategy, batch_size, seed)
     bar = progbar(epochs * spe, f"Early-Bird training: up to {epochs} epochs, ticket at "
                                 f"{detector.ratio:.0%} channels pruned", verbose)
@@ -151,7 +152,8 @@ def train_early_bird(arch: Arch, x: np.ndarray, y: np.ndarray, val: tuple[np.nda
         logs.append(EpochLog(e + 1, loss, trainer.accuracy(*val), time.process_time() - cpu0, macs, net))
         if net == "dense" and detector.update(hidden_gammas(model, arch)):
             keep = ensure_minimum(detector.ticket, hidden_gammas(model, arch), MIN_CHANNELS)
-            ticket_arch, model = prune(model, arch, keep)
+            with strategy.scope():
+                ticket_arch, model = prune(model, arch, keep)
             trainer = Trainer(model, strategy, batch_size, seed)
             net, current_arch = "ticket", ticket_arch
             if verbose:
