@@ -541,3 +541,32 @@ def test_training_runs_mirrored_over_two_replicas(tmp_path):
     assert report["early_bird"]["ticket_epoch"] is not None and report["ticket_arch"] is not None
     assert report["val_accuracy"] > 0.3                          # learned: 10 classes
     assert (out / "model.keras").is_file()
+
+
+@pytest.mark.slow
+def test_evolution_honours_latency_and_energy_budgets():
+    """Budgets from the project's static speed/energy model, on the board with a power
+    figure: every scored subnet meets them, and a tighter budget gives a cheaper winner."""
+    l4 = boards.load("stm32l4r5")
+    space = SearchSpace(0.35, 24, 1, 10)
+    em = EfficiencyModel(l4)
+    costs = [em.cost(space.arch(space.sample(np.random.default_rng(s)))) for s in range(6)]
+    mid_ms = float(np.median([c.latency_ms for c in costs]))
+    mid_uj = float(np.median([c.energy_uj for c in costs]))
+    assert all(c.energy_uj > 0 for c in costs)
+
+    def cost(cfg):
+        return em.cost(space.arch(cfg))
+
+    def accuracy(cfg):                          # bigger is better, as on real data
+        return float(np.log(cost(cfg).macs))
+
+    winners = {}
+    for name, limit in (("latency", constraints_for(l4, latency_ms=mid_ms)),
+                        ("energy", constraints_for(l4, energy_uj=mid_uj)),
+                        ("tight", constraints_for(l4, latency_ms=0.6 * mid_ms))):
+        evo = evolve(space, cost, accuracy, limit, EvolutionSettings(6, 2), np.random.default_rng(0))
+        assert evo.scored and all(limit.fits(c.cost) for c in evo.scored), name
+        winners[name] = evo.best.cost
+    assert winners["latency"].latency_ms <= mid_ms and winners["energy"].energy_uj <= mid_uj
+    assert winners["tight"].latency_ms <= 0.6 * mid_ms < winners["latency"].latency_ms
