@@ -4,7 +4,8 @@ tests/test_inplace.py runs mcc_depthwise_conv2d_inplace_s8 and
 mcc_conv2d_1x1_inplace_s8 on the host: their portable loops. Their DSP loops
 (SMLAD pairs over the ring rows of a 3x3 stride-1 depthwise layer; four-channel
 SMLAD passes of the 1x1 convolution, a partial last depth group read with
-load_partial) exist only in Cortex-M4/M7 builds. Here small chains of 1x1 and
+load_partial; stack copies of border windows and of direct-read rows for the
+pairs) exist only in Cortex-M4/M7 builds. Here small chains of 1x1 and
 depthwise convolutions (modelgen.conv_chain: MobileNet blocks and their parts),
 compiled with every eligible op in place, are built into the real firmware for
 qemu-m7 and qemu-m4 (__ARM_FEATURE_DSP) and qemu-m3 (ARMv7-M: the portable
@@ -53,6 +54,10 @@ CASES: dict[str, tuple[dict, dict[int, tuple[str, dict]]]] = {
     "dw_k3_s1_same": _dw_case((1, 9, 12, 3), 7, 3, 1, "same", "relu6", **PAIRS),
     "dw_k3_s1_same_odd_w": _dw_case((1, 8, 13, 5), 9, 3, 1, "same", None, **PAIRS),
     "dw_k3_s1_valid": _dw_case((1, 10, 9, 5), 7, 3, 1, "valid", "relu6", ring=False),
+    # Direct reads at stride 1: the SMLAD pairs over stack copies of the rows, in
+    # chunks of 38 columns (here 38 and a last 5, odd: the last pair recomputed).
+    "dw_k3_s1_valid_wide": _dw_case((1, 5, 45, 3), 5, 3, 1, "valid", "relu6", ring=False,
+                                    stride_w=1, fast_table=1),
     "dw_k3_s2_same_even": _dw_case((1, 10, 12, 3), 5, 3, 2, "same", "relu6", stride_w=2),
     "dw_k3_s2_same_odd": _dw_case((1, 11, 9, 5), 7, 3, 2, "same", None, stride_w=2),
     "dw_k3_s2_valid": _dw_case((1, 11, 10, 3), 9, 3, 2, "valid", "relu", ring=False),

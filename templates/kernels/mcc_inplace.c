@@ -146,36 +146,198 @@ static int32_t border_acc(const mcc_depthwise_conv2d_inplace_params *p, const ch
     return acc;
 }
 
-/* n outputs of one output row of a 3x3 filter (dilation_w 1) whose taps are
- * inside the image horizontally: r0..r2 point at the first tap of each filter
- * row for the first output, `step` bytes between pixels; w (row_bytes 4) and
- * bias as they stand for this row. Fast table row t. Returns the next output. */
-static int8_t *row_3x3(const int8_t *r0, const int8_t *r1, const int8_t *r2, int32_t step,
-                       int32_t stride_w, const int8_t *w, int32_t bias, const int32_t *t,
-                       int32_t act_min, int32_t act_max, int32_t n, int8_t *o, int32_t out_step)
+/* Two int16 lanes (lo, hi) in a word. */
+static inline int32_t pair16(int32_t lo, int32_t hi)
 {
-    int32_t i = 0;
-#if MCC_CONV_DSP
-    if (step == 1 && stride_w == 1) {
-        /* Filter row j as int16 pairs (w0, w2) and (w1, 0): two outputs per step. */
-        const int32_t v0 = load32(w), v1 = load32(w + 4), v2 = load32(w + 8);
-        const int32_t e0 = __sxtb16(v0), o0 = sxtb16_ror8(v0);
-        const int32_t e1 = __sxtb16(v1), o1 = sxtb16_ror8(v1);
-        const int32_t e2 = __sxtb16(v2), o2 = sxtb16_ror8(v2);
-        for (; i + 2 <= n; i += 2, r0 += 2, r1 += 2, r2 += 2, o += 2 * out_step) {
-            int32_t a0 = bias, a1 = bias;
-            smlad_3tap_pair(load32(r0), e0, o0, &a0, &a1);
-            smlad_3tap_pair(load32(r1), e1, o1, &a0, &a1);
-            smlad_3tap_pair(load32(r2), e2, o2, &a0, &a1);
-            o[0] = out_fast(a0, t, act_min, act_max);
-            o[out_step] = out_fast(a1, t, act_min, act_max);
+    return (int32_t)((uint32_t)(uint16_t)lo | (uint32_t)hi << 16);
+}
+
+/* A 3x3 filter's constants for one output row (dilation_w 1, fast table), in
+ * the layout the pair loop reads; offsets are fixed by the assembly. Filter
+ * rows outside the image have zero weights and their pad_value * weights in
+ * the bias. */
+typedef struct {
+    int32_t bias2[2];               /*  0: 2 * bias, for both outputs */
+    int32_t mult, hib, post;        /*  8: the channel's table row */
+    int32_t out_step;               /* 20: bytes between outputs */
+    const int8_t *end;              /* 24: where r0 stops (the row's last pair) */
+    int32_t d1;                     /* 28: filter row 1's tap minus row 0's */
+    int32_t e0, e1, e2, m01, m2;    /* 32: doubled weights as int16 pairs */
+    int32_t d2;                     /* 52: filter row 2's tap minus row 0's */
+    int32_t act_min, act_max;       /* 56 */
+    int32_t bias;                   /* 64: the bias itself (C loops) */
+    int8_t w[12];                   /* 68: the weights (C loops) */
+    const int32_t *t;               /* 80: the table row (C loops) */
+} dw3_row;
+
+/* The constants of a 3x3 row from filter w (row_bytes 4), its bias and its
+ * table row t, every filter row inside the image. */
+static void dw3_row_init(dw3_row *k, const int8_t *w, int32_t bias, const int32_t *t,
+                         int32_t out_step, int32_t act_min, int32_t act_max)
+{
+    memcpy(k->w, w, sizeof k->w);
+    /* Bytes 0 and 2 of each row word as doubled int16 pairs; the middle taps. */
+    k->e0 = pair16(2 * w[0], 2 * w[2]);
+    k->e1 = pair16(2 * w[4], 2 * w[6]);
+    k->e2 = pair16(2 * w[8], 2 * w[10]);
+    k->m01 = pair16(2 * w[1], 2 * w[5]);
+    k->m2 = pair16(2 * w[9], 0);
+    k->bias = bias;
+    k->bias2[0] = k->bias2[1] = (int32_t)((uint32_t)bias << 1);
+    k->mult = t[1];
+    k->hib = t[2];
+    k->post = t[3];
+    k->t = t;
+    k->out_step = out_step;
+    k->act_min = act_min;
+    k->act_max = act_max;
+}
+
+/* k for a row whose filter rows outside [ky_lo, ky_hi) lie in the padding:
+ * zero weights there, bias the bias with their pad_value terms. */
+static void dw3_row_clip(dw3_row *k, int32_t ky_lo, int32_t ky_hi, int32_t bias)
+{
+    for (int32_t ky = 0; ky < 3; ++ky) {
+        if (ky >= ky_lo && ky < ky_hi) {
+            continue;
+        }
+        memset(k->w + 4 * ky, 0, 4);
+        if (ky == 0) {
+            k->e0 = 0;
+            k->m01 &= (int32_t)0xffff0000u;
+        } else if (ky == 1) {
+            k->e1 = 0;
+            k->m01 &= 0xffff;
+        } else {
+            k->e2 = 0;
+            k->m2 = 0;
         }
     }
+    k->bias = bias;
+    k->bias2[0] = k->bias2[1] = (int32_t)((uint32_t)bias << 1);
+}
+
+#if MCC_CONV_DSP
+/* Pairs of outputs of a 3x3 row at stride 1, one channel's rows contiguous
+ * (step 1): r0 the first tap of filter row 0, r0 + k->d1 and r0 + k->d2 those
+ * of rows 1 and 2, o the output; until r0 reaches k->end. */
+void mcc_dw3x3_inplace_pairs_dsp(const int8_t *r0, int8_t *o, const dw3_row *k);
+
+/* r0 r, r1 o, r2 k, r3 d1, r4-r8 the weights (e0 e1 e2 m01 m2), r9 a0,
+ * r10 a1, r11 r12 lr the taps. E = (t0, t2), O = (t1, t3) of each row's word. */
+__asm__(".pushsection .text.mcc_dw3x3_inplace_pairs_dsp,\"ax\",%progbits\n\t"
+        ".syntax unified\n\t"
+        ".thumb\n\t"
+        ".p2align 2\n\t"
+        ".global mcc_dw3x3_inplace_pairs_dsp\n\t"
+        ".hidden mcc_dw3x3_inplace_pairs_dsp\n\t"
+        ".type mcc_dw3x3_inplace_pairs_dsp, %function\n\t"
+        ".thumb_func\n"
+        "mcc_dw3x3_inplace_pairs_dsp:\n\t"
+        "push   {r4-r11, lr}\n\t"
+        "ldr    r3, [r2, #28]\n\t"
+        "add    r4, r2, #32\n\t"
+        "ldm    r4, {r4-r8}\n"
+        "1:\n\t"
+        "ldrd   r9, r10, [r2]\n\t"
+        "ldr    r11, [r0]\n\t"              /* row 0 */
+        "sxtb16 r12, r11\n\t"
+        "sxtb16 lr, r11, ror #8\n\t"
+        "smlad  r9, r12, r4, r9\n\t"
+        "smlabb r9, lr, r7, r9\n\t"
+        "smlad  r10, lr, r4, r10\n\t"
+        "smlatb r10, r12, r7, r10\n\t"
+        "ldr    r11, [r0, r3]\n\t"          /* row 1 */
+        "sxtb16 r12, r11\n\t"
+        "sxtb16 lr, r11, ror #8\n\t"
+        "smlad  r9, r12, r5, r9\n\t"
+        "smlabt r9, lr, r7, r9\n\t"
+        "smlad  r10, lr, r5, r10\n\t"
+        "smlatt r10, r12, r7, r10\n\t"
+        "ldr    r11, [r2, #52]\n\t"         /* row 2 */
+        "ldr    r11, [r0, r11]\n\t"
+        "sxtb16 r12, r11\n\t"
+        "sxtb16 lr, r11, ror #8\n\t"
+        "smlad  r9, r12, r6, r9\n\t"
+        "smlabb r9, lr, r8, r9\n\t"
+        "smlad  r10, lr, r6, r10\n\t"
+        "smlatb r10, r12, r8, r10\n\t"
+        /* fast_requant_doubled of both, clamped to [act_min, act_max]
+         * (within int8, so it subsumes the saturation). */
+        "ldrd   r11, r12, [r2, #8]\n\t"
+        "add    lr, r12, r9, asr #31\n\t"
+        "smmlar r9, r9, r11, lr\n\t"
+        "add    lr, r12, r10, asr #31\n\t"
+        "smmlar r10, r10, r11, lr\n\t"
+        "ldr    r11, [r2, #16]\n\t"
+        "asr    r9, r9, r11\n\t"
+        "asr    r10, r10, r11\n\t"
+        "ldrd   r11, r12, [r2, #56]\n\t"
+        "cmp    r9, r11\n\t"
+        "it     lt\n\t"
+        "movlt  r9, r11\n\t"
+        "cmp    r9, r12\n\t"
+        "it     gt\n\t"
+        "movgt  r9, r12\n\t"
+        "cmp    r10, r11\n\t"
+        "it     lt\n\t"
+        "movlt  r10, r11\n\t"
+        "cmp    r10, r12\n\t"
+        "it     gt\n\t"
+        "movgt  r10, r12\n\t"
+        "ldr    r11, [r2, #20]\n\t"
+        "strb   r10, [r1, r11]\n\t"
+        "strb   r9, [r1]\n\t"
+        "add    r1, r1, r11, lsl #1\n\t"
+        "adds   r0, r0, #2\n\t"
+        "ldr    r11, [r2, #24]\n\t"
+        "cmp    r0, r11\n\t"
+        "bne    1b\n\t"
+        "pop    {r4-r11, pc}\n\t"
+        ".size mcc_dw3x3_inplace_pairs_dsp, .-mcc_dw3x3_inplace_pairs_dsp\n\t"
+        ".popsection");
+#endif
+
+/* n outputs of one output row of a 3x3 filter (dilation_w 1) whose taps are
+ * inside the image horizontally (or in a padded copy): r0..r2 point at the
+ * first tap of each filter row for the first output, `step` bytes between
+ * pixels; k the row's constants. Returns the next output. */
+static int8_t *row_3x3(const int8_t *r0, const int8_t *r1, const int8_t *r2, int32_t step,
+                       int32_t stride_w, dw3_row *k, int32_t n, int8_t *o, int reread)
+{
+    const int32_t out_step = k->out_step;
+    int32_t i = 0;
+#if MCC_CONV_DSP
+    if (step == 1 && stride_w == 1 && n >= 2) {
+        const int32_t pairs = n >> 1;
+        k->d1 = (int32_t)((uintptr_t)r1 - (uintptr_t)r0);
+        k->d2 = (int32_t)((uintptr_t)r2 - (uintptr_t)r0);
+        k->end = r0 + 2 * pairs;
+        mcc_dw3x3_inplace_pairs_dsp(r0, o, k);
+        i = 2 * pairs;
+        if (i < n && reread) {
+            /* A lone last output: the pair of the last two outputs again (the
+             * rows are copies, so the one before is recomputed unchanged). */
+            k->end = r0 + n;
+            mcc_dw3x3_inplace_pairs_dsp(r0 + n - 2, o + (n - 2) * out_step, k);
+            return o + n * out_step;
+        }
+        r0 += i;
+        r1 += i;
+        r2 += i;
+        o += i * out_step;
+    }
+#else
+    (void)reread;
 #endif
     /* The nine taps in locals, for the compiler to keep in registers. */
+    const int8_t *w = k->w;
     const int32_t w00 = w[0], w01 = w[1], w02 = w[2];
     const int32_t w10 = w[4], w11 = w[5], w12 = w[6];
     const int32_t w20 = w[8], w21 = w[9], w22 = w[10];
+    const int32_t bias = k->bias;
+    const int32_t *t = k->t;
+    const int32_t act_min = k->act_min, act_max = k->act_max;
     const int32_t s2 = 2 * step;
     if (stride_w == 1) {
         /* Two outputs per step share the middle columns' loads. */
@@ -205,6 +367,41 @@ static int8_t *row_3x3(const int8_t *r0, const int8_t *r1, const int8_t *r2, int
     return o;
 }
 
+/* Bytes per filter row of the copies of row_3x3_copy. */
+#define MCC_DW3_COPY_W 40
+
+/* n outputs of a 3x3 row, the first window starting at input column x0, over
+ * a copy on the stack: the three rows' columns [x0, x0 + width) one byte
+ * apart, pad_value outside the image, which row_3x3 reads as if the image
+ * went on. width = (n - 1) * stride_w + 3 <= MCC_DW3_COPY_W. */
+static int8_t *row_3x3_copy(const mcc_depthwise_conv2d_inplace_params *p,
+                            const int8_t *const rows[3], int32_t step, int32_t x0, int32_t n,
+                            dw3_row *k, int8_t *o)
+{
+    const int32_t sw = p->stride_w;
+    const int32_t width = (n - 1) * sw + 3;
+    uint32_t buf[3 * MCC_DW3_COPY_W / 4];
+    int8_t *b = (int8_t *)buf;
+    const int32_t x_lo = MCC_MAX(x0, 0), x_hi = MCC_MIN(x0 + width, p->in_w);
+    /* pad_value left and right of the image. */
+    const int8_t pad = (int8_t)p->pad_value;
+    for (int32_t x = x0; x < x_lo; ++x) {
+        b[x - x0] = b[x - x0 + MCC_DW3_COPY_W] = b[x - x0 + 2 * MCC_DW3_COPY_W] = pad;
+    }
+    for (int32_t x = MCC_MAX(x_hi, x_lo); x < x0 + width; ++x) {
+        b[x - x0] = b[x - x0 + MCC_DW3_COPY_W] = b[x - x0 + 2 * MCC_DW3_COPY_W] = pad;
+    }
+    const int8_t *s0 = rows[0] + x_lo * step, *s1 = rows[1] + x_lo * step;
+    const int8_t *s2 = rows[2] + x_lo * step;
+    int8_t *d = b + x_lo - x0;
+    for (int32_t x = x_lo; x < x_hi; ++x, s0 += step, s1 += step, s2 += step, ++d) {
+        d[0] = *s0;
+        d[MCC_DW3_COPY_W] = *s1;
+        d[2 * MCC_DW3_COPY_W] = *s2;
+    }
+    return row_3x3(b, b + MCC_DW3_COPY_W, b + 2 * MCC_DW3_COPY_W, 1, sw, k, n, o, 1);
+}
+
 /* n outputs of one output row, any filter, taps inside the image horizontally;
  * only filter rows [ky_lo, ky_hi) are read (rows[ky] + x0 * step: the first tap). */
 static int8_t *row_any(const mcc_depthwise_conv2d_inplace_params *p, const int8_t *const rows[],
@@ -228,10 +425,10 @@ static int8_t *row_any(const mcc_depthwise_conv2d_inplace_params *p, const int8_
     return o;
 }
 
-/* One output row of channel c with the fast table: border columns from the
- * unfolded bias, the others through row_3x3 / row_any from the folded bias,
- * where filter rows outside the image count as pad_value (their weights times
- * pad_value move into the bias, and row_3x3 reads them as zero weights). */
+/* One output row of channel c with the fast table, any filter: border
+ * columns from the unfolded bias, the others through row_any from the folded
+ * bias, where filter rows outside the image count as pad_value (their weights
+ * times pad_value move into the bias). */
 static int8_t *dw_row_fast(const mcc_depthwise_conv2d_inplace_params *p, const channel_rows *cr,
                            int32_t y0, int32_t ky_lo, int32_t ky_hi, int32_t lo, int32_t hi,
                            const int8_t *w, const int32_t *t, int32_t bias0, int8_t *o)
@@ -255,28 +452,69 @@ static int8_t *dw_row_fast(const mcc_depthwise_conv2d_inplace_params *p, const c
             }
         }
         const int32_t x0 = lo * sw - p->pad_w;
-        if (fh == 3 && p->filter_w == 3 && p->dilation_w == 1) {
-            /* Rows outside: zero weights, and any row inside to read. */
-            int8_t wz[12];
-            memcpy(wz, w, sizeof wz);
-            const int8_t *r[3];
-            for (int32_t ky = 0; ky < 3; ++ky) {
-                const int inside = ky >= ky_lo && ky < ky_hi;
-                r[ky] = rows[inside ? ky : ky_lo] + x0 * step;
-                if (!inside) {
-                    memset(wz + 4 * ky, 0, 4);
-                }
-            }
-            o = row_3x3(r[0], r[1], r[2], step, sw, wz, bias, t, p->act_min, p->act_max, hi - lo, o,
-                        out_step);
-        } else {
-            o = row_any(p, rows, ky_lo, ky_hi, x0, step, w, bias, t, hi - lo, o);
-        }
+        o = row_any(p, rows, ky_lo, ky_hi, x0, step, w, bias, t, hi - lo, o);
         ox = hi;
     }
     for (; ox < p->out_w; ++ox, o += out_step) {
         o[0] = out_fast(border_acc(p, cr, w, y0, ky_lo, ky_hi, ox * sw - p->pad_w, bias0), t,
                         p->act_min, p->act_max);
+    }
+    return o;
+}
+
+/* One output row of channel c of a 3x3 filter (dilation_w 1, fast table):
+ * every column through row_3x3, the border columns over a padded copy of
+ * their windows. kfull: the channel's constants with every filter row inside;
+ * filter rows outside [ky_lo, ky_hi) read as pad_value (zero weights, their
+ * weights times pad_value in the bias). */
+static int8_t *dw_row_3x3(const mcc_depthwise_conv2d_inplace_params *p, const channel_rows *cr,
+                          int32_t y0, int32_t ky_lo, int32_t ky_hi, int32_t lo, int32_t hi,
+                          const int8_t *w, const int32_t *t, dw3_row *kfull, int8_t *o)
+{
+    const int32_t sw = p->stride_w, step = cr->step;
+    dw3_row kpart;
+    dw3_row *k = kfull;
+    if (ky_lo > 0 || ky_hi < 3) {
+        int32_t bias = t[0];
+        for (int32_t ky = 0; ky < 3; ++ky) {
+            if (ky < ky_lo || ky >= ky_hi) {
+                bias += p->pad_value * row_sum(w + 4 * ky, 3);
+            }
+        }
+        kpart = *kfull;
+        dw3_row_clip(&kpart, ky_lo, ky_hi, bias);
+        k = &kpart;
+    }
+    /* Rows outside: any row inside to read (their weights are zero). */
+    const int8_t *rows[3];
+    for (int32_t ky = 0; ky < 3; ++ky) {
+        const int inside = ky >= ky_lo && ky < ky_hi;
+        rows[ky] = row_at(cr, y0 + (inside ? ky : ky_lo) * p->dilation_h);
+    }
+    const int32_t right = p->out_w - hi;
+    if (lo > 0) {
+        o = row_3x3_copy(p, rows, step, -p->pad_w, lo, k, o);
+    }
+#if MCC_CONV_DSP
+    if (step != 1 && sw == 1) {
+        /* Direct reads: the inner columns too over copies, for the SMLAD
+         * pairs, in chunks (each copied just before its outputs are written;
+         * they read only pixels from their own on). */
+        const int32_t chunk = MCC_DW3_COPY_W - 2;
+        for (int32_t ox = lo; ox < hi; ox += chunk) {
+            o = row_3x3_copy(p, rows, step, ox - p->pad_w, MCC_MIN(chunk, hi - ox), k, o);
+        }
+        lo = hi;
+    }
+#endif
+    if (lo < hi) {
+        const int32_t x0 = (lo * sw - p->pad_w) * step;
+        /* Ring rows may be read again after the output is written. */
+        o = row_3x3(rows[0] + x0, rows[1] + x0, rows[2] + x0, step, sw, k, hi - lo, o,
+                    p->ring_rows > 0);
+    }
+    if (right > 0) {
+        o = row_3x3_copy(p, rows, step, hi * sw - p->pad_w, right, k, o);
     }
     return o;
 }
@@ -300,6 +538,11 @@ int mcc_depthwise_conv2d_inplace_s8(const mcc_depthwise_conv2d_inplace_params *p
     /* The fast paths hold a row pointer per filter row; the TFLite-form table
      * and taller filters take the border path everywhere (correct, slower). */
     const int fast = p->fast_table && fh <= MCC_INPLACE_MAX_FILTER_H;
+    /* 3x3: every column through row_3x3, the border ones over a padded copy
+     * of at most MCC_DW3_COPY_W columns. */
+    const int32_t border_w = MCC_MAX(lo, p->out_w - hi) * sw + 3;
+    const int is3x3 = fast && fh == 3 && p->filter_w == 3 && p->dilation_w == 1
+                      && border_w <= MCC_DW3_COPY_W;
 
     for (int32_t c = 0; c < channels; ++c) {
         channel_rows rows;
@@ -310,6 +553,10 @@ int mcc_depthwise_conv2d_inplace_s8(const mcc_depthwise_conv2d_inplace_params *p
         for (int32_t ky = 0; ky < fh; ++ky) {
             bias0 += p->pad_value * row_sum(w + ky * p->row_bytes, p->filter_w);
         }
+        dw3_row kfull;
+        if (is3x3) {
+            dw3_row_init(&kfull, w, t[0], t, channels, p->act_min, p->act_max);
+        }
         int8_t *o = output + c;
         for (int32_t oy = 0; oy < p->out_h; ++oy) {
             rows_prepare(&rows, oy);
@@ -317,7 +564,12 @@ int mcc_depthwise_conv2d_inplace_s8(const mcc_depthwise_conv2d_inplace_params *p
             int32_t ky_lo, ky_hi;
             tap_range(y0, fh, p->dilation_h, p->in_h, &ky_lo, &ky_hi);
             /* Outputs go in raster order: with direct reads, output x may
-             * overwrite input pixels that only outputs before it read. */
+             * overwrite input pixels that only outputs before it read (the
+             * border copies are taken just before their outputs). */
+            if (is3x3 && ky_lo < ky_hi) {
+                o = dw_row_3x3(p, &rows, y0, ky_lo, ky_hi, lo, hi, w, t, &kfull, o);
+                continue;
+            }
             if (fast) {
                 o = dw_row_fast(p, &rows, y0, ky_lo, ky_hi, lo, hi, w, t, bias0, o);
                 continue;

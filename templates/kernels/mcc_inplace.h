@@ -51,9 +51,12 @@
  * scratch:   ring_rows * in_w bytes (mcc_depthwise_conv2d_inplace_s8_scratch_bytes).
  *
  * Inner loops: a 3x3 filter (any dilation_h) keeps its taps in registers;
- * under __ARM_FEATURE_DSP, rows read from the ring (one channel, contiguous)
- * at stride 1 give two outputs per step with SMLAD. Output pixels whose
- * window crosses the border take a slower path that reads pad_value there.
+ * under __ARM_FEATURE_DSP, rows at stride 1 give two outputs per step with
+ * SMLAD (a short assembly loop), read from the ring (one channel,
+ * contiguous) or, with direct reads, from stack copies of up to 40 columns.
+ * Output pixels whose window crosses the left or right border run the same
+ * loops over a stack copy of their windows with pad_value outside the image.
+ * Other filters: border pixels take a slower path that reads pad_value there.
  */
 typedef struct {
     int32_t in_h, in_w, channels;
