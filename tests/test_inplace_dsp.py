@@ -4,7 +4,8 @@ tests/test_inplace.py runs mcc_depthwise_conv2d_inplace_s8 and
 mcc_conv2d_1x1_inplace_s8 on the host: their portable loops. Their DSP loops
 (SMLAD pairs over the ring rows of a 3x3 stride-1 depthwise layer; four-channel
 SMLAD passes of the 1x1 convolution, a partial last depth group read with
-load_partial; stack copies of border windows and of direct-read rows for the
+load_partial, and with whole depth groups every whole pass of a pixel in one
+assembly loop; stack copies of border windows and of direct-read rows for the
 pairs) exist only in Cortex-M4/M7 builds. Here small chains of 1x1 and
 depthwise convolutions (modelgen.conv_chain: MobileNet blocks and their parts),
 compiled with every eligible op in place, are built into the real firmware for
@@ -87,6 +88,23 @@ CASES: dict[str, tuple[dict, dict[int, tuple[str, dict]]]] = {
     "pw_narrow": (
         dict(input_shape=(1, 6, 11, 3), layers=(("pw", 11, 1, "relu"), ("pw", 3, 1, None))),
         {0: (PW, dict(reverse=1, in_c=3, out_c=11)), 1: (PW, dict(reverse=0, in_c=11, out_c=3))}),
+    # Whole depth groups (in_c % 4 == 0) with the fast table: every whole
+    # four-channel pass of a pixel in mcc_pw_inplace_1x4_dsp (8 -> 22: five
+    # passes and a partial one in C, last pixel to first; 22 -> 12: in C, a
+    # partial depth group; 12 -> 20 -> 6: three odd-group passes, then one pass
+    # and a partial one, first to last).
+    "pw_quads": (
+        dict(input_shape=(1, 5, 7, 8),
+             layers=(("pw", 22, 1, "relu6"), ("pw", 12, 1, None), ("pw", 20, 1, "relu"),
+                     ("pw", 6, 1, "relu6"))),
+        {0: (PW, dict(reverse=1, fast_table=1, in_c=8, out_c=22)),
+         1: (PW, dict(reverse=0, fast_table=1, in_c=22, out_c=12)),
+         2: (PW, dict(reverse=1, fast_table=1, in_c=12, out_c=20)),
+         3: (PW, dict(reverse=0, fast_table=1, in_c=20, out_c=6))}),
+    "pw_quads_stride2": (
+        dict(input_shape=(1, 9, 7, 4), layers=(("pw", 8, 2, "relu6"), ("pw", 5, 1, None))),
+        {0: (PW, dict(stride_h=2, stride_w=2, fast_table=1, in_c=4, out_c=8, out_h=5, out_w=4)),
+         1: (PW, dict(fast_table=1, in_c=8, out_c=5))}),
     "pw_stride2": (
         dict(input_shape=(1, 9, 11, 7), layers=(("pw", 9, 2, "relu6"), ("pw", 5, 1, None))),
         {0: (PW, dict(stride_h=2, stride_w=2, in_c=7, out_c=9, out_h=5, out_w=6))}),

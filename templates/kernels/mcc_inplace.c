@@ -743,6 +743,103 @@ static void pixel_four(const mcc_pointwise_inplace_params *p, const int8_t *x, c
     }
 }
 
+#if MCC_CONV_DSP
+/* Every whole four-channel pass of one pixel: `quads` passes of channels
+ * 4q..4q+3, each the pair at w and the pair 8 * groups bytes after it
+ * (mcc_gemm_s8's layout, `groups` >= 1 whole depth groups, the passes one
+ * after another), over the pixel's input x (4 * groups bytes, read again
+ * for every pass); table rows from chan, fast form; output o[0..4 * quads),
+ * saturated to int8 (the caller narrows it to the activation range). The
+ * weights are read with LDRD: the int8 array is word aligned, as GCC places
+ * arrays at -O2 (mcc_conv.c's GEMM tiles read the same layout that way). */
+void mcc_pw_inplace_1x4_dsp(const int8_t *x, const int8_t *w, const int32_t *chan, int8_t *o,
+                            int32_t groups, int32_t quads);
+
+/* fast_requant of accumulator A with channel K's table row (MULT, POST: byte
+ * offsets of its multiplier and post from r12): r8 multiplier, r9 hi_base,
+ * r10 post, r11 scratch; stored to o[K] (lr). */
+#define MCC_PW_REQUANT(A, K, MULT, POST)                                       \
+    "ldrd   r8, r9, [r12, #" MULT "]\n\t"                                      \
+    "ldr    r10, [r12, #" POST "]\n\t"                                         \
+    "add    r11, r9, " A ", asr #31\n\t"                                       \
+    "lsl    " A ", " A ", #1\n\t"                                              \
+    "smmlar " A ", " A ", r8, r11\n\t"                                         \
+    "asr    " A ", " A ", r10\n\t"                                             \
+    "ssat   " A ", #8, " A "\n\t"                                              \
+    "strb   " A ", [lr, #" K "]\n\t"
+
+/* The loop of mcc_conv.c's mcc_gemm_s8_1x4_dsp (private to that file), here
+ * over every pass of the pixel. r0 x, r1 r2 the pass's two pairs' weights,
+ * r3 the first pair's end; r4..r7 the accumulators of channels 0..3; r8 r9
+ * the input's (k, k+2) and (k+1, k+3) pairs, r10..r12 lr a weight pair's
+ * operands. Stack: [sp] chan, [sp, #4] o, [sp, #44] groups, [sp, #48]
+ * passes left. */
+__asm__(".pushsection .text.mcc_pw_inplace_1x4_dsp,\"ax\",%progbits\n\t"
+        ".syntax unified\n\t"
+        ".thumb\n\t"
+        ".p2align 2\n\t"
+        ".global mcc_pw_inplace_1x4_dsp\n\t"
+        ".hidden mcc_pw_inplace_1x4_dsp\n\t"
+        ".type mcc_pw_inplace_1x4_dsp, %function\n\t"
+        ".thumb_func\n"
+        "mcc_pw_inplace_1x4_dsp:\n\t"
+        "push   {r4-r11, lr}\n\t"
+        "push   {r2, r3}\n"
+        "0:\n\t"                            /* one pass of four channels */
+        "ldr    r12, [sp]\n\t"
+        "ldr    r4, [r12]\n\t"              /* the four folded biases */
+        "ldr    r5, [r12, #16]\n\t"
+        "ldr    r6, [r12, #32]\n\t"
+        "ldr    r7, [r12, #48]\n\t"
+        "ldr    r3, [sp, #44]\n\t"          /* groups */
+        "add    r2, r1, r3, lsl #3\n\t"     /* the second pair's weights */
+        "mov    r3, r2\n"
+        "1:\n\t"
+        "ldr    r8, [r0], #4\n\t"
+        "sxtb16 r9, r8, ror #8\n\t"
+        "sxtb16 r8, r8\n\t"
+        "ldrd   r10, r11, [r1], #8\n\t"     /* pair 0: words A and B */
+        "sxtb16 r12, r10\n\t"
+        "sxtb16 r10, r10, ror #8\n\t"
+        "sxtb16 lr, r11\n\t"
+        "sxtb16 r11, r11, ror #8\n\t"
+        "smlad  r4, r8, r12, r4\n\t"
+        "smlad  r5, r8, r10, r5\n\t"
+        "smlad  r4, r9, lr, r4\n\t"
+        "smlad  r5, r9, r11, r5\n\t"
+        "ldrd   r10, r11, [r2], #8\n\t"     /* pair 1 */
+        "sxtb16 r12, r10\n\t"
+        "sxtb16 r10, r10, ror #8\n\t"
+        "sxtb16 lr, r11\n\t"
+        "sxtb16 r11, r11, ror #8\n\t"
+        "smlad  r6, r8, r12, r6\n\t"
+        "smlad  r7, r8, r10, r7\n\t"
+        "smlad  r6, r9, lr, r6\n\t"
+        "smlad  r7, r9, r11, r7\n\t"
+        "cmp    r1, r3\n\t"
+        "bne    1b\n\t"
+        "ldrd   r12, lr, [sp]\n\t"          /* chan, o */
+        MCC_PW_REQUANT("r4", "0", "4", "12")
+        MCC_PW_REQUANT("r5", "1", "20", "28")
+        MCC_PW_REQUANT("r6", "2", "36", "44")
+        MCC_PW_REQUANT("r7", "3", "52", "60")
+        "add    r12, r12, #64\n\t"          /* the next pass: chan + 16, o + 4 */
+        "add    lr, lr, #4\n\t"
+        "strd   r12, lr, [sp]\n\t"
+        "mov    r1, r2\n\t"                 /* its weights follow */
+        "ldr    r3, [sp, #44]\n\t"
+        "sub    r0, r0, r3, lsl #2\n\t"     /* the same input again */
+        "ldr    r3, [sp, #48]\n\t"
+        "subs   r3, r3, #1\n\t"
+        "str    r3, [sp, #48]\n\t"
+        "bne    0b\n\t"
+        "add    sp, sp, #8\n\t"
+        "pop    {r4-r11, pc}\n\t"
+        ".size mcc_pw_inplace_1x4_dsp, .-mcc_pw_inplace_1x4_dsp\n\t"
+        ".popsection");
+#undef MCC_PW_REQUANT
+#endif
+
 size_t mcc_pointwise_inplace_s8_scratch_bytes(const mcc_pointwise_inplace_params *p)
 {
     return (size_t)p->out_c;
@@ -761,6 +858,12 @@ static int pointwise_inplace(const mcc_pointwise_inplace_params *p, const int8_t
     const int32_t dir = p->reverse ? -1 : 1;
     int32_t oy = p->reverse ? p->out_h - 1 : 0;
     int32_t ox = p->reverse ? p->out_w - 1 : 0;
+#if MCC_CONV_DSP
+    /* Whole depth groups and the fast table: a pixel's whole four-channel
+     * passes in one assembly call, then narrowed to the activation range. */
+    const int32_t quads = p->fast_table && (in_c & 3) == 0 ? out_c >> 2 : 0;
+    const int narrow = p->act_min > -128 || p->act_max < 127;
+#endif
     for (int32_t k = 0; k < pixels; ++k) {
         const int8_t *x = input + ((oy * p->stride_h) * p->in_w + ox * p->stride_w) * in_c;
         int8_t *dst = output + (oy * p->out_w + ox) * out_c;
@@ -771,7 +874,18 @@ static int pointwise_inplace(const mcc_pointwise_inplace_params *p, const int8_t
         const int direct = dst + out_c <= x || dst >= x + in_c;
         int8_t *out = direct ? dst : tmp;
         const int8_t *w = p->weights;
-        for (int32_t c = 0; c < out_c; c += 4, w += 2 * pair_bytes) {
+        int32_t c = 0;
+#if MCC_CONV_DSP
+        if (quads > 0) {
+            mcc_pw_inplace_1x4_dsp(x, w, p->channel_table, out, in_c >> 2, quads);
+            if (narrow) {
+                clamp_activation(out, 4 * quads, p->act_min, p->act_max);
+            }
+            c = 4 * quads;
+            w += 2 * pair_bytes * quads;
+        }
+#endif
+        for (; c < out_c; c += 4, w += 2 * pair_bytes) {
             pixel_four(p, x, w, w + pair_bytes, p->channel_table + 4 * c, MCC_MIN(4, out_c - c),
                        out + c);
         }

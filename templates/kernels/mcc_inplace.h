@@ -104,7 +104,10 @@ size_t mcc_pool_inplace_s8_scratch_bytes(const mcc_pool_inplace_params *p);
 /* CONV_2D with a 1x1 filter and no padding (any stride), and FULLY_CONNECTED
  * (in_h = rows, in_w = 1, in_c = depth), in place. The per-value arithmetic
  * of mcc_fully_connected_s8 / mcc_conv2d_1x1_s8, four output channels per
- * pass over a pixel's input:
+ * pass over a pixel's input. Under __ARM_FEATURE_DSP, with whole depth groups
+ * (in_c a multiple of 4) and the fast table, a pixel's whole passes run in
+ * one short assembly loop (SMLAD, requantization included); a partial last
+ * pass, a partial depth group and the TFLite-form table take the C loop.
  *
  * weights:  mcc_gemm_s8's layout (mcc_conv.h) for out_c rounded up to a
  *           multiple of 4 (the extra channels are zero and never stored):
