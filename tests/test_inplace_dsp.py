@@ -5,7 +5,8 @@ mcc_conv2d_1x1_inplace_s8 on the host: their portable loops. Their DSP loops
 (SMLAD pairs over the ring rows of a 3x3 stride-1 depthwise layer; four-channel
 SMLAD passes of the 1x1 convolution, a partial last depth group read with
 load_partial, and with whole depth groups every whole pass of a pixel in one
-assembly loop; stack copies of border windows and of direct-read rows for the
+assembly loop; SMLAD pairs read straight from the buffer for direct-read 3x3
+rows at stride 2; stack copies of border windows and of direct-read rows for the
 pairs) exist only in Cortex-M4/M7 builds. Here small chains of 1x1 and
 depthwise convolutions (modelgen.conv_chain: MobileNet blocks and their parts),
 compiled with every eligible op in place, are built into the real firmware for
@@ -62,6 +63,13 @@ CASES: dict[str, tuple[dict, dict[int, tuple[str, dict]]]] = {
     "dw_k3_s2_same_even": _dw_case((1, 10, 12, 3), 5, 3, 2, "same", "relu6", stride_w=2),
     "dw_k3_s2_same_odd": _dw_case((1, 11, 9, 5), 7, 3, 2, "same", None, stride_w=2),
     "dw_k3_s2_valid": _dw_case((1, 11, 10, 3), 9, 3, 2, "valid", "relu", ring=False),
+    # Direct reads at stride 2 (3x3, the fast table): SMLAD pairs straight from
+    # the buffer, an odd number of columns (a lone last one in C), with and
+    # without border columns over stack copies.
+    "dw_k3_s2_valid_direct_odd_w": _dw_case((1, 10, 11, 3), 6, 3, 2, "valid", "relu6",
+                                            ring=False, stride_w=2, fast_table=1, out_w=5),
+    "dw_k3_s2_same_direct": _dw_case((1, 12, 13, 5), 7, 3, 2, "same", None,
+                                     ring=False, stride_w=2, fast_table=1, out_w=7, pad_w=1),
     # Stride 2 down, 1 across: the SMLAD pairs on every other row.
     "dw_k3_s2x1_same": _dw_case((1, 9, 11, 3), 5, 3, (2, 1), "same", "relu6", **PAIRS),
     "dw_k3_s1x2_same": _dw_case((1, 8, 11, 5), 7, 3, (1, 2), "same", None, ring=True, stride_w=2),

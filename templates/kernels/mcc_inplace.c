@@ -218,28 +218,72 @@ static void dw3_row_clip(dw3_row *k, int32_t ky_lo, int32_t ky_hi, int32_t bias)
 }
 
 #if MCC_CONV_DSP
-/* Pairs of outputs of a 3x3 row at stride 1, one channel's rows contiguous
- * (step 1): r0 the first tap of filter row 0, r0 + k->d1 and r0 + k->d2 those
- * of rows 1 and 2, o the output; until r0 reaches k->end. */
+/* Pairs of outputs of a 3x3 row, o the output; until r0 reaches k->end.
+ * Stride 1, one channel's rows contiguous (step 1): r0 the first tap of
+ * filter row 0, r0 + k->d1 and r0 + k->d2 those of rows 1 and 2.
+ * Stride 2 with direct reads: the same, pixels k->out_step (the channel
+ * count) bytes apart in the buffer itself; both outputs of a pair are
+ * computed before either is stored. */
 void mcc_dw3x3_inplace_pairs_dsp(const int8_t *r0, int8_t *o, const dw3_row *k);
+void mcc_dw3x3_inplace_direct_s2_dsp(const int8_t *r0, int8_t *o, const dw3_row *k);
 
-/* r0 r, r1 o, r2 k, r3 d1, r4-r8 the weights (e0 e1 e2 m01 m2), r9 a0,
- * r10 a1, r11 r12 lr the taps. E = (t0, t2), O = (t1, t3) of each row's word. */
-__asm__(".pushsection .text.mcc_dw3x3_inplace_pairs_dsp,\"ax\",%progbits\n\t"
-        ".syntax unified\n\t"
-        ".thumb\n\t"
-        ".p2align 2\n\t"
-        ".global mcc_dw3x3_inplace_pairs_dsp\n\t"
-        ".hidden mcc_dw3x3_inplace_pairs_dsp\n\t"
-        ".type mcc_dw3x3_inplace_pairs_dsp, %function\n\t"
-        ".thumb_func\n"
-        "mcc_dw3x3_inplace_pairs_dsp:\n\t"
-        "push   {r4-r11, lr}\n\t"
-        "ldr    r3, [r2, #28]\n\t"
-        "add    r4, r2, #32\n\t"
-        "ldm    r4, {r4-r8}\n"
-        "1:\n\t"
-        "ldrd   r9, r10, [r2]\n\t"
+/* Both: r0 r, r1 o, r2 k, r3 d1 (stride 1) or the step (stride 2), r4-r8 the
+ * weights (e0 e1 e2 m01 m2), r9 a0, r10 a1, r11 r12 lr the taps. */
+#define MCC_DW3_BEGIN(NAME, R3)                                                \
+    ".pushsection .text." NAME ",\"ax\",%progbits\n\t"                         \
+    ".syntax unified\n\t"                                                      \
+    ".thumb\n\t"                                                               \
+    ".p2align 2\n\t"                                                           \
+    ".global " NAME "\n\t"                                                     \
+    ".hidden " NAME "\n\t"                                                     \
+    ".type " NAME ", %function\n\t"                                            \
+    ".thumb_func\n"                                                            \
+    NAME ":\n\t"                                                               \
+    "push   {r4-r11, lr}\n\t"                                                  \
+    "ldr    r3, [r2, #" R3 "]\n\t"                                             \
+    "add    r4, r2, #32\n\t"                                                   \
+    "ldm    r4, {r4-r8}\n"                                                     \
+    "1:\n\t"                                                                   \
+    "ldrd   r9, r10, [r2]\n\t"
+/* fast_requant_doubled of both, clamped to [act_min, act_max] (within int8,
+ * so it subsumes the saturation); the stores, NEXT (r0 to the next pair),
+ * the loop. */
+#define MCC_DW3_END(NAME, NEXT)                                                \
+    "ldrd   r11, r12, [r2, #8]\n\t"                                            \
+    "add    lr, r12, r9, asr #31\n\t"                                          \
+    "smmlar r9, r9, r11, lr\n\t"                                               \
+    "add    lr, r12, r10, asr #31\n\t"                                         \
+    "smmlar r10, r10, r11, lr\n\t"                                             \
+    "ldr    r11, [r2, #16]\n\t"                                                \
+    "asr    r9, r9, r11\n\t"                                                   \
+    "asr    r10, r10, r11\n\t"                                                 \
+    "ldrd   r11, r12, [r2, #56]\n\t"                                           \
+    "cmp    r9, r11\n\t"                                                       \
+    "it     lt\n\t"                                                            \
+    "movlt  r9, r11\n\t"                                                       \
+    "cmp    r9, r12\n\t"                                                       \
+    "it     gt\n\t"                                                            \
+    "movgt  r9, r12\n\t"                                                       \
+    "cmp    r10, r11\n\t"                                                      \
+    "it     lt\n\t"                                                            \
+    "movlt  r10, r11\n\t"                                                      \
+    "cmp    r10, r12\n\t"                                                      \
+    "it     gt\n\t"                                                            \
+    "movgt  r10, r12\n\t"                                                      \
+    "ldr    r11, [r2, #20]\n\t"                                                \
+    "strb   r10, [r1, r11]\n\t"                                                \
+    "strb   r9, [r1]\n\t"                                                      \
+    "add    r1, r1, r11, lsl #1\n\t"                                           \
+    NEXT "\n\t"                                                                \
+    "ldr    r11, [r2, #24]\n\t"                                                \
+    "cmp    r0, r11\n\t"                                                       \
+    "bne    1b\n\t"                                                            \
+    "pop    {r4-r11, pc}\n\t"                                                  \
+    ".size " NAME ", .-" NAME "\n\t"                                           \
+    ".popsection"
+
+/* Stride 1: E = (t0, t2), O = (t1, t3) of each row's word. */
+__asm__(MCC_DW3_BEGIN("mcc_dw3x3_inplace_pairs_dsp", "28")
         "ldr    r11, [r0]\n\t"              /* row 0 */
         "sxtb16 r12, r11\n\t"
         "sxtb16 lr, r11, ror #8\n\t"
@@ -262,40 +306,39 @@ __asm__(".pushsection .text.mcc_dw3x3_inplace_pairs_dsp,\"ax\",%progbits\n\t"
         "smlabb r9, lr, r8, r9\n\t"
         "smlad  r10, lr, r6, r10\n\t"
         "smlatb r10, r12, r8, r10\n\t"
-        /* fast_requant_doubled of both, clamped to [act_min, act_max]
-         * (within int8, so it subsumes the saturation). */
-        "ldrd   r11, r12, [r2, #8]\n\t"
-        "add    lr, r12, r9, asr #31\n\t"
-        "smmlar r9, r9, r11, lr\n\t"
-        "add    lr, r12, r10, asr #31\n\t"
-        "smmlar r10, r10, r11, lr\n\t"
-        "ldr    r11, [r2, #16]\n\t"
-        "asr    r9, r9, r11\n\t"
-        "asr    r10, r10, r11\n\t"
-        "ldrd   r11, r12, [r2, #56]\n\t"
-        "cmp    r9, r11\n\t"
-        "it     lt\n\t"
-        "movlt  r9, r11\n\t"
-        "cmp    r9, r12\n\t"
-        "it     gt\n\t"
-        "movgt  r9, r12\n\t"
-        "cmp    r10, r11\n\t"
-        "it     lt\n\t"
-        "movlt  r10, r11\n\t"
-        "cmp    r10, r12\n\t"
-        "it     gt\n\t"
-        "movgt  r10, r12\n\t"
-        "ldr    r11, [r2, #20]\n\t"
-        "strb   r10, [r1, r11]\n\t"
-        "strb   r9, [r1]\n\t"
-        "add    r1, r1, r11, lsl #1\n\t"
-        "adds   r0, r0, #2\n\t"
-        "ldr    r11, [r2, #24]\n\t"
-        "cmp    r0, r11\n\t"
-        "bne    1b\n\t"
-        "pop    {r4-r11, pc}\n\t"
-        ".size mcc_dw3x3_inplace_pairs_dsp, .-mcc_dw3x3_inplace_pairs_dsp\n\t"
-        ".popsection");
+        MCC_DW3_END("mcc_dw3x3_inplace_pairs_dsp", "adds   r0, r0, #2"));
+
+/* One filter row at stride 2 from its first tap P (r3 = s bytes between
+ * pixels): taps t0..t4 at P + 0, s, .., 4s; out0 += (t0, t2) . (w0, w2) +
+ * t1 w1, out1 += (t2, t4) . (w0, w2) + t3 w1 (W: e_i, MID: the SMLAxy
+ * selecting w1 from M). Uses r11 (P, then P + s), r12, lr. */
+#define MCC_DW3_DIRECT_S2_ROW(W, MID, M)                                       \
+    "ldrsb  r12, [r11]\n\t"                                                    \
+    "ldrsb  lr, [r11, r3, lsl #1]\n\t"                                         \
+    "pkhbt  r12, r12, lr, lsl #16\n\t"                                         \
+    "smlad  r9, r12, " W ", r9\n\t"                                            \
+    "ldrsb  r12, [r11, r3, lsl #2]\n\t"                                        \
+    "pkhbt  r12, lr, r12, lsl #16\n\t"                                         \
+    "smlad  r10, r12, " W ", r10\n\t"                                          \
+    "ldrsb  r12, [r11, r3]\n\t"                                                \
+    MID "  r9, r12, " M ", r9\n\t"                                             \
+    "add    r11, r11, r3\n\t"                                                  \
+    "ldrsb  r12, [r11, r3, lsl #1]\n\t"                                        \
+    MID "  r10, r12, " M ", r10\n\t"
+
+__asm__(MCC_DW3_BEGIN("mcc_dw3x3_inplace_direct_s2_dsp", "20")
+        "mov    r11, r0\n\t"                /* row 0 */
+        MCC_DW3_DIRECT_S2_ROW("r4", "smlabb", "r7")
+        "ldr    r11, [r2, #28]\n\t"         /* row 1 */
+        "add    r11, r0, r11\n\t"
+        MCC_DW3_DIRECT_S2_ROW("r5", "smlabt", "r7")
+        "ldr    r11, [r2, #52]\n\t"         /* row 2 */
+        "add    r11, r0, r11\n\t"
+        MCC_DW3_DIRECT_S2_ROW("r6", "smlabb", "r8")
+        MCC_DW3_END("mcc_dw3x3_inplace_direct_s2_dsp", "add    r0, r0, r3, lsl #2"));
+#undef MCC_DW3_DIRECT_S2_ROW
+#undef MCC_DW3_BEGIN
+#undef MCC_DW3_END
 #endif
 
 /* n outputs of one output row of a 3x3 filter (dilation_w 1) whose taps are
@@ -325,6 +368,18 @@ static int8_t *row_3x3(const int8_t *r0, const int8_t *r1, const int8_t *r2, int
         r0 += i;
         r1 += i;
         r2 += i;
+        o += i * out_step;
+    } else if (step == out_step && stride_w == 2 && n >= 2) {
+        /* Direct reads (step: the channel count) at stride 2. */
+        const int32_t pairs = n >> 1;
+        k->d1 = (int32_t)((uintptr_t)r1 - (uintptr_t)r0);
+        k->d2 = (int32_t)((uintptr_t)r2 - (uintptr_t)r0);
+        k->end = r0 + 4 * pairs * step;
+        mcc_dw3x3_inplace_direct_s2_dsp(r0, o, k);
+        i = 2 * pairs;
+        r0 += 2 * i * step;
+        r1 += 2 * i * step;
+        r2 += 2 * i * step;
         o += i * out_step;
     }
 #else

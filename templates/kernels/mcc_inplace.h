@@ -53,7 +53,8 @@
  * Inner loops: a 3x3 filter (any dilation_h) keeps its taps in registers;
  * under __ARM_FEATURE_DSP, rows at stride 1 give two outputs per step with
  * SMLAD (a short assembly loop), read from the ring (one channel,
- * contiguous) or, with direct reads, from stack copies of up to 40 columns.
+ * contiguous) or, with direct reads, from stack copies of up to 40 columns;
+ * direct-read rows at stride 2 give SMLAD pairs straight from the buffer.
  * Output pixels whose window crosses the left or right border run the same
  * loops over a stack copy of their windows with pad_value outside the image.
  * Other filters: border pixels take a slower path that reads pad_value there.
