@@ -6,8 +6,8 @@ mcc_conv2d_1x1_inplace_s8 on the host: their portable loops. Their DSP loops
 SMLAD passes of the 1x1 convolution, a partial last depth group read with
 load_partial, and with whole depth groups every whole pass of a pixel in one
 assembly loop; SMLAD pairs read straight from the buffer for direct-read 3x3
-rows at stride 2; stack copies of border windows and of direct-read rows for the
-pairs) exist only in Cortex-M4/M7 builds. Here small chains of 1x1 and
+rows at stride 2; narrow rows with border columns through one stack copy;
+stack copies of border windows and of direct-read rows for the pairs) exist only in Cortex-M4/M7 builds. Here small chains of 1x1 and
 depthwise convolutions (modelgen.conv_chain: MobileNet blocks and their parts),
 compiled with every eligible op in place, are built into the real firmware for
 qemu-m7 and qemu-m4 (__ARM_FEATURE_DSP) and qemu-m3 (ARMv7-M: the portable
@@ -55,6 +55,11 @@ CASES: dict[str, tuple[dict, dict[int, tuple[str, dict]]]] = {
     # (a lone last one), top and bottom rows with a filter row in the padding.
     "dw_k3_s1_same": _dw_case((1, 9, 12, 3), 7, 3, 1, "same", "relu6", **PAIRS),
     "dw_k3_s1_same_odd_w": _dw_case((1, 8, 13, 5), 9, 3, 1, "same", None, **PAIRS),
+    # Rows at most MCC_DW3_RING_WHOLE (16) outputs wide with border columns
+    # (above: 12 and 13) go through one stack copy of the whole row; wider ones
+    # read the ring, their border columns over copies.
+    "dw_k3_s1_same_wide_ring": _dw_case((1, 6, 19, 3), 5, 3, 1, "same", "relu6", out_w=19,
+                                        pad_w=1, **PAIRS),
     "dw_k3_s1_valid": _dw_case((1, 10, 9, 5), 7, 3, 1, "valid", "relu6", ring=False),
     # Direct reads at stride 1: the SMLAD pairs over stack copies of the rows, in
     # chunks of 38 columns (here 38 and a last 5, odd: the last pair recomputed).

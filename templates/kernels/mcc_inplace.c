@@ -424,6 +424,10 @@ static int8_t *row_3x3(const int8_t *r0, const int8_t *r1, const int8_t *r2, int
 
 /* Bytes per filter row of the copies of row_3x3_copy. */
 #define MCC_DW3_COPY_W 40
+/* Ring rows with border columns at most this many outputs wide go through
+ * one copy of the whole row rather than a copy per border (on the M7 the
+ * copy costs more than the two border copies from about 20 outputs on). */
+#define MCC_DW3_RING_WHOLE 16
 
 /* n outputs of a 3x3 row, the first window starting at input column x0, over
  * a copy on the stack: the three rows' columns [x0, x0 + width) one byte
@@ -519,12 +523,14 @@ static int8_t *dw_row_fast(const mcc_depthwise_conv2d_inplace_params *p, const c
 
 /* One output row of channel c of a 3x3 filter (dilation_w 1, fast table):
  * every column through row_3x3, the border columns over a padded copy of
- * their windows. kfull: the channel's constants with every filter row inside;
+ * their windows, or (whole) the whole row over one copy. kfull: the
+ * channel's constants with every filter row inside;
  * filter rows outside [ky_lo, ky_hi) read as pad_value (zero weights, their
  * weights times pad_value in the bias). */
 static int8_t *dw_row_3x3(const mcc_depthwise_conv2d_inplace_params *p, const channel_rows *cr,
                           int32_t y0, int32_t ky_lo, int32_t ky_hi, int32_t lo, int32_t hi,
-                          const int8_t *w, const int32_t *t, dw3_row *kfull, int8_t *o)
+                          int whole, const int8_t *w, const int32_t *t, dw3_row *kfull,
+                          int8_t *o)
 {
     const int32_t sw = p->stride_w, step = cr->step;
     dw3_row kpart;
@@ -547,6 +553,9 @@ static int8_t *dw_row_3x3(const mcc_depthwise_conv2d_inplace_params *p, const ch
         rows[ky] = row_at(cr, y0 + (inside ? ky : ky_lo) * p->dilation_h);
     }
     const int32_t right = p->out_w - hi;
+    if (whole) {
+        return row_3x3_copy(p, rows, step, -p->pad_w, p->out_w, k, o);
+    }
     if (lo > 0) {
         o = row_3x3_copy(p, rows, step, -p->pad_w, lo, k, o);
     }
@@ -598,6 +607,13 @@ int mcc_depthwise_conv2d_inplace_s8(const mcc_depthwise_conv2d_inplace_params *p
     const int32_t border_w = MCC_MAX(lo, p->out_w - hi) * sw + 3;
     const int is3x3 = fast && fh == 3 && p->filter_w == 3 && p->dilation_w == 1
                       && border_w <= MCC_DW3_COPY_W;
+    /* With the SMLAD pairs at stride 1: a row with border columns or direct
+     * reads that fits one stack copy goes through one copy of the whole row
+     * and one run of pairs (taken before any output of the row is written,
+     * as the chunks of dw_row_3x3), not a copy per border. */
+    const int direct = p->ring_rows == 0 && channels > 1;
+    const int whole = MCC_CONV_DSP && sw == 1 && (lo > 0 || hi < p->out_w || direct)
+                      && p->out_w <= (direct ? MCC_DW3_COPY_W - 2 : MCC_DW3_RING_WHOLE);
 
     for (int32_t c = 0; c < channels; ++c) {
         channel_rows rows;
@@ -622,7 +638,7 @@ int mcc_depthwise_conv2d_inplace_s8(const mcc_depthwise_conv2d_inplace_params *p
              * overwrite input pixels that only outputs before it read (the
              * border copies are taken just before their outputs). */
             if (is3x3 && ky_lo < ky_hi) {
-                o = dw_row_3x3(p, &rows, y0, ky_lo, ky_hi, lo, hi, w, t, &kfull, o);
+                o = dw_row_3x3(p, &rows, y0, ky_lo, ky_hi, lo, hi, whole, w, t, &kfull, o);
                 continue;
             }
             if (fast) {
