@@ -15,12 +15,12 @@ import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from . import codegen, passes, patching, planner
+from . import codegen, energy, passes, patching, planner
 from .errors import McuCompileError
 from .frontend import tflite
 from .frontend.tflite import read_model  # noqa: F401  (re-exported for the CLI verbs)
 from .ir import Graph
-from .kernels import KernelCall, KernelTarget, lower, lower_compact, lower_inplace
+from .kernels import KernelCall, KernelTarget, lower, lower_compact, lower_inplace, lower_inplace_fast
 
 
 MEMORY_STRATEGIES = ("auto", "layer", "inplace", "patch")
@@ -36,6 +36,8 @@ class CompileOptions:
     patch_grid: tuple[int, int] | None = None  # force the patch grid (rows, columns)
     compare_tflm: bool = False   # measure TFLM's arena for the report (tflite-micro, in a subprocess)
     inplace_everywhere: bool = False  # every eligible op in place, even where it saves nothing (slower)
+    inplace_fast_form: bool = False   # with inplace_everywhere: each op's fast in-place form where it
+                                      # has one (more scratch), not the lean one (tests)
     compact_at_peak: bool = True  # scratch-free kernels where scratch would raise the peak (slower there)
 
 
@@ -136,7 +138,8 @@ def _last_reads(graph: Graph) -> dict[int, int]:
 
 def _lower_and_plan(graph: Graph, target: KernelTarget, strategy: str, use_inplace: bool,
                     inplace: dict[int, int] | None = None, patch=None,
-                    everywhere: bool = False, compact: bool = True) -> Planned:
+                    everywhere: bool = False, compact: bool = True,
+                    fast_form: bool = False) -> Planned:
     """Lower every op (in place where allowed and worth it) and plan the arena."""
     inplace = dict(inplace or {})
     root = planner.alias_roots(graph)
@@ -149,6 +152,8 @@ def _lower_and_plan(graph: Graph, target: KernelTarget, strategy: str, use_inpla
             src = call.inplace_input
             if last[src] != step or root.get(src, src) in outputs:
                 call = None  # its input is still needed afterwards
+            elif everywhere and fast_form:
+                call = lower_inplace_fast(op, graph, target) or call
         if call is None:
             call = lower(op, graph, target)
         else:
@@ -214,11 +219,63 @@ def _keep_inplace_where_it_pays(graph: Graph, target: KernelTarget, calls, inpla
             _compact_at_peak(graph, target, trial_calls, trial_inplace)
         plan = planner.plan(graph, _scratch(trial_calls), inplace=trial_inplace, refine=False)
         if plan.arena_bytes <= lean.arena_bytes:
-            return Planned(strategy, graph, trial_calls,
-                            planner.plan(graph, _scratch(trial_calls), inplace=trial_inplace),
-                            trial_inplace, patch)
-    return Planned(strategy, graph, lean_calls,
-                    planner.plan(graph, _scratch(lean_calls), inplace=lean_inplace), lean_inplace, patch)
+            break
+    else:
+        trial_calls, trial_inplace = lean_calls, lean_inplace
+    trial_calls, trial_inplace = _fast_one_by_one(graph, target, calls, trial_calls, trial_inplace,
+                                                  fast, lean.arena_bytes, compact)
+    return Planned(strategy, graph, trial_calls,
+                   planner.plan(graph, _scratch(trial_calls), inplace=trial_inplace),
+                   trial_inplace, patch)
+
+
+def _fast_one_by_one(graph: Graph, target: KernelTarget, eligible, calls, inplace: dict[int, int],
+                     fast: dict[int, KernelCall], limit: int, compact: bool):
+    """The margins above decide for all ops at once, and fragmentation can make
+    them keep an op in place that had room. Go through the ops still in place,
+    the largest estimated saving first, and give each the fastest kernel whose
+    first-fit arena stays within `limit`: out of place, else a fast in-place
+    form (more scratch than the lean one), else the lean one."""
+    core = "cortex-m4" if target.dsp else "cortex-m3"
+
+    def cost(op, call) -> float:
+        inputs, outputs = energy.activation_elements(op, graph)
+        return energy.kernel_cost(core, call.function)[0].instructions(call.macs, inputs, outputs)
+
+    step_of = {op.index: step for step, op in enumerate(graph.ops)}
+    todo = []
+    for op in graph.ops:
+        if op.index not in fast or op.outputs[0] not in inplace:
+            continue
+        lean = eligible[op.index]
+        options = [f for f in (fast[op.index], lower_inplace_fast(op, graph, target))
+                   if f is not None and cost(op, f) < cost(op, lean)]
+        if options:
+            todo.append((cost(op, options[-1]) - cost(op, lean), op.index, op, options))
+    live = _step_bytes(graph, calls, inplace)
+    for _, _, op, options in sorted(todo, key=lambda t: t[:2]):
+        for f in options:
+            c = calls[op.index]
+            src, out = graph.tensor(c.inplace_input), graph.tensor(op.outputs[0])
+            change = planner._align(f.scratch_bytes) - planner._align(c.scratch_bytes)
+            if f.inplace_input is None:
+                change += (planner._align(src.nbytes) + planner._align(out.nbytes)
+                           - planner._align(max(src.nbytes, out.nbytes)))
+            if live[step_of[op.index]] + change > limit:
+                continue  # no placement can fit it
+            trial_calls, trial_inplace = dict(calls), dict(inplace)
+            trial_calls[op.index] = f
+            if f.inplace_input is None:
+                del trial_inplace[op.outputs[0]]
+            if compact:
+                _compact_at_peak(graph, target, trial_calls, trial_inplace)
+            # The pairs are a subset of ones already checked: no need to check again.
+            if planner.plan(graph, _scratch(trial_calls), inplace=trial_inplace, refine=False,
+                            check_pairs=False).arena_bytes <= limit:
+                calls, inplace = trial_calls, trial_inplace
+                live = _step_bytes(graph, calls, inplace)
+                break
+    return calls, inplace
 
 
 def _compact_at_peak(graph: Graph, target: KernelTarget, calls: dict[int, KernelCall | None],
@@ -248,6 +305,7 @@ def _strategies(graph: Graph, target: KernelTarget, options: CompileOptions) -> 
     if "inplace" in want:
         out.append(_lower_and_plan(graph, target, "inplace", use_inplace=True,
                                    everywhere=options.inplace_everywhere,
+                                   fast_form=options.inplace_fast_form,
                                    compact=options.compact_at_peak))
     if "patch" in want:
         if options.patch_stage_ops or options.patch_grid:
@@ -264,6 +322,7 @@ def _strategies(graph: Graph, target: KernelTarget, options: CompileOptions) -> 
             out.append(_lower_and_plan(g, target, "patch", use_inplace=True,
                                        inplace=patching.paste_inplace(g), patch=config,
                                        everywhere=options.inplace_everywhere,
+                                   fast_form=options.inplace_fast_form,
                                    compact=options.compact_at_peak))
     return out
 

@@ -381,9 +381,10 @@ def place(bufs: list[Buffer], algorithms: tuple[str, ...] | None = None,
 
 def plan(graph: Graph, scratch: dict[int, int] | None = None,
          algorithms: tuple[str, ...] | None = None, refine: bool = True,
-         inplace: dict[int, int] | None = None) -> MemoryPlan:
-    """Place every buffer, keep the smallest verified arena."""
-    if inplace:
+         inplace: dict[int, int] | None = None, check_pairs: bool = True) -> MemoryPlan:
+    """Place every buffer, keep the smallest verified arena. `check_pairs=False`
+    skips check_inplace, for callers that pass a subset of pairs already checked."""
+    if inplace and check_pairs:
         check_inplace(graph, inplace)
     bufs = buffers_of(graph, scratch, inplace)
     offsets, name = place(bufs, algorithms, refine)

@@ -25,7 +25,7 @@ from mcucompile import codegen, planner
 from mcucompile.ir import (Activation, Conv2DAttrs, DepthwiseConv2DAttrs, DType, ElementwiseAttrs,
                            ExplicitPadding, FullyConnectedAttrs, Graph, NoAttrs, Op, OpKind,
                            Padding, Pool2DAttrs, Quant, Tensor)
-from mcucompile.kernels import KernelCall, lower, lower_inplace
+from mcucompile.kernels import KernelCall, lower, lower_inplace, lower_inplace_fast
 from mcucompile.kernels.conv import axis_window
 from mcucompile.kernels.inplace import WindowGeometry, pointwise_order, ring_rows
 from mcucompile.pipeline import CompileOptions, Compiled
@@ -292,12 +292,15 @@ class _Builder:
         self.outputs.append(x)
 
 
-def _compile(graph: Graph, use_inplace: bool) -> Compiled:
-    """Lower (in place wherever an input dies), plan and generate, as the pipeline does."""
+def _compile(graph: Graph, use_inplace: bool, fast_form: bool = False) -> Compiled:
+    """Lower (in place wherever an input dies; `fast_form`: the fast in-place
+    form where an op has one), plan and generate, as the pipeline does."""
     calls: dict[int, KernelCall | None] = {}
     pairs: dict[int, int] = {}
     for op in graph.ops:
         call = lower_inplace(op, graph) if use_inplace else None
+        if call is not None and fast_form:
+            call = lower_inplace_fast(op, graph) or call
         if call is not None:
             pairs[op.outputs[0]] = call.inplace_input
         calls[op.index] = call or lower(op, graph)
@@ -348,6 +351,24 @@ def test_random_geometries_match_the_normal_kernels(seed):
         op = next(o for o in graph.ops if key[1] in o.outputs)
         assert np.array_equal(layers_a[key], layers_b[key]), (
             f"run {key[0]}: op {op.index} ({op.kind.value}, {ours.calls[op.index].function}) differs")
+    for a, b_ in zip(out_a, out_b):
+        assert all(np.array_equal(x, y) for x, y in zip(a, b_))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_geometries_match_in_the_fast_in_place_form(seed):
+    """The same graphs with the planar kernel run in place wherever it applies."""
+    graph = _random_graph(seed)
+    normal, ours = _compile(graph, False), _compile(graph, True, fast_form=True)
+    planar = [op for op in graph.ops if ours.calls[op.index].inplace_input is not None
+              and ours.calls[op.index].function.startswith("mcc_depthwise_conv2d_planar")]
+    assert len(planar) >= 2
+    for op in planar:
+        assert ours.plan.tensor_offsets[op.outputs[0]] == ours.plan.tensor_offsets[op.inputs[0]]
+    inputs = random_inputs(graph, runs=2, seed=seed)
+    (out_a, layers_a), (out_b, layers_b) = _run(normal, inputs), _run(ours, inputs)
+    for key in layers_a:
+        assert np.array_equal(layers_a[key], layers_b[key]), key
     for a, b_ in zip(out_a, out_b):
         assert all(np.array_equal(x, y) for x, y in zip(a, b_))
 
@@ -518,6 +539,50 @@ def test_depthwise_in_place_is_bit_exact(kw):
     import modelgen as mg
     _assert_inplace_bit_exact(mg.depthwise_conv2d(**{"input_shape": (1, 9, 11, 3), **kw}),
                               "mcc_depthwise_conv2d_inplace_s8")
+
+
+# The fast in-place form: conv.py's planar kernel with output == input and one
+# channel plane of scratch.
+INPLACE_FAST = CompileOptions(memory="inplace", inplace_everywhere=True, inplace_fast_form=True)
+PLANAR_INPLACE = {
+    "k3_s1_same": dict(kernel=3, stride=1, padding="same", activation="relu6"),
+    "k3_s2_same_odd": dict(input_shape=(1, 11, 9, 5), kernel=3, stride=2, padding="same"),
+    "k3_s2_valid": dict(kernel=3, stride=2, padding="valid", activation="relu"),
+    "k5_s1_same": dict(kernel=5, stride=1, padding="same"),
+    "k7_s2_same": dict(input_shape=(1, 13, 11, 3), kernel=7, stride=2, padding="same",
+                       activation="relu6"),
+}
+
+
+@pytest.mark.tf
+@pytest.mark.reference
+@pytest.mark.parametrize("kw", list(PLANAR_INPLACE.values()), ids=list(PLANAR_INPLACE))
+def test_planar_depthwise_in_place_is_bit_exact(kw):
+    import modelgen as mg
+    from harness import assert_bit_exact, host_board
+    from mcucompile.pipeline import compile_model
+    model = mg.depthwise_conv2d(**{"input_shape": (1, 9, 11, 4), **kw})
+    compiled = compile_model(model, host_board(), INPLACE_FAST)
+    (call,) = [c for c in compiled.calls.values() if c is not None]
+    assert call.function.startswith("mcc_depthwise_conv2d_planar") and call.inplace_input is not None
+    fields = {f.name: f.value for f in call.fields}
+    assert fields["group"] == 1 and call.scratch_bytes == fields["plane_h"] * fields["plane_w"]
+    offsets = compiled.plan.tensor_offsets
+    assert offsets[call.inplace_input] == offsets[compiled.graph.outputs[0]]
+    assert_bit_exact(model, runs=2, options=INPLACE_FAST)
+
+
+@pytest.mark.tf
+def test_fast_in_place_form_needs_what_the_lean_one_needs():
+    """A depth multiplier > 1 writes over other channels' input: neither form runs it in place."""
+    import modelgen as mg
+    from mcucompile import passes
+    from mcucompile.frontend import tflite
+    from mcucompile.kernels import lower_inplace_fast
+    graph = passes.run_passes(tflite.load(mg.depthwise_conv2d(input_shape=(1, 8, 8, 3),
+                                                              depth_multiplier=2)))
+    (op,) = [o for o in graph.ops if o.kind == OpKind.DEPTHWISE_CONV_2D]
+    assert lower_inplace(op, graph) is None and lower_inplace_fast(op, graph) is None
 
 
 @pytest.mark.tf

@@ -188,3 +188,35 @@ def test_inplace_kernel_is_bit_exact_on_qemu(name, board, model_dir, tmp_path):
     _check_choice(compiled, name)
     assert report.compared and report.samples == RUNS
     assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)
+
+
+# The fast in-place form: the planar kernel (its SMLAD rows on the M4/M7) with
+# output == input and one channel plane of scratch. Layer 1 is the depthwise layer.
+PLANAR_CASES = {
+    "planar_k3_s1_same": dict(input_shape=(1, 9, 12, 3),
+                              layers=(("pw", 7, 1, "relu6"), ("dw", 3, 1, "same", "relu6"))),
+    "planar_k3_s2_same": dict(input_shape=(1, 11, 9, 5),
+                              layers=(("pw", 6, 1, "relu6"), ("dw", 3, 2, "same", None))),
+    "planar_k5_s1_same": dict(input_shape=(1, 9, 10, 5),
+                              layers=(("pw", 7, 1, "relu6"), ("dw", 5, 1, "same", "relu6"))),
+}
+
+
+@pytest.mark.parametrize("name,board", [(n, b) for n in PLANAR_CASES for b in BOARDS],
+                         ids=[f"{n}-{b}" for n in PLANAR_CASES for b in BOARDS])
+def test_planar_depthwise_in_place_is_bit_exact_on_qemu(name, board, model_dir, tmp_path):
+    import modelgen as mg
+    from harness import run_on_qemu
+    from mcucompile.pipeline import CompileOptions
+    path = model_dir / f"{name}.tflite"
+    if not path.exists():
+        path.write_bytes(mg.conv_chain(**PLANAR_CASES[name], seed=5))
+    options = CompileOptions(memory="inplace", inplace_everywhere=True, inplace_fast_form=True)
+    compiled, report = run_on_qemu(path, board, tmp_path / "build", options=options, runs=RUNS)
+    ops = [op for op in compiled.graph.ops if compiled.calls[op.index] is not None]
+    dw = compiled.calls[ops[1].index]
+    assert dw.function.startswith("mcc_depthwise_conv2d_planar") and dw.inplace_input == ops[1].inputs[0]
+    offsets = compiled.plan.tensor_offsets
+    assert offsets[ops[1].inputs[0]] == offsets[ops[1].outputs[0]]
+    assert report.compared and report.samples == RUNS
+    assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)

@@ -130,6 +130,28 @@ def lower_inplace(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) -
     return call
 
 
+# Fast in-place variants: the op still overwrites its input, but with more
+# scratch than the lean in-place kernel, for speed. The pipeline takes one
+# where its scratch does not raise the arena.
+FAST_INPLACE_LOWERINGS: dict[OpKind, Lowering] = {}
+
+
+def fast_inplace_lowering(*kinds: OpKind) -> Callable[[Lowering], Lowering]:
+    def register(fn: Lowering) -> Lowering:
+        for k in kinds:
+            assert k not in FAST_INPLACE_LOWERINGS, f"two fast in-place lowerings for {k}"
+            FAST_INPLACE_LOWERINGS[k] = fn
+        return fn
+    return register
+
+
+def lower_inplace_fast(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) -> KernelCall | None:
+    fn = FAST_INPLACE_LOWERINGS.get(op.kind)
+    call = fn(op, graph, target) if fn else None
+    assert call is None or call.inplace_input in op.inputs
+    return call
+
+
 # Compact variants: the same op with no scratch buffer (slower), for layers at the
 # memory peak, where a fast kernel's scratch would raise the arena.
 COMPACT_LOWERINGS: dict[OpKind, Lowering] = {}

@@ -53,7 +53,7 @@ target and one generated source serves the host, Cortex-M0+/M3 and M4/M7/M33.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -774,3 +774,16 @@ def _lower(op: Op, graph: Graph, compact: bool) -> KernelCall:
     if choice.variant == Variant.GENERAL:
         return _reference(layer, op)
     return _fast_call(layer, choice, op)
+
+
+def planar_one_plane(op: Op, graph: Graph) -> KernelCall | None:
+    """The planar depthwise kernel with one channel plane in scratch (the
+    smallest it takes), or None when the layer does not take the planar kernel.
+    For the in-place form (kernels/inplace.py)."""
+    layer = _prepare(op, graph)
+    choice = _choose(layer)
+    if choice.variant not in (Variant.PLANAR, Variant.PLANAR_3X3):
+        return None
+    one = replace(choice, group=1,
+                  scratch_bytes=planar_scratch_bytes(1, choice.plane_h, choice.plane_w))
+    return _fast_call(layer, one, op)

@@ -73,8 +73,8 @@ import numpy as np
 from ..ir import ALIAS_KINDS, DType, Graph, Op, OpKind, Pool2DAttrs
 from ..quant import activation_range
 from . import (LOWERINGS, SCRATCH, ArrayRef, ConstArray, Field, KernelCall, KernelTarget, TensorArg,
-               inplace_lowering)
-from .conv import _prepare, fast_channel_table, gemm_weights, planar_weights, window
+               fast_inplace_lowering, inplace_lowering)
+from .conv import _prepare, fast_channel_table, gemm_weights, planar_one_plane, planar_weights, window
 from .pool import pool_geometry
 
 LIBRARY = "mcc_inplace"
@@ -240,6 +240,22 @@ def depthwise_conv2d_inplace(op: Op, graph: Graph, target: KernelTarget) -> Kern
     arrays = _constants(weights, table)
     return _window_inplace(op, base, g, "mcc_depthwise_conv2d_inplace_s8",
                            "mcc_depthwise_conv2d_inplace_params", head, tail, arrays)
+
+
+@fast_inplace_lowering(OpKind.DEPTHWISE_CONV_2D)
+def depthwise_conv2d_inplace_planar(op: Op, graph: Graph, target: KernelTarget) -> KernelCall | None:
+    """The planar kernel of conv.py run with output == input and one channel
+    plane in scratch. It copies a channel's plane (padded) before writing any
+    output of that channel, reads only the plane, and writes output channel c
+    only at bytes p*C + c: as in the ring case, computing channel c destroys
+    nothing but channel c's input, which it no longer reads. Faster than the
+    ring kernel (no per-row copies or border paths), for a whole plane of
+    scratch instead of a few rows."""
+    lean = depthwise_conv2d_inplace(op, graph, target)     # the same conditions
+    if lean is None:
+        return None
+    call = planar_one_plane(op, graph)
+    return None if call is None else replace(call, inplace_input=lean.inplace_input)
 
 
 @inplace_lowering(OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D)
