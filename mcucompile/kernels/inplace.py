@@ -34,6 +34,11 @@ bytes of pixels 0..p-1 (channel c) hold outputs. Two cases:
   which no step from oy on reads, if R >= last(oy) - max(0, y0(oy)) + 1 for
   every oy. `ring_rows()` takes that maximum: filter_h rows for a stride-1
   SAME layer (336 B for 3x3 at 112 px instead of TinyEngine's full H*W plane).
+* Plane (the fast form, `depthwise_conv2d_inplace_planar`): conv.py's planar
+  kernel copies channel c's whole padded plane into scratch before it writes
+  any output of channel c, and reads only the plane. Faster than the ring
+  (no per-row copies or border paths) for a plane of scratch instead of a few
+  rows; the pipeline takes it where that plane does not raise the arena.
 
 Pointwise ops (CONV_2D 1x1 without padding, FULLY_CONNECTED = 1x1 over rows):
 output pixel o occupies bytes [o*out_c, (o+1)*out_c); it reads input pixel
