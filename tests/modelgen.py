@@ -580,6 +580,45 @@ def mobilenet_v2(*, resolution: int = 96, alpha: float = 0.35, channels: int = 3
     return _cached("mobilenet_v2", cfg, build)
 
 
+def resnet8(*, resolution: int = 32, widths: Sequence[int] = (16, 32, 64), num_classes: int = 10,
+            per_channel: bool = True, float_io: bool = False, seed: int = 0) -> bytes:
+    """MLPerf Tiny's image-classification network (ResNet-8, CIFAR-10): a 3x3
+    stem conv, three residual stacks of two 3x3 convs (the second and third
+    stride 2, with a 1x1 stride-2 shortcut conv), ADD + ReLU after each,
+    average pooling, dense, softmax. Untrained weights: for speed and
+    bit-exactness, not accuracy."""
+    widths = tuple(widths)
+    cfg = _config(locals())
+
+    def build(tf):
+        L = tf.keras.layers
+        (inp,) = _inputs(tf, [(1, resolution, resolution, 3)])
+        seeds = iter(range(seed, seed + 10_000, 2))
+
+        def conv(x, c, k, s=1, act="relu"):
+            i = next(seeds)
+            return L.Conv2D(c, k, strides=s, padding="same", activation=act,
+                            kernel_initializer=tf.keras.initializers.VarianceScaling(
+                                2.0, "fan_in", "uniform", seed=i),
+                            bias_initializer=tf.keras.initializers.RandomUniform(-0.05, 0.05, seed=i + 1))(x)
+
+        x = conv(inp, widths[0], 3)
+        for n, c in enumerate(widths):
+            s = 1 if n == 0 else 2
+            y = conv(x, c, 3, s)
+            y = conv(y, c, 3, act=None)
+            shortcut = x if n == 0 else conv(x, c, 1, s, act=None)
+            x = L.ReLU()(L.Add()([shortcut, y]))
+        x = L.AveragePooling2D(x.shape[1])(x)
+        x = L.Flatten()(x)
+        i = next(seeds)
+        x = L.Dense(num_classes, kernel_initializer=tf.keras.initializers.GlorotUniform(seed=i))(x)
+        x = L.Softmax()(x)
+        return tf.keras.Model(inp, x)
+
+    return _cached("resnet8", cfg, build)
+
+
 def branchy_cnn(*, input_shape: Shape = (1, 16, 16, 3), width: int = 8, num_classes: int = 5,
                 per_channel: bool = True, float_io: bool = False, seed: int = 0) -> bytes:
     """A small CNN with parallel branches joined by CONCATENATION and ADD:

@@ -273,10 +273,10 @@ def test_fast_kernel_choice(kind, attrs, shapes, variant):
     (_dw(padding=Padding.VALID, mult=3), ((1, 19, 16, 1), (1, 10, 8, 3), (1, 10, 9, 3)),
      Variant.ONE_CHANNEL, ""),
     (_dw(stride=3), ((1, 9, 8, 1), (1, 5, 7, 1), (1, 3, 3, 1)), Variant.ONE_CHANNEL, ""),
-    (_dw(dilation=2, mult=2), ((1, 9, 8, 1), (1, 3, 3, 2), (1, 9, 8, 2)), Variant.GENERAL,
-     "no scratch"),
-    (_dw(mult=2), ((1, 9, 12, 1), (1, 3, 9, 2), (1, 9, 12, 2)), Variant.GENERAL, "no scratch"),
-    (_dw(mult=2), ((1, 20, 8, 1), (1, 17, 5, 2), (1, 20, 8, 2)), Variant.GENERAL, "no scratch"),
+    # The rest of one input channel: im2col with its two patches on the stack.
+    (_dw(dilation=2, mult=2), ((1, 9, 8, 1), (1, 3, 3, 2), (1, 9, 8, 2)), Variant.IM2COL, ""),
+    (_dw(mult=2), ((1, 9, 12, 1), (1, 3, 9, 2), (1, 9, 12, 2)), Variant.IM2COL, ""),
+    (_dw(mult=2), ((1, 20, 8, 1), (1, 17, 5, 2), (1, 20, 8, 2)), Variant.IM2COL, ""),
     (_dw(mult=2), ((1, 9, 8, 2), (1, 3, 3, 4), (1, 9, 8, 4)), Variant.GENERAL, "no scratch"),
 ])
 def test_compact_choice_for_one_input_channel(attrs, shapes, variant, why):
@@ -293,6 +293,8 @@ def test_compact_choice_for_one_input_channel(attrs, shapes, variant, why):
         assert call.function == "mcc_depthwise_conv2d_1ch_s8"
         assert _array(call, "weights").dtype == np.int32
         assert call.macs == reference_call(g.ops[0], g).macs
+    elif variant == Variant.IM2COL:
+        assert call.function == "mcc_conv2d_im2col_s8" and _fields(call)["row_block"] == 2
     else:
         assert call.function == "mcc_depthwise_conv2d_s8"
 
@@ -779,3 +781,36 @@ def test_one_channel_depthwise_pads_with_the_input_zero_point(zero_points):
                                         depth_multiplier=5), _set_zero_points(*zero_points))
     _assert_one_channel_kernel(model)
     assert_bit_exact(model, options=CompileOptions(**COMPACT_LAYER))
+
+
+# --- im2col at the memory peak: two patches on the stack, no scratch -------------
+
+@pytest.mark.tf
+@pytest.mark.reference
+@pytest.mark.parametrize("factory,kw", [
+    ("conv2d", dict(input_shape=(1, 9, 11, 16), filters=7, kernel=3, padding="same", activation="relu")),
+    ("conv2d", dict(input_shape=(1, 10, 9, 3), filters=5, kernel=5, stride=1, padding="valid",
+                    dilation=2)),
+    ("conv2d", dict(input_shape=(1, 7, 7, 63), filters=4, kernel=3, stride=2, padding="same")),
+    ("depthwise_conv2d", dict(input_shape=(1, 9, 8, 1), kernel=3, dilation=2, depth_multiplier=2)),
+], ids=["k3_c16_same", "k5_c3_dilated", "k3_c63_largest_patch", "depthwise_1ch_dilated"])
+def test_im2col_on_the_stack_at_the_peak_bit_exact(factory, kw):
+    import modelgen as mg
+    from harness import assert_bit_exact, host_board
+    from mcucompile.pipeline import CompileOptions, compile_model
+    model = getattr(mg, factory)(**kw)
+    compiled = compile_model(model, host_board(), CompileOptions(**COMPACT_LAYER))
+    layers = [(layer.kernel, layer.scratch_bytes) for layer in compiled.report.layers]
+    assert layers == [("mcc_conv2d_im2col_s8", 0)], layers
+    (call,) = [c for c in compiled.calls.values() if c is not None]
+    assert _fields(call)["row_block"] == 2
+    assert_bit_exact(model, options=CompileOptions(**COMPACT_LAYER))
+
+
+def test_patches_too_big_for_the_stack_take_the_general_kernel():
+    from mcucompile.kernels.conv import IM2COL_STACK_PATCH, _choose, _prepare
+    # 3x3 over 65 channels: 588 bytes (147 depth groups) > 576.
+    g = _single_op(OpKind.CONV_2D, Conv2DAttrs(Padding.SAME, 1, 1, 1, 1, Activation.NONE),
+                   (1, 6, 6, 65), (4, 3, 3, 65), (1, 6, 6, 4), w_scales=(0.02,) * 4, w_axis=0)
+    assert 4 * ((9 * 65 + 3) // 4) > IM2COL_STACK_PATCH
+    assert _choose(_prepare(g.ops[0], g), compact=True).variant == Variant.GENERAL

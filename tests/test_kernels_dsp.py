@@ -87,6 +87,18 @@ def _cases() -> dict[str, tuple[str, dict, str]]:
             input_shape=(1, odd(11, 21), odd(9, 19), 1), kernel=k, stride=s, padding=p,
             depth_multiplier=m, activation=str(rng.choice(["relu", "relu6"])),
             seed=int(rng.integers(100))), "mcc_depthwise_conv2d_1ch_s8")
+    # A 3x3 convolution at the memory peak (COMPACT): im2col with two patches
+    # on the stack, whole depth groups (the 2x2 assembly tile) and a partial one,
+    # an odd number of output pixels (a lone last patch).
+    cases["conv_k3_s1_same_depth16_compact"] = ("conv2d", dict(
+        input_shape=(1, 9, 7, 16), filters=odd(3, 9), kernel=3, padding="same",
+        activation="relu", seed=int(rng.integers(100))), "mcc_conv2d_im2col_s8")
+    cases["conv_k3_s2_same_c5_compact"] = ("conv2d", dict(
+        input_shape=(1, 11, 9, 5), filters=odd(3, 9), kernel=3, stride=2, padding="same",
+        seed=int(rng.integers(100))), "mcc_conv2d_im2col_s8")
+    # ADD through its tables and the fast output stage (SMMLAR on the M4/M7).
+    cases["add_tables"] = ("add", dict(shape_a=(1, 16, 16, 8), shape_b=(1, 16, 16, 8),
+                                       activation="relu"), "mcc_add_s8")
     return cases
 
 
@@ -102,11 +114,15 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "conv_k1_depth12_compact", "conv_k1_depth8_odd_c",
                        "conv_k1_depth12_rows25", "dense_rows1_depth32",
                        "depthwise_k3_s1_even_w", "depthwise_1ch_k3x3_s2_same_m8_compact",
-                       "depthwise_1ch_k10x8_s2_same_m7_compact"},
+                       "depthwise_1ch_k10x8_s2_same_m7_compact",
+                       "conv_k3_s1_same_depth16_compact", "conv_k3_s2_same_c5_compact",
+                       "add_tables"},
            "qemu-m4": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact",
-                       "depthwise_1ch_k5x5_s1_valid_m3_compact"},
+                       "depthwise_1ch_k5x5_s1_valid_m3_compact", "conv_k3_s1_same_depth16_compact",
+                       "add_tables"},
            "qemu-m3": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1",
-                       "depthwise_1ch_k3x3_s2_same_m8_compact"}}
+                       "depthwise_1ch_k3x3_s2_same_m8_compact", "conv_k3_s1_same_depth16_compact",
+                       "add_tables"}}
 
 
 def _params():

@@ -474,6 +474,9 @@ BLOCK_SCRATCH_MAX = 32 * 1024
 # The int8 patch of an im2col row is at most this long; longer patches (a 3x3
 # filter over more than ~450 channels) would need too much scratch.
 IM2COL_MAX_PATCH = 4096
+# MCC_IM2COL_STACK_PATCH (mcc_conv.h): the scratch-free im2col keeps two
+# patches of at most this many bytes on the stack.
+IM2COL_STACK_PATCH = 576
 # Channel planes in scratch per depthwise pass: as many as fit in this many
 # bytes, at least one. One plane may not exceed PLANAR_MAX_PLANE.
 PLANAR_BUDGET = 2048
@@ -491,7 +494,7 @@ class Choice:
     variant: Variant
     scratch_bytes: int
     why: str                    # for GENERAL: what rules the fast kernels out
-    row_block: int = 1          # GEMM, IM2COL: 4 (int16 blocks in scratch) or 1
+    row_block: int = 1          # GEMM, IM2COL: 4 (int16 blocks in scratch) or 1; IM2COL 2: stack patches
     group: int = 0              # PLANAR: channel planes per pass
     plane_h: int = 0
     plane_w: int = 0
@@ -508,6 +511,8 @@ def gemm_scratch_bytes(rows: int, depth: int, row_block: int) -> int:
 
 def im2col_scratch_bytes(pixels: int, patch: int, row_block: int) -> int:
     """Mirror of mcc_conv2d_im2col_s8_scratch_bytes."""
+    if row_block == 2:
+        return 0
     return (48 if row_block == 4 and pixels >= 4 else 4) * _groups(patch)
 
 
@@ -580,6 +585,9 @@ def _choose(layer: _Layer, compact: bool = False) -> Choice:
     if compact:
         if one_channel.variant == Variant.ONE_CHANNEL:
             return one_channel
+        stack = _stack_im2col(layer)
+        if stack is not None:
+            return stack
         return Choice(Variant.GENERAL, 0, "no scratch allowed at the memory peak")
     planar = _planar(layer) if layer.kind == OpKind.DEPTHWISE_CONV_2D else None
     if planar is not None and planar.variant in (Variant.PLANAR, Variant.PLANAR_3X3):
@@ -596,6 +604,21 @@ def _choose(layer: _Layer, compact: bool = False) -> Choice:
         rb = _row_block(pixels, patch)
         return Choice(Variant.IM2COL, im2col_scratch_bytes(pixels, patch, rb), "", row_block=rb)
     return planar
+
+
+def _stack_im2col(layer: _Layer) -> Choice | None:
+    """im2col without scratch: two patches on the stack (row_block 2), when a
+    patch padded to whole depth groups fits IM2COL_STACK_PATCH bytes."""
+    win = layer.win
+    if layer.kind == OpKind.CONV_2D and layer.groups == 1:
+        patch = win.filter_h * win.filter_w * win.in_c
+    elif layer.kind == OpKind.DEPTHWISE_CONV_2D and win.in_c == 1:
+        patch = win.filter_h * win.filter_w
+    else:
+        return None
+    if 4 * _groups(patch) > IM2COL_STACK_PATCH:
+        return None
+    return Choice(Variant.IM2COL, im2col_scratch_bytes(0, patch, 2), "", row_block=2)
 
 
 def _one_channel(layer: _Layer) -> Choice:

@@ -896,22 +896,21 @@ int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, v
 size_t mcc_conv2d_im2col_s8_scratch_bytes(const mcc_conv2d_im2col_params *p)
 {
     const size_t groups = (size_t)groups_of(p->filter_h * p->filter_w * p->in_c);
+    if (p->row_block == 2) {
+        return 0u;
+    }
     const int blocks = p->row_block == 4 && p->batches * p->out_h * p->out_w >= 4;
     return blocks ? 48u * groups : 4u * groups;
 }
 
 static void fill_s8(int8_t *dst, int32_t n, int8_t value)
 {
-    for (int32_t i = 0; i < n; ++i) {
-        dst[i] = value;
-    }
+    memset(dst, value, (size_t)n);
 }
 
 static void copy_s8(int8_t *dst, const int8_t *src, int32_t n)
 {
-    for (int32_t i = 0; i < n; ++i) {
-        dst[i] = src[i];
-    }
+    memcpy(dst, src, (size_t)n);
 }
 
 /* The patch of output pixel (b, oy, ox) in TFLite's filter order. */
@@ -946,9 +945,53 @@ static void gather_patch(const mcc_conv2d_im2col_params *p, const int8_t *input,
     }
 }
 
+/* Steps b, oy, ox to the next output pixel in raster order. */
+static inline void next_pixel(const mcc_conv2d_im2col_params *p, int32_t *b, int32_t *oy,
+                              int32_t *ox)
+{
+    if (++*ox == p->out_w) {
+        *ox = 0;
+        if (++*oy == p->out_h) {
+            *oy = 0;
+            ++*b;
+        }
+    }
+}
+
+/* row_block 2: two patches at a time on the stack, zero-padded to whole
+ * depth groups (against the weights' zero padding), through gemm_rows2. */
+static int im2col_stack_pairs(const mcc_conv2d_im2col_params *p, const int8_t *input,
+                              int8_t *output)
+{
+    const int32_t depth = p->filter_h * p->filter_w * p->in_c;
+    const int32_t stride = 4 * groups_of(depth);
+    const int32_t total = p->batches * p->out_h * p->out_w;
+    if (stride > MCC_IM2COL_STACK_PATCH) {
+        return MCC_ERROR;
+    }
+    uint32_t words[2 * MCC_IM2COL_STACK_PATCH / 4];
+    int8_t *patches = (int8_t *)words;
+    fill_s8(patches + depth, stride - depth, 0);
+    fill_s8(patches + stride + depth, stride - depth, 0);
+    int32_t b = 0, oy = 0, ox = 0;
+    for (int32_t q = 0; q < total; q += 2) {
+        const int32_t n = MCC_MIN(2, total - q);
+        for (int32_t r = 0; r < n; ++r) {
+            gather_patch(p, input, b, oy, ox, patches + r * stride);
+            next_pixel(p, &b, &oy, &ox);
+        }
+        gemm_rows2(patches, n, stride, p->weights, p->channels, p->out_c, output + q * p->out_c);
+    }
+    clamp_activation(output, total * p->out_c, p->act_min, p->act_max);
+    return MCC_OK;
+}
+
 int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
                          int8_t *output, void *scratch)
 {
+    if (p->row_block == 2) {
+        return im2col_stack_pairs(p, input, output);
+    }
     const int32_t depth = p->filter_h * p->filter_w * p->in_c;
     const int32_t groups = groups_of(depth);
     const int32_t stride = 4 * groups;                 /* bytes per patch row */
@@ -967,13 +1010,7 @@ int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
         const int32_t n = block ? 4 : 1;
         for (int32_t r = 0; r < n; ++r) {
             gather_patch(p, input, b, oy, ox, patches + r * stride);
-            if (++ox == p->out_w) {
-                ox = 0;
-                if (++oy == p->out_h) {
-                    oy = 0;
-                    ++b;
-                }
-            }
+            next_pixel(p, &b, &oy, &ox);
         }
         int8_t *out = output + q * p->out_c;
         if (block) {

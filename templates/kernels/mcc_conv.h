@@ -195,11 +195,17 @@ typedef struct {
     int32_t dilation_h, dilation_w;
     int32_t pad_h, pad_w;
     int32_t pad_value;
-    int32_t row_block;       /* 4 or 1, as mcc_gemm_params */
+    int32_t row_block;       /* 4 or 1, as mcc_gemm_params; 2: no scratch, two patches
+                                of at most MCC_IM2COL_STACK_PATCH bytes on the stack */
     int32_t act_min, act_max;
     const int8_t *weights;
     const int32_t *channels;
 } mcc_conv2d_im2col_params;
+
+/* row_block 2 is the form for a layer at the memory peak: its two patches
+ * live on the stack (bounded here, covered by the board's stack reserve and
+ * measured by the stack high-water mark), not in the arena. */
+#define MCC_IM2COL_STACK_PATCH 576
 
 int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
                          int8_t *output, void *scratch);
