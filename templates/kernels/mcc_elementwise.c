@@ -17,21 +17,34 @@ static inline int8_t add_one(const mcc_add_params *p, int32_t x1, int32_t x2)
 }
 
 /* The tables and the fast output stage (see mcc_add_params). */
+static inline int8_t add_scaled_one(int32_t a, int32_t b, int32_t mult, int32_t hib, int32_t post,
+                                    int32_t lo, int32_t hi)
+{
+    int32_t v = fast_requant_unsaturated(a + b, mult, hib, post);
+    v = v < lo ? lo : v;
+    return (int8_t)(v > hi ? hi : v);
+}
+
+/* Two functions, not one: with the broadcast loops in the same body the
+ * compiler kept the flat loop's constants on the stack. */
+__attribute__((noinline))
+static void add_scaled_flat(const int32_t *t1, const int32_t *t2, const int8_t *x1,
+                            const int8_t *x2, int8_t *out, int32_t n, const int32_t *k)
+{
+    const int32_t mult = k[0], hib = k[1], post = k[2], lo = k[3], hi = k[4];
+    for (int32_t i = 0; i < n; ++i) {
+        out[i] = add_scaled_one(t1[x1[i]], t2[x2[i]], mult, hib, post, lo, hi);
+    }
+}
+
 static int add_scaled(const mcc_add_params *p, const int8_t *input1, const int8_t *input2,
                       int8_t *output)
 {
-    /* Locals: the int8 stores may alias *p as far as the compiler knows. */
     const int32_t *t1 = p->input1_scaled + 128, *t2 = p->input2_scaled + 128;
-    const int32_t mult = p->output_multiplier, hib = p->output_hib, post = p->output_post;
-    const int32_t lo = p->act_min, hi = p->act_max;
-#define MCC_ADD_SCALED(A, B) do {                                                  \
-        const int32_t v_ = fast_requant_unsaturated(t1[A] + t2[B], mult, hib, post); \
-        *output++ = (int8_t)MCC_CLAMP(v_, lo, hi);                                 \
-    } while (0)
+    const int32_t k[5] = {p->output_multiplier, p->output_hib, p->output_post, p->act_min,
+                          p->act_max};
     if (p->shape == NULL) {
-        for (int32_t i = 0, n = p->size; i < n; ++i) {
-            MCC_ADD_SCALED(input1[i], input2[i]);
-        }
+        add_scaled_flat(t1, t2, input1, input2, output, p->size, k);
         return MCC_OK;
     }
     const int32_t *n = p->shape;
@@ -43,13 +56,18 @@ static int add_scaled(const mcc_add_params *p, const int8_t *input1, const int8_
                 const int8_t *a = input1 + i0 * s1[0] + i1 * s1[1] + i2 * s1[2];
                 const int8_t *b = input2 + i0 * s2[0] + i1 * s2[1] + i2 * s2[2];
                 const int32_t n3 = n[3], a3 = s1[3], b3 = s2[3];
+                if (a3 == 1 && b3 == 1) {
+                    add_scaled_flat(t1, t2, a, b, output, n3, k);
+                    output += n3;
+                    continue;
+                }
                 for (int32_t i3 = 0; i3 < n3; ++i3) {
-                    MCC_ADD_SCALED(a[i3 * a3], b[i3 * b3]);
+                    *output++ = add_scaled_one(t1[a[i3 * a3]], t2[b[i3 * b3]], k[0], k[1], k[2],
+                                               k[3], k[4]);
                 }
             }
         }
     }
-#undef MCC_ADD_SCALED
     return MCC_OK;
 }
 
