@@ -90,14 +90,16 @@ def render(table, provenance: str, models: list[str]) -> str:
 
 def check(rows: list[dict], table) -> list[str]:
     """Static estimate against measurement, per model and configuration."""
-    out = ["| model | board | DSP | measured | static estimate | error |", "|---|---|---|---|---|---|"]
+    out = ["| model | board | DSP | build | measured | static estimate | error |",
+           "|---|---|---|---|---|---|---|"]
     for row in rows:
         if not row.get("native", True):
             continue
         costs = table[row["core"]]
         est = sum(estimate(costs[x["kernel"]], x) for x in row["layers"])
         measured = sum(x["instructions"] for x in row["layers"])
-        out.append(f"| {row['model']} | {row['board']} | {'yes' if row['dsp'] else 'no'} | {measured:,} | "
+        build = "all in place (fit only)" if row.get("fit_only") else "default"
+        out.append(f"| {row['model']} | {row['board']} | {'yes' if row['dsp'] else 'no'} | {build} | {measured:,} | "
                    f"{est:,.0f} | {100 * (est / measured - 1):+.1f}% |")
     return out
 

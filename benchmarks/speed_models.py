@@ -15,6 +15,10 @@ counts) on four configurations:
 
 Prints Markdown tables for the README. --json keeps every measurement,
 per layer, for benchmarks/speed_fit.py (the static estimate's kernel costs).
+The JSON also holds "fit-only" runs (every eligible op in place, lean kernels)
+on the three native configurations: the default build uses the lean in-place
+kernels on few layers, and the pipeline's choice between kernels reads these
+costs, so their fit must not depend on what the last choice happened to be.
 """
 from __future__ import annotations
 
@@ -41,31 +45,36 @@ TFLM = {
 }
 
 # Generated MobileNetV2-style models: (name, modelgen.mobilenet_v2 arguments).
-GENERATED = (("mobilenet_v2_96_a035", dict(resolution=96, alpha=0.35)),
-             ("mobilenet_v2_64_a050", dict(resolution=64, alpha=0.5)))
+GENERATED = (("mobilenet_v2_96_a035", "mobilenet_v2", dict(resolution=96, alpha=0.35)),
+             ("mobilenet_v2_64_a050", "mobilenet_v2", dict(resolution=64, alpha=0.5)),
+             # MLPerf Tiny's image classification network (CIFAR-10 ResNet-8): 3x3 convolutions.
+             ("resnet8_mlperf_ic", "resnet8", dict()))
 
 
 def generated_models(directory: Path) -> list[Path]:
-    """Write the MobileNetV2-style models (modelgen caches their conversion on disk)."""
+    """Write the generated models (modelgen caches their conversion on disk)."""
     sys.path.insert(0, str(REPO / "tests"))
     import modelgen
     paths = []
-    for name, kwargs in GENERATED:
+    for name, factory, kwargs in GENERATED:
         path = directory / f"{name}.tflite"
-        path.write_bytes(modelgen.mobilenet_v2(**kwargs))
+        path.write_bytes(getattr(modelgen, factory)(**kwargs))
         paths.append(path)
     return paths
 
 
-def run_config(path: Path, board_name: str, dsp: bool, work: Path, memory: str) -> dict:
+def run_config(path: Path, board_name: str, dsp: bool, work: Path, memory: str,
+               fit_only: bool = False) -> dict:
     from mcucompile import boards
     from mcucompile.cli.bench import measure
     from mcucompile.pipeline import CompileOptions
 
     board = boards.load(board_name)
-    out = work / f"{path.stem}-{board_name}-{'dsp' if dsp else 'portable'}"
+    out = work / f"{path.stem}-{board_name}-{'dsp' if dsp else 'portable'}{'-fit' if fit_only else ''}"
+    options = (CompileOptions(memory="inplace", inplace_everywhere=True) if fit_only
+               else CompileOptions(memory=memory))
     t0 = time.perf_counter()
-    r = measure(path, board, out, runs=1, options=CompileOptions(memory=memory), portable=not dsp)
+    r = measure(path, board, out, runs=1, options=options, portable=not dsp)
     report = json.loads((out / "report.json").read_text())
     layer_macs = next((s["macs"] for s in report.get("strategies", []) if s["strategy"] == "layer"),
                       report["macs"])
@@ -73,6 +82,7 @@ def run_config(path: Path, board_name: str, dsp: bool, work: Path, memory: str) 
         "model": path.stem, "board": board_name, "dsp": r.dsp, "core": r.estimate.core,
         # What a normal build for this core runs (not the --portable comparison build).
         "native": r.dsp == board.dsp,
+        "fit_only": fit_only,
         "memory_strategy": report.get("memory_strategy", "layer"),
         "instructions": r.instructions, "macs": layer_macs, "executed_macs": r.estimate.macs,
         "flash": dataclasses.asdict(r.flash), "ram": dataclasses.asdict(r.ram),
@@ -183,6 +193,16 @@ def main() -> None:
                 rows.append(row)
                 print(f"{path.stem:<28} {label:<12} {row['instructions']:>13,} instructions "
                       f"({row['instructions'] / row['macs']:.2f}/MAC, {row['seconds']} s)", file=sys.stderr)
+        fit_rows = []
+        for path in paths:
+            for label, board, dsp in CONFIGS:
+                if dsp != (board != "qemu-m3"):
+                    continue   # the native configurations only
+                try:
+                    fit_rows.append(run_config(path, board, dsp, work, args.memory, fit_only=True))
+                except McuCompileError as e:
+                    print(f"{path.stem:<28} {label:<12} fit run FAILED: {str(e).splitlines()[0]}",
+                          file=sys.stderr)
         # Against TFLM, which runs layer by layer: also our fastest build, without patch recomputation.
         layer_rows = []
         for path in paths:
@@ -192,7 +212,8 @@ def main() -> None:
                 except McuCompileError as e:
                     print(f"{path.stem:<28} M7 layer     FAILED: {str(e).splitlines()[0]}", file=sys.stderr)
     if args.json:
-        args.json.write_text(json.dumps({"provenance": provenance(), "rows": rows}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"provenance": provenance(), "rows": rows + fit_rows},
+                                        indent=1) + "\n")
     print(tables(rows, layer_rows))
 
 
