@@ -41,13 +41,14 @@ BASELINE_RESOLUTIONS = (16, 24, 32, 40, 48)
 MOBILENETV2_DEPTHS = (2, 3, 4, 3)        # MobileNetV2's blocks at widths 24, 32, 64, 96
 
 
-def bench_board(directory: Path):
+def bench_board(directory: Path, sram: str = "32K"):
     data = yaml.safe_load((REPO / "boards" / "stm32f746.yaml").read_text())
-    data.update(name="bench32k", description="stm32f746 cut to 32 KB SRAM and 256 KB flash")
-    data["memory"]["sram"]["size"], data["memory"]["flash"]["size"] = "32K", "256K"
+    name = f"bench{sram.lower()}"
+    data.update(name=name, description=f"stm32f746 cut to {sram}B SRAM and 256 KB flash")
+    data["memory"]["sram"]["size"], data["memory"]["flash"]["size"] = sram, "256K"
     for optional in ("platformio", "renode"):
         data.pop(optional, None)
-    path = directory / "bench32k.yaml"
+    path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
     return boards.load(path)
 
@@ -80,10 +81,12 @@ def main() -> int:
     ap.add_argument("--budget", default="small", choices=("tiny", "small", "full"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "nas_bench")
+    ap.add_argument("--sram", default="32K", help="the benchmark board's SRAM (default 32K; 8 KB of it "
+                                                  "is stack, 4 KB runtime)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    board = bench_board(args.out)
-    results: dict = {"board": "stm32f746 with 32 KB SRAM, 256 KB flash", "data": "digits",
+    board = bench_board(args.out, args.sram)
+    results: dict = {"board": f"stm32f746 with {args.sram}B SRAM, 256 KB flash", "data": "digits",
                      "budget": args.budget, "seed": args.seed}
 
     # 1. TinyNAS
@@ -107,28 +110,38 @@ def main() -> int:
     from mcucompile.nas.quantize import convert, int8_accuracy, representative_sample
     from mcucompile.nas.train import macs
     from mcucompile.nas.training import fit, savings, train_early_bird
-    from mcucompile.pipeline import CompileOptions, compile_model
+    from mcucompile.pipeline import compile_model
 
     dataset = datamod.load("digits")
     splits = datamod.split(dataset, args.seed)
-    w, r, arch, cost = scaled_baseline(board, dataset.channels, dataset.num_classes)
-    xs = {k: datamod.resize(getattr(splits, k).x, r) for k in ("train", "val", "test")}
-    ys = {k: getattr(splits, k).y for k in ("train", "val", "test")}
     strat = strategy()
-    seed_everything(args.seed)
-    with strat.scope():
-        model = build_model(arch)
-    trainer, full = fit(model, xs["train"], ys["train"], (xs["val"], ys["val"]), BASELINE_EPOCHS, 1e-2,
-                        64, args.seed, strat, macs(arch), f"MobileNetV2 w{w:g} r{r}: full training", True)
-    test_float = trainer.accuracy(xs["test"], ys["test"])
-    tflite = convert(model, representative_sample(xs["train"], seed=args.seed))
-    compiled = compile_model(tflite, board, CompileOptions(memory="inplace")).report
-    results["mobilenetv2"] = {
-        "width": w, "resolution": r, "epochs": BASELINE_EPOCHS,
-        "test_accuracy_float": test_float,
-        "test_accuracy_int8": int8_accuracy(tflite, xs["test"], ys["test"]),
-        "arena_bytes": compiled.arena_bytes, "weights_bytes": compiled.weights_bytes, "macs": compiled.macs,
-        "train_cpu_seconds": full[-1].cpu_seconds}
+
+    def from_scratch(arch, r: int, label: str):
+        """Train `arch` at resolution r for BASELINE_EPOCHS, quantize and compile it."""
+        xs = {k: datamod.resize(getattr(splits, k).x, r) for k in ("train", "val", "test")}
+        ys = {k: getattr(splits, k).y for k in ("train", "val", "test")}
+        seed_everything(args.seed)
+        with strat.scope():
+            model = build_model(arch)
+        trainer, full = fit(model, xs["train"], ys["train"], (xs["val"], ys["val"]), BASELINE_EPOCHS,
+                            1e-2, 64, args.seed, strat, macs(arch), label, True)
+        tflite = convert(model, representative_sample(xs["train"], seed=args.seed))
+        compiled = compile_model(tflite, board).report
+        return xs, ys, full, {
+            "resolution": r, "epochs": BASELINE_EPOCHS,
+            "test_accuracy_float": trainer.accuracy(xs["test"], ys["test"]),
+            "test_accuracy_int8": int8_accuracy(tflite, xs["test"], ys["test"]),
+            "arena_bytes": compiled.arena_bytes, "weights_bytes": compiled.weights_bytes,
+            "macs": compiled.macs, "train_cpu_seconds": full[-1].cpu_seconds}
+
+    # The searched architecture with the baseline's training: architecture against
+    # architecture, apart from the search's own (shorter, inherited) training.
+    _, _, _, again = from_scratch(s.space.arch(s.best), s.space.resolution,
+                                  "TinyNAS architecture: trained from scratch")
+    results["tinynas_from_scratch"] = {"width": s.space.width, **again}
+    w, r, arch, cost = scaled_baseline(board, dataset.channels, dataset.num_classes)
+    xs, ys, full, base = from_scratch(arch, r, f"MobileNetV2 w{w:g} r{r}: full training")
+    results["mobilenetv2"] = {"width": w, **base}
 
     seed_everything(args.seed)
     eb = train_early_bird(arch, xs["train"], ys["train"], (xs["val"], ys["val"]), BASELINE_EPOCHS, 1e-2, 64,
@@ -152,6 +165,10 @@ def main() -> int:
     print(f"| TinyNAS ({args.budget}) | {t['resolution']}x{t['resolution']}, w{t['width']:g} | "
           f"{t['test_accuracy_float']:.3f} | {t['test_accuracy_int8']:.3f} | {t['arena_bytes']:,} B | "
           f"{t['weights_bytes']:,} B | {t['macs']:,} |")
+    a = results["tinynas_from_scratch"]
+    print(f"| TinyNAS architecture, {a['epochs']} epochs from scratch | {a['resolution']}x{a['resolution']}, "
+          f"w{a['width']:g} | {a['test_accuracy_float']:.3f} | {a['test_accuracy_int8']:.3f} | "
+          f"{a['arena_bytes']:,} B | {a['weights_bytes']:,} B | {a['macs']:,} |")
     print(f"| MobileNetV2 scaled | {m['resolution']}x{m['resolution']}, w{m['width']:g} | "
           f"{m['test_accuracy_float']:.3f} | {m['test_accuracy_int8']:.3f} | {m['arena_bytes']:,} B | "
           f"{m['weights_bytes']:,} B | {m['macs']:,} |")
