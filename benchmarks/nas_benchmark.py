@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from mcucompile import boards  # noqa: E402
 from mcucompile.nas import data as datamod  # noqa: E402
-from mcucompile.nas.efficiency import EfficiencyModel, constraints_for  # noqa: E402
+from mcucompile.nas.efficiency import DEFAULT_MEMORY, EfficiencyModel, constraints_for  # noqa: E402
 from mcucompile.nas.space import Block, SearchSpace, SubnetConfig  # noqa: E402
 
 BASELINE_EPOCHS = 20
@@ -110,7 +110,7 @@ def main() -> int:
     from mcucompile.nas.quantize import convert, int8_accuracy, representative_sample
     from mcucompile.nas.train import macs
     from mcucompile.nas.training import fit, savings, train_early_bird
-    from mcucompile.pipeline import compile_model
+    from mcucompile.pipeline import CompileOptions, compile_model
 
     dataset = datamod.load("digits")
     splits = datamod.split(dataset, args.seed)
@@ -126,7 +126,8 @@ def main() -> int:
         trainer, full = fit(model, xs["train"], ys["train"], (xs["val"], ys["val"]), BASELINE_EPOCHS,
                             1e-2, 64, args.seed, strat, macs(arch), label, True)
         tflite = convert(model, representative_sample(xs["train"], seed=args.seed))
-        compiled = compile_model(tflite, board).report
+        # The memory strategy the search plans and reports with (efficiency.DEFAULT_MEMORY).
+        compiled = compile_model(tflite, board, CompileOptions(memory=DEFAULT_MEMORY)).report
         return xs, ys, full, {
             "resolution": r, "epochs": BASELINE_EPOCHS,
             "test_accuracy_float": trainer.accuracy(xs["test"], ys["test"]),
