@@ -116,7 +116,8 @@ static void fault_puts(const char *s)
 }
 
 /* Prints "e-[fault: <exception> pc=0x........]" and stops: the host sees a dead device. */
-void fw_fault_report(const uint32_t *frame)
+/* `used`: only the handler's assembly calls it, which -flto does not see. */
+__attribute__((used)) void fw_fault_report(const uint32_t *frame)
 {
     static const char *const names[] = {
         "thread", "reset", "NMI", "HardFault", "MemManage", "BusFault", "UsageFault",
