@@ -572,6 +572,35 @@ def test_planar_depthwise_in_place_is_bit_exact(kw):
     assert_bit_exact(model, runs=2, options=INPLACE_FAST)
 
 
+# The fast in-place form of a 1x1 convolution: mcc_gemm_s8 in blocks of four
+# pixels, first to last (out_c <= in_c) or last to first (out_c > in_c), the
+# leftover pixels (rows % 4) through the block with their outputs via scratch.
+GEMM_INPLACE = {
+    "expand_leftover_3": (dict(input_shape=(1, 5, 7, 3), filters=11, activation="relu6"), 2),
+    "project_leftover_1": (dict(input_shape=(1, 3, 7, 12), filters=5), 1),
+    "equal_whole_blocks": (dict(input_shape=(1, 4, 6, 8), filters=8, activation="relu"), 1),
+    "expand_batch2": (dict(input_shape=(2, 3, 3, 4), filters=9), 2),
+}
+
+
+@pytest.mark.tf
+@pytest.mark.reference
+@pytest.mark.parametrize("name", list(GEMM_INPLACE))
+def test_gemm_1x1_in_place_is_bit_exact(name):
+    import modelgen as mg
+    from harness import assert_bit_exact, host_board
+    from mcucompile.pipeline import compile_model
+    kw, order = GEMM_INPLACE[name]
+    model = mg.conv2d(**kw, kernel=1, stride=1, padding="valid")
+    compiled = compile_model(model, host_board(), INPLACE_FAST)
+    (call,) = [c for c in compiled.calls.values() if c is not None]
+    fields = {f.name: f.value for f in call.fields}
+    assert call.function == "mcc_gemm_s8" and call.inplace_input is not None
+    assert fields["inplace"] == order and fields["row_block"] == 4
+    assert call.scratch_bytes == inplace.gemm_inplace_scratch_bytes(fields["depth"], fields["out_c"])
+    assert_bit_exact(model, runs=2, options=INPLACE_FAST)
+
+
 @pytest.mark.tf
 def test_fast_in_place_form_needs_what_the_lean_one_needs():
     """A depth multiplier > 1 writes over other channels' input: neither form runs it in place."""

@@ -220,3 +220,30 @@ def test_planar_depthwise_in_place_is_bit_exact_on_qemu(name, board, model_dir, 
     assert offsets[ops[1].inputs[0]] == offsets[ops[1].outputs[0]]
     assert report.compared and report.samples == RUNS
     assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)
+
+
+# The fast in-place form of 1x1 convolutions: mcc_gemm_s8 (its 4x2 assembly
+# tiles on the M4/M7) over blocks of four pixels, last to first for an
+# expansion, first to last for a projection; 35 pixels: three left over.
+GEMM_CASE = dict(input_shape=(1, 5, 7, 4), layers=(("pw", 13, 1, "relu6"), ("pw", 6, 1, None)))
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_gemm_1x1_in_place_is_bit_exact_on_qemu(board, model_dir, tmp_path):
+    import modelgen as mg
+    from harness import run_on_qemu
+    from mcucompile.pipeline import CompileOptions
+    path = model_dir / "gemm_inplace.tflite"
+    if not path.exists():
+        path.write_bytes(mg.conv_chain(**GEMM_CASE, seed=9))
+    options = CompileOptions(memory="inplace", inplace_everywhere=True, inplace_fast_form=True)
+    compiled, report = run_on_qemu(path, board, tmp_path / "build", options=options, runs=RUNS)
+    ops = [op for op in compiled.graph.ops if compiled.calls[op.index] is not None]
+    orders = []
+    for op in ops:
+        call = compiled.calls[op.index]
+        assert call.function == "mcc_gemm_s8" and call.inplace_input == op.inputs[0]
+        orders.append({f.name: f.value for f in call.fields}["inplace"])
+    assert orders == [2, 1]
+    assert report.compared and report.samples == RUNS
+    assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)

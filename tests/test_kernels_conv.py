@@ -448,6 +448,7 @@ def _c_scratch_cases():
     """(C expression printing a scratch size, the Python mirror's value)."""
     from mcucompile.kernels.conv import (gemm_scratch_bytes, im2col_scratch_bytes,
                                          one_channel_scratch_bytes, planar_scratch_bytes)
+    from mcucompile.kernels.inplace import gemm_inplace_scratch_bytes
     rng = np.random.default_rng(3)
     cases = []
     for _ in range(30):
@@ -455,6 +456,11 @@ def _c_scratch_cases():
         cases.append((f"{{ mcc_gemm_params p = {{ .rows = {rows}, .depth = {depth}, .row_block = {rb} }};"
                        f" printf(\"%zu\\n\", mcc_gemm_s8_scratch_bytes(&p)); }}",
                        gemm_scratch_bytes(rows, depth, rb)))
+        oc, order = int(rng.integers(1, 300)), int(rng.integers(1, 3))
+        cases.append((f"{{ mcc_gemm_params p = {{ .rows = {rows}, .depth = {depth}, .out_c = {oc},"
+                       f" .row_block = 4, .inplace = {order} }};"
+                       f" printf(\"%zu\\n\", mcc_gemm_s8_scratch_bytes(&p)); }}",
+                       gemm_inplace_scratch_bytes(depth, oc)))
         b, oh, ow = int(rng.integers(1, 3)), int(rng.integers(1, 5)), int(rng.integers(1, 5))
         fh, fw, ic = int(rng.integers(1, 8)), int(rng.integers(1, 8)), int(rng.integers(1, 9))
         cases.append((f"{{ mcc_conv2d_im2col_params p = {{ .batches = {b}, .out_h = {oh}, .out_w = {ow},"

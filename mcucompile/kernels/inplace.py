@@ -58,6 +58,10 @@ by its own output; what matters is the input of the pixels not yet computed.
 So at stride 1 over the whole image one of the two orders always works;
 otherwise `pointwise_order()` checks both exactly.
 
+The fast form (`conv2d_1x1_inplace_gemm`, stride 1 over the whole image):
+mcc_gemm_s8 widens four pixels into scratch before it writes their outputs,
+so the same two orders hold a block of four pixels at a time.
+
 Element-wise ops: the kernels listed in ELEMENTWISE_INPLACE_SAFE read element i
 (of the operand being overwritten) and then write element i, in increasing
 i, and never read an element below i afterwards, so output == input is safe.
@@ -140,6 +144,12 @@ def window_scratch_bytes(ring: int, in_w: int) -> int:
 def pointwise_scratch_bytes(out_c: int) -> int:
     """Mirror of mcc_pointwise_inplace_s8_scratch_bytes: one output pixel."""
     return out_c
+
+
+def gemm_inplace_scratch_bytes(depth: int, out_c: int) -> int:
+    """Mirror of mcc_gemm_s8_scratch_bytes in place: the int16 block of four
+    rows, then four rows of outputs for the leftover rows."""
+    return 32 * ((depth + 3) // 4) + 4 * out_c
 
 
 def _row_bytes(filter_w: int) -> int:
@@ -341,6 +351,31 @@ def conv2d_1x1_inplace(op: Op, graph: Graph, target: KernelTarget) -> KernelCall
                            in_h=in_h, in_w=win.in_w, in_c=win.in_c, out_h=out_h,
                            out_w=win.out_w, out_c=win.out_c, stride_h=win.stride_h,
                            stride_w=win.stride_w)
+
+
+@fast_inplace_lowering(OpKind.CONV_2D)
+def conv2d_1x1_inplace_gemm(op: Op, graph: Graph, target: KernelTarget) -> KernelCall | None:
+    """mcc_gemm_s8 in blocks of four rows with output == input (its `inplace`
+    order): each block's rows are widened into scratch before its outputs are
+    written, so (as for the lean kernel's pixels, a block at a time) first to
+    last is safe when out_c <= in_c and last to first when out_c >= in_c. The
+    leftover rows go through the block too, their outputs via scratch (not
+    mcc_gemm_s8's usual row pairs, which write a row's first channels before
+    its other channels have read it). Stride 1 over the whole image only."""
+    lean = conv2d_1x1_inplace(op, graph, target)     # the same conditions
+    if lean is None:
+        return None
+    f = {x.name: x.value for x in lean.fields}
+    if (f["stride_h"], f["stride_w"], f["out_h"], f["out_w"]) != (1, 1, f["in_h"], f["in_w"]):
+        return None
+    call = LOWERINGS[OpKind.CONV_2D](op, graph, target)
+    g = {x.name: x.value for x in call.fields}
+    if call.function != "mcc_gemm_s8" or g.get("row_block") != 4 or g["rows"] < 4:
+        return None
+    order = 2 if f["out_c"] > f["in_c"] else 1
+    return replace(call, fields=call.fields + (Field("inplace", order),),
+                   scratch_bytes=gemm_inplace_scratch_bytes(g["depth"], g["out_c"]),
+                   inplace_input=lean.inplace_input)
 
 
 @inplace_lowering(OpKind.FULLY_CONNECTED)

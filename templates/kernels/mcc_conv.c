@@ -862,8 +862,51 @@ static void gemm_rows2(const int8_t *input, int32_t rows, int32_t depth, const i
 
 size_t mcc_gemm_s8_scratch_bytes(const mcc_gemm_params *p)
 {
-    /* Four rows of ceil(depth / 4) groups of four int16 values. */
+    /* Four rows of ceil(depth / 4) groups of four int16 values; in place, then
+     * the outputs of a block of leftover rows. */
+    if (p->inplace) {
+        return (size_t)32 * (size_t)groups_of(p->depth) + (size_t)4 * (size_t)p->out_c;
+    }
     return p->row_block == 4 && p->rows >= 4 ? (size_t)32 * (size_t)groups_of(p->depth) : 0u;
+}
+
+/* The n < 4 rows from row r through the block (the last one repeated), their
+ * outputs via scratch after the block. */
+static void gemm_tail_rows(const mcc_gemm_params *p, const int8_t *input, int8_t *output,
+                           void *scratch, int32_t r, int32_t n)
+{
+    const int32_t depth = p->depth, out_c = p->out_c;
+    int8_t *tile = (int8_t *)scratch + 32 * groups_of(depth);
+    const int8_t *rows[4];
+    for (int32_t i = 0; i < 4; ++i) {
+        rows[i] = input + (r + MCC_MIN(i, n - 1)) * depth;
+    }
+    widen_rows4(rows, depth, scratch);
+    gemm_block4(scratch, groups_of(depth), p->weights, p->channels, out_c, tile);
+    memcpy(output + r * out_c, tile, (size_t)(n * out_c));
+}
+
+/* In place (mcc_conv.h, `inplace`): whole blocks and the leftover rows, in
+ * the order that never overwrites a row before it is widened. */
+static void gemm_inplace(const mcc_gemm_params *p, const int8_t *input, int8_t *output,
+                         void *scratch)
+{
+    const int32_t depth = p->depth, out_c = p->out_c;
+    const int32_t whole = p->rows & ~3, left = p->rows - whole;
+    const int backward = p->inplace == 2;
+    if (backward && left) {
+        gemm_tail_rows(p, input, output, scratch, whole, left);
+    }
+    for (int32_t i = 0; i < whole; i += 4) {
+        const int32_t r = backward ? whole - 4 - i : i;
+        const int8_t *x = input + r * depth;
+        const int8_t *const rows[4] = {x, x + depth, x + 2 * depth, x + 3 * depth};
+        widen_rows4(rows, depth, scratch);
+        gemm_block4(scratch, groups_of(depth), p->weights, p->channels, out_c, output + r * out_c);
+    }
+    if (!backward && left) {
+        gemm_tail_rows(p, input, output, scratch, whole, left);
+    }
 }
 
 int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, void *scratch)
@@ -871,6 +914,11 @@ int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, v
     const int32_t depth = p->depth;
     const int32_t out_c = p->out_c;
     int32_t r = 0;
+    if (p->inplace) {
+        gemm_inplace(p, input, output, scratch);
+        clamp_activation(output, p->rows * out_c, p->act_min, p->act_max);
+        return MCC_OK;
+    }
     if (p->row_block == 4) {
         for (; r + 4 <= p->rows; r += 4) {
             const int8_t *x = input + r * depth;

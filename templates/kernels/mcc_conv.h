@@ -163,6 +163,12 @@ int mcc_conv2d_1x1_s8(const mcc_fully_connected_params *p,
  * row_block: 4: blocks of four rows are widened to int16 pairs in scratch
  *            first (mcc_gemm_s8_scratch_bytes); 1: rows are read where they
  *            lie, no scratch. Leftover rows (rows % 4) always go one by one.
+ * inplace:   0: output and input apart. 1 (first to last) or 2 (last to
+ *            first): output == input, row_block 4. A block's four rows are
+ *            widened into scratch before any of its outputs is written, and
+ *            the leftover rows go through the same block (their outputs via
+ *            scratch), so order 1 is safe when out_c <= depth and order 2 when
+ *            out_c >= depth (kernels/inplace.py checks which).
  */
 typedef struct {
     int32_t rows;
@@ -172,6 +178,7 @@ typedef struct {
     int32_t act_min, act_max;
     const int8_t *weights;
     const int32_t *channels;
+    int32_t inplace;
 } mcc_gemm_params;
 
 int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, void *scratch);
