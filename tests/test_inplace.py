@@ -595,7 +595,7 @@ def test_gemm_1x1_in_place_is_bit_exact(name):
     compiled = compile_model(model, host_board(), INPLACE_FAST)
     (call,) = [c for c in compiled.calls.values() if c is not None]
     fields = {f.name: f.value for f in call.fields}
-    assert call.function == "mcc_gemm_s8" and call.inplace_input is not None
+    assert call.function == "mcc_gemm_inplace_s8" and call.inplace_input is not None
     assert fields["inplace"] == order and fields["row_block"] == 4
     assert call.scratch_bytes == inplace.gemm_inplace_scratch_bytes(fields["depth"], fields["out_c"])
     assert_bit_exact(model, runs=2, options=INPLACE_FAST)

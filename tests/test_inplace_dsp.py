@@ -242,7 +242,7 @@ def test_gemm_1x1_in_place_is_bit_exact_on_qemu(board, model_dir, tmp_path):
     orders = []
     for op in ops:
         call = compiled.calls[op.index]
-        assert call.function == "mcc_gemm_s8" and call.inplace_input == op.inputs[0]
+        assert call.function == "mcc_gemm_inplace_s8" and call.inplace_input == op.inputs[0]
         orders.append({f.name: f.value for f in call.fields}["inplace"])
     assert orders == [2, 1]
     assert report.compared and report.samples == RUNS

@@ -373,7 +373,8 @@ def conv2d_1x1_inplace_gemm(op: Op, graph: Graph, target: KernelTarget) -> Kerne
     if call.function != "mcc_gemm_s8" or g.get("row_block") != 4 or g["rows"] < 4:
         return None
     order = 2 if f["out_c"] > f["in_c"] else 1
-    return replace(call, fields=call.fields + (Field("inplace", order),),
+    return replace(call, function="mcc_gemm_inplace_s8",
+                   fields=call.fields + (Field("inplace", order),),
                    scratch_bytes=gemm_inplace_scratch_bytes(g["depth"], g["out_c"]),
                    inplace_input=lean.inplace_input)
 

@@ -914,11 +914,6 @@ int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, v
     const int32_t depth = p->depth;
     const int32_t out_c = p->out_c;
     int32_t r = 0;
-    if (p->inplace) {
-        gemm_inplace(p, input, output, scratch);
-        clamp_activation(output, p->rows * out_c, p->act_min, p->act_max);
-        return MCC_OK;
-    }
     if (p->row_block == 4) {
         for (; r + 4 <= p->rows; r += 4) {
             const int8_t *x = input + r * depth;
@@ -934,6 +929,18 @@ int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, v
                    output + r * out_c);
     }
     clamp_activation(output, p->rows * out_c, p->act_min, p->act_max);
+    return MCC_OK;
+}
+
+/* Its own entry point, so that models without it do not link it. */
+int mcc_gemm_inplace_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output,
+                        void *scratch)
+{
+    if (!p->inplace || p->row_block != 4 || (const int8_t *)output != input) {
+        return MCC_ERROR;
+    }
+    gemm_inplace(p, input, output, scratch);
+    clamp_activation(output, p->rows * p->out_c, p->act_min, p->act_max);
     return MCC_OK;
 }
 

@@ -163,8 +163,8 @@ int mcc_conv2d_1x1_s8(const mcc_fully_connected_params *p,
  * row_block: 4: blocks of four rows are widened to int16 pairs in scratch
  *            first (mcc_gemm_s8_scratch_bytes); 1: rows are read where they
  *            lie, no scratch. Leftover rows (rows % 4) always go one by one.
- * inplace:   0: output and input apart. 1 (first to last) or 2 (last to
- *            first): output == input, row_block 4. A block's four rows are
+ * inplace:   mcc_gemm_inplace_s8 only (0 for mcc_gemm_s8): 1 (first to last)
+ *            or 2 (last to first), output == input, row_block 4. A block's four rows are
  *            widened into scratch before any of its outputs is written, and
  *            the leftover rows go through the same block (their outputs via
  *            scratch), so order 1 is safe when out_c <= depth and order 2 when
@@ -182,6 +182,9 @@ typedef struct {
 } mcc_gemm_params;
 
 int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, void *scratch);
+/* The same with output == input: `inplace` 1 or 2, row_block 4. */
+int mcc_gemm_inplace_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output,
+                        void *scratch);
 size_t mcc_gemm_s8_scratch_bytes(const mcc_gemm_params *p);
 
 /* CONV_2D without groups through im2col: the patches of four output pixels
