@@ -183,3 +183,24 @@ def test_small_mobilenet_v2_is_bit_exact_on_qemu(board, model_dir, tmp_path):
     kernels = {layer.kernel for layer in compiled.report.layers}
     assert {"mcc_conv2d_im2col_s8", "mcc_gemm_s8", "mcc_depthwise_conv2d_planar_3x3_s8"} <= kernels
     assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)
+
+
+@pytest.mark.parametrize("board", ["qemu-m7", pytest.param("qemu-m4", marks=pytest.mark.slow),
+                                   pytest.param("qemu-m3", marks=pytest.mark.slow)])
+def test_resnet8_default_build_is_bit_exact_on_qemu(board, model_dir, tmp_path):
+    # MLPerf Tiny's IC network at a small resolution, built as `build` builds it
+    # (the smallest arena): 3x3 convolutions through im2col, at the memory peak
+    # with the patches on the stack, residual ADDs through their tables.
+    import modelgen as mg
+    from harness import run_on_qemu
+    from mcucompile.pipeline import CompileOptions
+    path = model_dir / "resnet8_16.tflite"
+    if not path.exists():
+        path.write_bytes(mg.resnet8(resolution=16))
+    compiled, report = run_on_qemu(path, board, tmp_path / "build", runs=1, options=CompileOptions())
+    fields = {c.function: {f.name: f.value for f in c.fields} for c in compiled.calls.values() if c}
+    assert "mcc_conv2d_im2col_s8" in fields and "input1_scaled" in fields["mcc_add_s8"]
+    stack = [c for c in compiled.calls.values() if c and c.function == "mcc_conv2d_im2col_s8"
+             and {f.name: f.value for f in c.fields}["row_block"] == 2]
+    assert stack, "no im2col layer at the peak"
+    assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)
