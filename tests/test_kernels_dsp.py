@@ -56,9 +56,9 @@ def _cases() -> dict[str, tuple[str, dict, str]]:
         input_shape=(1, 19, 16, 1), kernel=(10, 8), stride=2, depth_multiplier=3),
         "mcc_conv2d_im2col_s8")
     # Whole depth groups (depth % 4 == 0) take the assembly tiles on the M4/M7:
-    # 4x2 blocks with an odd and an even number of groups, 2x2 without scratch
-    # (the compact form at the memory peak, COMPACT below), leftover and lone
-    # rows, and an odd last channel run against its zero-padded twin.
+    # 4x2 blocks with an odd and an even number of groups (at the memory peak,
+    # COMPACT below, with the block on the stack), 2x2 leftover and lone rows,
+    # and an odd last channel run against its zero-padded twin.
     cases["conv_k1_depth12_compact"] = ("conv2d", dict(
         input_shape=(1, 7, 9, 12), filters=odd(3, 9), kernel=1, padding="valid",
         seed=int(rng.integers(100))), "mcc_gemm_s8")
@@ -96,6 +96,11 @@ def _cases() -> dict[str, tuple[str, dict, str]]:
     cases["conv_k3_s2_same_c5_compact"] = ("conv2d", dict(
         input_shape=(1, 11, 9, 5), filters=odd(3, 9), kernel=3, stride=2, padding="same",
         seed=int(rng.integers(100))), "mcc_conv2d_im2col_s8")
+    # A 1x1 convolution at the peak too deep for the stack block (72 > 64):
+    # rows read where they lie (the 2x2 assembly tiles).
+    cases["conv_k1_depth72_compact"] = ("conv2d", dict(
+        input_shape=(1, 5, 7, 72), filters=odd(3, 9), kernel=1, padding="valid",
+        seed=int(rng.integers(100))), "mcc_gemm_s8")
     # ADD through its tables and the fast output stage (SMMLAR on the M4/M7).
     cases["add_tables"] = ("add", dict(shape_a=(1, 16, 16, 8), shape_b=(1, 16, 16, 8),
                                        activation="relu"), "mcc_add_s8")
@@ -116,10 +121,10 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "depthwise_k3_s1_even_w", "depthwise_1ch_k3x3_s2_same_m8_compact",
                        "depthwise_1ch_k10x8_s2_same_m7_compact",
                        "conv_k3_s1_same_depth16_compact", "conv_k3_s2_same_c5_compact",
-                       "add_tables"},
+                       "add_tables", "conv_k1_depth72_compact"},
            "qemu-m4": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact",
                        "depthwise_1ch_k5x5_s1_valid_m3_compact", "conv_k3_s1_same_depth16_compact",
-                       "add_tables"},
+                       "add_tables", "conv_k1_depth72_compact"},
            "qemu-m3": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1",
                        "depthwise_1ch_k3x3_s2_same_m8_compact", "conv_k3_s1_same_depth16_compact",
                        "add_tables"}}
@@ -162,7 +167,11 @@ def test_fast_kernel_is_bit_exact_on_qemu(name, board, model_dir, tmp_path):
     assert kernel in kernels, kernels
     layer = compiled.report.layers[kernels.index(kernel)]
     if name in COMPACT:
-        assert layer.scratch_bytes == 0, layer      # rows read where they lie
+        assert layer.scratch_bytes == 0, layer      # no arena scratch at the peak
+        if kernel == "mcc_gemm_s8":                 # the block on the stack, or rows in place
+            (call,) = [c for c in compiled.calls.values() if c is not None]
+            row_block = {f.name: f.value for f in call.fields}["row_block"]
+            assert row_block == (1 if "depth72" in name else 2), row_block
     elif name.startswith("conv_k1_depth"):
         assert layer.scratch_bytes > 0, layer       # blocks of four rows in scratch
     assert report.compared and report.samples == 2

@@ -477,6 +477,9 @@ IM2COL_MAX_PATCH = 4096
 # MCC_IM2COL_STACK_PATCH (mcc_conv.h): the scratch-free im2col keeps two
 # patches of at most this many bytes on the stack.
 IM2COL_STACK_PATCH = 576
+# MCC_GEMM_STACK_BLOCK (mcc_conv.h): the scratch-free GEMM keeps its int16
+# block of four rows on the stack when it is at most this big (depth <= 64).
+GEMM_STACK_BLOCK = 512
 # Channel planes in scratch per depthwise pass: as many as fit in this many
 # bytes, at least one. One plane may not exceed PLANAR_MAX_PLANE.
 PLANAR_BUDGET = 2048
@@ -494,7 +497,7 @@ class Choice:
     variant: Variant
     scratch_bytes: int
     why: str                    # for GENERAL: what rules the fast kernels out
-    row_block: int = 1          # GEMM, IM2COL: 4 (int16 blocks in scratch) or 1; IM2COL 2: stack patches
+    row_block: int = 1          # GEMM, IM2COL: 4 (int16 blocks in scratch), 2 (on the stack) or 1
     group: int = 0              # PLANAR: channel planes per pass
     plane_h: int = 0
     plane_w: int = 0
@@ -505,8 +508,14 @@ def _groups(depth: int) -> int:
 
 
 def gemm_scratch_bytes(rows: int, depth: int, row_block: int) -> int:
-    """Mirror of mcc_gemm_s8_scratch_bytes."""
+    """Mirror of mcc_gemm_s8_scratch_bytes (row_block 2: the block on the stack)."""
     return 32 * _groups(depth) if row_block == 4 and rows >= 4 else 0
+
+
+def _compact_row_block(rows: int, depth: int) -> int:
+    """At the memory peak: the int16 block on the stack where it is small enough
+    (MCC_GEMM_STACK_BLOCK), else rows read where they lie."""
+    return 2 if rows >= 4 and 32 * _groups(depth) <= GEMM_STACK_BLOCK else 1
 
 
 def im2col_scratch_bytes(pixels: int, patch: int, row_block: int) -> int:
@@ -574,12 +583,12 @@ def _choose(layer: _Layer, compact: bool = False) -> Choice:
         return Choice(Variant.GENERAL, 0, why)
     if layer.kind == OpKind.FULLY_CONNECTED:
         depth = layer.weights.shape[1]
-        rb = 1 if compact else _row_block(layer.rows, depth)
+        rb = _compact_row_block(layer.rows, depth) if compact else _row_block(layer.rows, depth)
         return Choice(Variant.GEMM, gemm_scratch_bytes(layer.rows, depth, rb), "", row_block=rb)
     win = layer.win
     pixels = win.batches * win.out_h * win.out_w
     if _is_pointwise(layer):
-        rb = 1 if compact else _row_block(pixels, win.in_c)
+        rb = _compact_row_block(pixels, win.in_c) if compact else _row_block(pixels, win.in_c)
         return Choice(Variant.GEMM, gemm_scratch_bytes(pixels, win.in_c, rb), "", row_block=rb)
     one_channel = _one_channel(layer)
     if compact:

@@ -914,7 +914,15 @@ int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, v
     const int32_t depth = p->depth;
     const int32_t out_c = p->out_c;
     int32_t r = 0;
-    if (p->row_block == 4) {
+    /* row_block 2: the block on the stack (mcc_conv.h). */
+    uint32_t stack_block[MCC_GEMM_STACK_BLOCK / 4];
+    if (p->row_block == 2) {
+        if (32 * groups_of(depth) > MCC_GEMM_STACK_BLOCK) {
+            return MCC_ERROR;
+        }
+        scratch = stack_block;
+    }
+    if (p->row_block == 4 || p->row_block == 2) {
         for (; r + 4 <= p->rows; r += 4) {
             const int8_t *x = input + r * depth;
             const int8_t *const rows[4] = {x, x + depth, x + 2 * depth, x + 3 * depth};

@@ -161,8 +161,10 @@ int mcc_conv2d_1x1_s8(const mcc_fully_connected_params *p,
  *            (k+1, k+3). Missing channels and depth are zero.
  * channels:  [out_c][4] int32, see "Fast requantization".
  * row_block: 4: blocks of four rows are widened to int16 pairs in scratch
- *            first (mcc_gemm_s8_scratch_bytes); 1: rows are read where they
- *            lie, no scratch. Leftover rows (rows % 4) always go one by one.
+ *            first (mcc_gemm_s8_scratch_bytes); 2: the same with the block on
+ *            the stack (at most MCC_GEMM_STACK_BLOCK bytes: depth <= 64), no
+ *            scratch, for a layer at the memory peak; 1: rows are read where
+ *            they lie, no scratch. Leftover rows (rows % 4) go two by two.
  * inplace:   mcc_gemm_inplace_s8 only (0 for mcc_gemm_s8): 1 (first to last)
  *            or 2 (last to first), output == input, row_block 4. A block's four rows are
  *            widened into scratch before any of its outputs is written, and
@@ -180,6 +182,8 @@ typedef struct {
     const int32_t *channels;
     int32_t inplace;
 } mcc_gemm_params;
+
+#define MCC_GEMM_STACK_BLOCK 512
 
 int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, void *scratch);
 /* The same with output == input: `inplace` 1 or 2, row_block 4. */
