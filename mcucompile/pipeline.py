@@ -187,7 +187,8 @@ def _keep_inplace_where_it_pays(graph: Graph, target: KernelTarget, calls, inpla
 
     The liveness bound says which steps have room, but placement can fragment, so
     the margin below the peak shrinks until the arena is no larger than with
-    every eligible op in place."""
+    every eligible op in place; then `_fast_one_by_one` revisits the ops left in
+    place one at a time."""
     lean_calls, lean_inplace = dict(calls), dict(inplace)
     if compact:
         _compact_at_peak(graph, target, lean_calls, lean_inplace)
