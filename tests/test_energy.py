@@ -271,3 +271,12 @@ def test_the_l4r5_board_file_power_matches_mlperf():
     for r in L4R5:
         predicted = board.power.active_mw * r.latency_ms
         assert abs(predicted - r.energy_uj) / r.energy_uj <= energy.CALIBRATION_TOLERANCE, r.benchmark
+
+
+def test_an_unfitted_kernel_costs_what_the_kernel_whose_loops_it_runs_costs(monkeypatch):
+    from mcucompile import energy
+    table = {core: {f: c for f, c in costs.items() if f != "mcc_gemm_inplace_s8"}
+             for core, costs in energy.KERNEL_COSTS.items()}
+    monkeypatch.setattr(energy, "KERNEL_COSTS", table)
+    cost, origin = energy.kernel_cost("cortex-m7", "mcc_gemm_inplace_s8")
+    assert cost == table["cortex-m7"]["mcc_gemm_s8"] and "as mcc_gemm_s8" in origin
