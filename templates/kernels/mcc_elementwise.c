@@ -37,66 +37,59 @@ static void add_scaled_flat(const int32_t *t1, const int32_t *t2, const int8_t *
     }
 }
 
-static int add_scaled(const mcc_add_params *p, const int8_t *input1, const int8_t *input2,
-                      int8_t *output)
+/* One innermost run of n outputs: the inputs' elements a_step and b_step apart. */
+typedef void (*add_run)(const mcc_add_params *p, const int8_t *a, int32_t a_step,
+                        const int8_t *b, int32_t b_step, int32_t n, int8_t *out);
+
+static void add_run_exact(const mcc_add_params *p, const int8_t *a, int32_t a_step,
+                          const int8_t *b, int32_t b_step, int32_t n, int8_t *out)
+{
+    for (int32_t i = 0; i < n; ++i) {
+        out[i] = add_one(p, a[i * a_step], b[i * b_step]);
+    }
+}
+
+static void add_run_scaled(const mcc_add_params *p, const int8_t *a, int32_t a_step,
+                           const int8_t *b, int32_t b_step, int32_t n, int8_t *out)
 {
     const int32_t *t1 = p->input1_scaled + 128, *t2 = p->input2_scaled + 128;
     const int32_t k[5] = {p->output_multiplier, p->output_hib, p->output_post, p->act_min,
                           p->act_max};
+    if (a_step == 1 && b_step == 1) {
+        add_scaled_flat(t1, t2, a, b, out, n, k);
+        return;
+    }
+    for (int32_t i = 0; i < n; ++i) {
+        out[i] = add_scaled_one(t1[a[i * a_step]], t2[b[i * b_step]], k[0], k[1], k[2], k[3],
+                                k[4]);
+    }
+}
+
+/* The broadcast loops (mcc_elementwise.h, "Layout"), one run per innermost loop. */
+static void add_walk(const mcc_add_params *p, const int8_t *input1, const int8_t *input2,
+                     int8_t *output, add_run run)
+{
     if (p->shape == NULL) {
-        add_scaled_flat(t1, t2, input1, input2, output, p->size, k);
-        return MCC_OK;
+        run(p, input1, 1, input2, 1, p->size, output);
+        return;
     }
     const int32_t *n = p->shape;
     const int32_t *s1 = p->input1_strides;
     const int32_t *s2 = p->input2_strides;
     for (int32_t i0 = 0; i0 < n[0]; ++i0) {
         for (int32_t i1 = 0; i1 < n[1]; ++i1) {
-            for (int32_t i2 = 0; i2 < n[2]; ++i2) {
-                const int8_t *a = input1 + i0 * s1[0] + i1 * s1[1] + i2 * s1[2];
-                const int8_t *b = input2 + i0 * s2[0] + i1 * s2[1] + i2 * s2[2];
-                const int32_t n3 = n[3], a3 = s1[3], b3 = s2[3];
-                if (a3 == 1 && b3 == 1) {
-                    add_scaled_flat(t1, t2, a, b, output, n3, k);
-                    output += n3;
-                    continue;
-                }
-                for (int32_t i3 = 0; i3 < n3; ++i3) {
-                    *output++ = add_scaled_one(t1[a[i3 * a3]], t2[b[i3 * b3]], k[0], k[1], k[2],
-                                               k[3], k[4]);
-                }
+            for (int32_t i2 = 0; i2 < n[2]; ++i2, output += n[3]) {
+                run(p, input1 + i0 * s1[0] + i1 * s1[1] + i2 * s1[2], s1[3],
+                    input2 + i0 * s2[0] + i1 * s2[1] + i2 * s2[2], s2[3], n[3], output);
             }
         }
     }
-    return MCC_OK;
 }
 
 int mcc_add_s8(const mcc_add_params *p, const int8_t *input1, const int8_t *input2,
                int8_t *output)
 {
-    if (p->input1_scaled != NULL) {
-        return add_scaled(p, input1, input2, output);
-    }
-    if (p->shape == NULL) {
-        for (int32_t i = 0; i < p->size; ++i) {
-            output[i] = add_one(p, input1[i], input2[i]);
-        }
-        return MCC_OK;
-    }
-    const int32_t *n = p->shape;
-    const int32_t *s1 = p->input1_strides;
-    const int32_t *s2 = p->input2_strides;
-    for (int32_t i0 = 0; i0 < n[0]; ++i0) {
-        for (int32_t i1 = 0; i1 < n[1]; ++i1) {
-            for (int32_t i2 = 0; i2 < n[2]; ++i2) {
-                const int8_t *a = input1 + i0 * s1[0] + i1 * s1[1] + i2 * s1[2];
-                const int8_t *b = input2 + i0 * s2[0] + i1 * s2[1] + i2 * s2[2];
-                for (int32_t i3 = 0; i3 < n[3]; ++i3) {
-                    *output++ = add_one(p, a[i3 * s1[3]], b[i3 * s2[3]]);
-                }
-            }
-        }
-    }
+    add_walk(p, input1, input2, output, p->input1_scaled != NULL ? add_run_scaled : add_run_exact);
     return MCC_OK;
 }
 
