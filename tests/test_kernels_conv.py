@@ -466,7 +466,7 @@ def _c_scratch_cases():
         cases.append((f"{{ mcc_conv2d_im2col_params p = {{ .batches = {b}, .out_h = {oh}, .out_w = {ow},"
                        f" .filter_h = {fh}, .filter_w = {fw}, .in_c = {ic}, .row_block = {rb} }};"
                        f" printf(\"%zu\\n\", mcc_conv2d_im2col_s8_scratch_bytes(&p)); }}",
-                       im2col_scratch_bytes(b * oh * ow, fh * fw * ic, rb)))
+                       im2col_scratch_bytes(b * oh * ow, fh * fw * ic, rb, ic)))
         g, ph, pw = int(rng.integers(1, 9)), int(rng.integers(3, 60)), 4 * int(rng.integers(1, 16))
         cases.append((f"{{ mcc_depthwise_conv2d_planar_params p = {{ .group = {g}, .plane_h = {ph},"
                        f" .plane_w = {pw} }}; printf(\"%zu\\n\","

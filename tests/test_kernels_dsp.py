@@ -96,6 +96,22 @@ def _cases() -> dict[str, tuple[str, dict, str]]:
     cases["conv_k3_s2_same_c5_compact"] = ("conv2d", dict(
         input_shape=(1, 11, 9, 5), filters=odd(3, 9), kernel=3, stride=2, padding="same",
         seed=int(rng.integers(100))), "mcc_conv2d_im2col_s8")
+    # in_c a multiple of 4: patches widened straight into the int16 block, with
+    # padding (a partial tap at the border), dilation (taps one by one) and
+    # the last pixels one by one; at the peak the block on the stack (depth
+    # 108, an odd number of groups) or, too deep for it (180), two patches.
+    cases["conv_k3_s2_same_c8"] = ("conv2d", dict(
+        input_shape=(1, odd(9, 13), odd(9, 13), 8), filters=odd(3, 9), kernel=3, stride=2,
+        padding="same", activation="relu", seed=int(rng.integers(100))), "mcc_conv2d_im2col_s8")
+    cases["conv_k3_d2_same_c4"] = ("conv2d", dict(
+        input_shape=(1, odd(9, 13), odd(9, 13), 4), filters=odd(3, 9), kernel=3, dilation=2,
+        padding="same", seed=int(rng.integers(100))), "mcc_conv2d_im2col_s8")
+    cases["conv_k3_s1_same_c12_compact"] = ("conv2d", dict(
+        input_shape=(1, 7, 9, 12), filters=odd(3, 9), kernel=3, padding="same",
+        seed=int(rng.integers(100))), "mcc_conv2d_im2col_s8")
+    cases["conv_k3_s1_valid_c20_compact"] = ("conv2d", dict(
+        input_shape=(1, 7, 8, 20), filters=odd(3, 9), kernel=3, padding="valid",
+        seed=int(rng.integers(100))), "mcc_conv2d_im2col_s8")
     # A 1x1 convolution at the peak too deep for the stack block (72 > 64):
     # rows read where they lie (the 2x2 assembly tiles).
     cases["conv_k1_depth72_compact"] = ("conv2d", dict(
@@ -121,11 +137,12 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "depthwise_k3_s1_even_w", "depthwise_1ch_k3x3_s2_same_m8_compact",
                        "depthwise_1ch_k10x8_s2_same_m7_compact",
                        "conv_k3_s1_same_depth16_compact", "conv_k3_s2_same_c5_compact",
-                       "add_tables", "conv_k1_depth72_compact"},
+                       "add_tables", "conv_k1_depth72_compact", "conv_k3_s2_same_c8",
+                       "conv_k3_s1_same_c12_compact"},
            "qemu-m4": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact",
                        "depthwise_1ch_k5x5_s1_valid_m3_compact", "conv_k3_s1_same_depth16_compact",
                        "add_tables", "conv_k1_depth72_compact"},
-           "qemu-m3": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1",
+           "qemu-m3": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k3_s2_same_c8",
                        "depthwise_1ch_k3x3_s2_same_m8_compact", "conv_k3_s1_same_depth16_compact",
                        "add_tables"}}
 
@@ -174,6 +191,8 @@ def test_fast_kernel_is_bit_exact_on_qemu(name, board, model_dir, tmp_path):
             assert row_block == (1 if "depth72" in name else 2), row_block
     elif name.startswith("conv_k1_depth"):
         assert layer.scratch_bytes > 0, layer       # blocks of four rows in scratch
+    elif name == "conv_k3_s2_same_c8":
+        assert layer.scratch_bytes == 32 * 18, layer  # the block alone, no int8 patches
     assert report.compared and report.samples == 2
     assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)
 

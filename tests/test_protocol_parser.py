@@ -16,6 +16,7 @@ import math
 import shutil
 import struct
 import subprocess
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import numpy as np
@@ -323,3 +324,33 @@ def test_float_format_reads_back(fmt, value):
         assert math.isclose(back, f32, rel_tol=2e-6), (value, text)
     else:
         assert abs(back - f32) <= 5.1e-7 + abs(f32) * 1e-15, (value, text)
+
+
+def _rounded_text(value: float) -> tuple[str, Decimal]:
+    """The exact float printed as fw_fmt_float promises, rounded half up from its
+    exact decimal value; and how far that value is from the rounding boundary
+    (relative), for the cases the firmware's finite arithmetic cannot settle."""
+    exact = Decimal(float(np.float32(value)))
+    sign = "-" if exact < 0 else ""
+    a = abs(exact)
+    if a == 0 or Decimal("1e-6") <= a < Decimal("1e9"):
+        q = int((a * 10**6).to_integral_value(rounding=ROUND_HALF_UP))
+        frac = a * 10**6 - (a * 10**6).to_integral_value(rounding="ROUND_FLOOR")
+        sign = sign if q else ""
+        return f"{sign}{q // 10**6}.{q % 10**6:06d}", abs(frac - Decimal("0.5")) / max(a * 10**6, 1)
+    exponent = a.adjusted()
+    scaled = a.scaleb(6 - exponent)
+    digits = int(scaled.to_integral_value(rounding=ROUND_HALF_UP))
+    gap = abs(scaled - scaled.to_integral_value(rounding="ROUND_FLOOR") - Decimal("0.5")) / scaled
+    if digits == 10**7:
+        digits, exponent = digits // 10, exponent + 1
+    return f"{sign}{digits // 10**6}.{digits % 10**6:06d}e{exponent:+03d}", gap
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.floats(width=32, allow_nan=False, allow_infinity=False))
+def test_float_format_is_correctly_rounded(fmt, value):
+    # The integer arithmetic gives the exact value's digits, rounded half up,
+    # except within 1e-15 (relative) of a rounding boundary: its truncations.
+    text, gap = _rounded_text(value)
+    assert fmt(value) == text or gap < Decimal("1e-15"), (value, fmt(value), text)

@@ -1,8 +1,10 @@
 /* fw_format.c: decimal, hex and float formatting for the protocol's replies.
  * The firmware has no printf: newlib's would cost flash and, for floats,
- * heap. Floats are printed from double arithmetic, which is exact enough for
- * six significant decimals of a float (bit-exact checks use raw bytes). */
+ * heap. Floats are printed from their bits with integer arithmetic, so the
+ * firmware links no double-precision library (about 3.5 KB of flash). */
 #include "fw_format.h"
+
+#include <string.h>
 
 static const char hex_digits[] = "0123456789abcdef";
 
@@ -56,43 +58,71 @@ static size_t six_decimals(char *dst, uint32_t frac)
     return 7;
 }
 
+/* |value| = m * 2^e exactly; then the fixed form is round(m * 1e6 * 2^e),
+ * at most 50 bits, and the scientific form keeps m in 60-odd bits while it
+ * trades powers of two for powers of ten (each truncation below 2^-59 of the
+ * value, far under the seven digits shown). Rounding is half up. */
 size_t fw_fmt_float(char *dst, float value)
 {
+    uint32_t bits;
+    memcpy(&bits, &value, 4);
+    const uint32_t biased = (bits >> 23) & 0xffu;
+    const uint32_t frac = bits & 0x7fffffu;
     size_t n = 0;
-    double v = value;
-    if (v != v) {
+    if (biased == 0xffu && frac != 0u) {
         dst[0] = 'n'; dst[1] = 'a'; dst[2] = 'n';
         return 3;
     }
-    if (v < 0) {
-        dst[n++] = '-';
-        v = -v;
+    uint64_t m = biased ? (frac | 0x800000u) : frac;
+    int e = biased ? (int)biased - 150 : -149;
+    if (m != 0u && (bits >> 31)) {
+        dst[n++] = '-';                         /* -0.0 prints as 0.000000 */
     }
-    if (v > 3.5e38) { /* larger than any finite float */
+    if (biased == 0xffu) {
         dst[n] = 'i'; dst[n + 1] = 'n'; dst[n + 2] = 'f';
         return n + 3;
     }
-    if (v == 0.0 || (v >= 1e-6 && v < 1e9)) {
-        uint64_t scaled = (uint64_t)(v * 1e6 + 0.5); /* < 1e15: exact in a double */
+    /* Fixed for 0 and 1e-6 <= |v| < 1e9: e <= 6 keeps m << e below 2^30. */
+    const uint64_t p = m * 1000000u;
+    const int fixed = m == 0u || (e >= 0 ? e <= 6 && (m << e) < 1000000000u
+                                          : e > -64 && (p >> -e) != 0u);
+    if (fixed) {
+        const uint64_t scaled = m == 0u ? 0u
+                              : e >= 0 ? p << e : (p + (UINT64_C(1) << (-e - 1))) >> -e;
         n += fw_fmt_u64(dst + n, scaled / 1000000u);
         return n + six_decimals(dst + n, (uint32_t)(scaled % 1000000u));
     }
-    int exponent = 0;
-    while (v >= 10.0) {
-        v /= 10.0;
+    int exponent = 0;                           /* |v| = m * 2^e * 10^exponent */
+    while (e > 0) {
+        if (m >> 63) {
+            m /= 10u;
+            exponent++;
+        } else {
+            m <<= 1;
+            e--;
+        }
+    }
+    while (e < 0) {
+        if (m <= UINT64_MAX / 10u) {
+            m *= 10u;
+            exponent--;
+        } else {
+            m >>= 1;
+            e++;
+        }
+    }
+    while (m >= 100000000u) {                   /* eight digits left (m >= 2^59 here) */
+        m /= 10u;
         exponent++;
     }
-    while (v < 1.0) {
-        v *= 10.0;
-        exponent--;
-    }
-    uint64_t scaled = (uint64_t)(v * 1e6 + 0.5); /* 1000000 .. 10000000 */
-    if (scaled >= 10000000u) {                   /* 9.9999996 rounded up to 10 */
-        scaled /= 10u;
+    uint64_t digits = (m + 5u) / 10u;           /* seven, rounded */
+    exponent += 7;
+    if (digits >= 10000000u) {                  /* 9999999.5 rounded up to 10^7 */
+        digits /= 10u;
         exponent++;
     }
-    dst[n++] = (char)('0' + (int)(scaled / 1000000u));
-    n += six_decimals(dst + n, (uint32_t)(scaled % 1000000u));
+    dst[n++] = (char)('0' + (int)(digits / 1000000u));
+    n += six_decimals(dst + n, (uint32_t)(digits % 1000000u));
     dst[n++] = 'e';
     dst[n++] = exponent < 0 ? '-' : '+';
     if (exponent < 0) {

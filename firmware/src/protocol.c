@@ -177,8 +177,11 @@ static size_t dtype_bytes(int dtype)
 }
 
 /* Element k of an output as float: TFLite's dequantization (q - zero_point) * scale,
- * computed in double as its reference kernel does; float32 outputs as they are. */
-static float output_value(const uint8_t *data, int dtype, size_t k, double scale, int32_t zero_point)
+ * which its reference kernel computes in double and rounds to float. In float
+ * it is the same number while |q - zero_point| < 2^24 (every int8, uint8 and
+ * int16 output): the double product of two 24-bit values is exact, and one
+ * float multiplication rounds it the same way. Float32 outputs as they are. */
+static float output_value(const uint8_t *data, int dtype, size_t k, float scale, int32_t zero_point)
 {
     int32_t q;
     switch (dtype) {
@@ -206,7 +209,7 @@ static float output_value(const uint8_t *data, int dtype, size_t k, double scale
         return f;
     }
     }
-    return (float)(scale * ((double)q - (double)zero_point));
+    return scale * (float)((int64_t)q - zero_point);
 }
 
 /* ---------------------------------------------------------------- commands */
@@ -328,7 +331,7 @@ static void print_results(void)
         put_error("Output 0 has a type the firmware cannot print: use results-raw");
         return;
     }
-    double scale = fw_model_output_scale(0);
+    float scale = fw_model_output_scale(0);
     int32_t zero_point = fw_model_output_zero_point(0);
     size_t count = fw_model_output_size(0) / size;
     put("m-results-[");

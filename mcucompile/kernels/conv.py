@@ -518,11 +518,14 @@ def _compact_row_block(rows: int, depth: int) -> int:
     return 2 if rows >= 4 and 32 * _groups(depth) <= GEMM_STACK_BLOCK else 1
 
 
-def im2col_scratch_bytes(pixels: int, patch: int, row_block: int) -> int:
-    """Mirror of mcc_conv2d_im2col_s8_scratch_bytes."""
+def im2col_scratch_bytes(pixels: int, patch: int, row_block: int, in_c: int) -> int:
+    """Mirror of mcc_conv2d_im2col_s8_scratch_bytes: with in_c a multiple of 4,
+    patches are widened straight into the block, with no int8 copy."""
     if row_block == 2:
         return 0
-    return (48 if row_block == 4 and pixels >= 4 else 4) * _groups(patch)
+    if row_block != 4 or pixels < 4:
+        return 4 * _groups(patch)
+    return (32 if in_c % 4 == 0 else 48) * _groups(patch)
 
 
 def planar_scratch_bytes(group: int, plane_h: int, plane_w: int) -> int:
@@ -611,7 +614,8 @@ def _choose(layer: _Layer, compact: bool = False) -> Choice:
         if patch > IM2COL_MAX_PATCH:
             return Choice(Variant.GENERAL, 0, f"im2col patch of {patch} values is too long")
         rb = _row_block(pixels, patch)
-        return Choice(Variant.IM2COL, im2col_scratch_bytes(pixels, patch, rb), "", row_block=rb)
+        return Choice(Variant.IM2COL, im2col_scratch_bytes(pixels, patch, rb, win.in_c), "",
+                      row_block=rb)
     return planar
 
 
@@ -627,7 +631,7 @@ def _stack_im2col(layer: _Layer) -> Choice | None:
         return None
     if 4 * _groups(patch) > IM2COL_STACK_PATCH:
         return None
-    return Choice(Variant.IM2COL, im2col_scratch_bytes(0, patch, 2), "", row_block=2)
+    return Choice(Variant.IM2COL, 0, "", row_block=2)
 
 
 def _one_channel(layer: _Layer) -> Choice:

@@ -25,6 +25,13 @@
 #define MCC_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define MCC_CLAMP(x, lo, hi) MCC_MIN(MCC_MAX((x), (lo)), (hi))
 
+/* Keeps a function's stack frame its own (two stack buffers never share one). */
+#if defined(__GNUC__)
+#define MCC_NOINLINE __attribute__((noinline))
+#else
+#define MCC_NOINLINE
+#endif
+
 /* An NHWC shape. */
 typedef struct {
     int32_t n;

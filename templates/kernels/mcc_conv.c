@@ -271,16 +271,20 @@ __asm__(".pushsection .text.mcc_gemm_s8_4x2_dsp,\"ax\",%progbits\n\t"
         "mov    r11, r5\n\t"
         "ldr    r1, [sp, #12]\n\t"        /* the block */
         "ldr    r3, [sp, #52]\n\t"        /* groups */
-        "lsls   r0, r3, #31\n\t"          /* Z: an even number of groups */
-        "add    r3, r2, r3, lsl #3\n\t"
-        "str    r3, [sp]\n\t"
-        "beq    2f\n\t"
-        MCC_GEMM_HALF MCC_GEMM_HALF       /* the odd group */
-        "ldr    r0, [sp]\n\t"
-        "cmp    r2, r0\n\t"
-        "beq    3f\n"
+        "add    r0, r2, r3, lsl #3\n\t"
+        "str    r0, [sp]\n\t"
+        "and    r3, r3, #3\n\t"           /* four groups a step: enter the */
+        "tbb    [pc, r3]\n"                 /* first one at groups % 4 from its end */
+        "9:\n\t"
+        ".byte  (2f - 9b) / 2, (8f - 9b) / 2, (7f - 9b) / 2, (6f - 9b) / 2\n"
         "2:\n\t"
-        MCC_GEMM_HALF MCC_GEMM_HALF MCC_GEMM_HALF MCC_GEMM_HALF
+        MCC_GEMM_HALF MCC_GEMM_HALF
+        "6:\n\t"
+        MCC_GEMM_HALF MCC_GEMM_HALF
+        "7:\n\t"
+        MCC_GEMM_HALF MCC_GEMM_HALF
+        "8:\n\t"
+        MCC_GEMM_HALF MCC_GEMM_HALF
         "ldr    r0, [sp]\n\t"
         "cmp    r2, r0\n\t"
         "bne    2b\n"
@@ -484,24 +488,29 @@ __asm__(".pushsection .text.mcc_gemm_s8_1x4_dsp,\"ax\",%progbits\n\t"
         ".popsection");
 #undef MCC_1X4_REQUANT
 
-/* What the 3x3 pair loops read; offsets are fixed by the assembly. */
+/* What the 3x3 channel loops read; offsets are fixed by the assembly. */
 typedef struct {
     int32_t bias2[2];               /*  0: 2 * folded bias, for both outputs */
     int32_t mult, hib, post;        /*  8: the channel's table row */
     int32_t out_c;                  /* 20 */
-    const int8_t *end;              /* 24: where r stops (the row's last pair) */
+    const int8_t *end;              /* 24: where r stops in this row (its last pair) */
     int32_t pw;                     /* 28: plane_w */
     int32_t e0, e1, e2, m01, m2;    /* 32: doubled weights, see dw3x3_channel */
+    int32_t row_adv;                /* 52: from `end` to the next row's first tap */
+    int32_t row_step;               /* 56: stride_h * plane_w, how far `end` moves */
+    const int8_t *o_end;            /* 60: the output past the last row */
+    int32_t odd;                    /* 64: out_w is odd: one more output per row */
 } dw_pair_consts;
 
-/* Pairs of outputs along one row, r (the plane, first tap) and o (the
- * output) advancing until r reaches k->end: the loops of dw3x3_channel at
- * stride 1 and 2. */
-void mcc_dw3x3_s8_pairs_dsp(const int8_t *r, int8_t *o, const dw_pair_consts *k);
-void mcc_dw3x3_s8_pairs_s2_dsp(const int8_t *r, int8_t *o, const dw_pair_consts *k);
+/* Every output of one channel, r the plane's first tap and o the output:
+ * per row, pairs of outputs until r reaches k->end, then the odd last
+ * column if there is one; rows until o reaches k->o_end (out_h, out_w >= 1).
+ * The loops of dw3x3_channel at stride 1 and 2. */
+void mcc_dw3x3_s8_pairs_dsp(const int8_t *r, int8_t *o, dw_pair_consts *k);
+void mcc_dw3x3_s8_pairs_s2_dsp(const int8_t *r, int8_t *o, dw_pair_consts *k);
 
 /* Both: r0 r, r1 o, r2 k, r3 pw, r4-r8 the weights (e0 e1 e2 m01 m2); r9 a0,
- * r10 a1, r11 r12 lr the taps. */
+ * r10 a1, r11 r12 lr the taps. A row with no pair (out_w 1) skips to 2. */
 #define MCC_DW_BEGIN(NAME)                                                     \
     ".pushsection .text." NAME ",\"ax\",%progbits\n\t"                         \
     ".syntax unified\n\t"                                                      \
@@ -516,9 +525,14 @@ void mcc_dw3x3_s8_pairs_s2_dsp(const int8_t *r, int8_t *o, const dw_pair_consts 
     "ldr    r3, [r2, #28]\n\t"                                                 \
     "add    r4, r2, #32\n\t"                                                   \
     "ldm    r4, {r4-r8}\n"                                                     \
+    "0:\n\t"                                                                   \
+    "ldr    r11, [r2, #24]\n\t"                                                \
+    "cmp    r0, r11\n\t"                                                       \
+    "beq    2f\n"                                                              \
     "1:\n\t"                                                                   \
     "ldrd   r9, r10, [r2]\n\t"
-/* fast_requant_doubled of both, the stores, r += STEP, the loop. */
+/* fast_requant_doubled of both, the stores, r += STEP, the pair loop; then
+ * the odd column (the first pair's a0 alone) and the next row. */
 #define MCC_DW_END(NAME, STEP)                                                 \
     "ldrd   r11, r12, [r2, #8]\n\t"                                            \
     "add    lr, r12, r9, asr #31\n\t"                                          \
@@ -537,7 +551,46 @@ void mcc_dw3x3_s8_pairs_s2_dsp(const int8_t *r, int8_t *o, const dw_pair_consts 
     "add    r0, r0, #" STEP "\n\t"                                             \
     "ldr    r11, [r2, #24]\n\t"                                                \
     "cmp    r0, r11\n\t"                                                       \
-    "bne    1b\n\t"                                                            \
+    "bne    1b\n"                                                              \
+    "2:\n\t"                                                                   \
+    "ldr    r11, [r2, #64]\n\t"                                                \
+    "cmp    r11, #0\n\t"                                                       \
+    "beq    3f\n\t"                                                            \
+    "ldr    r9, [r2]\n\t"                                                      \
+    "ldr    r11, [r0]\n\t"                                                     \
+    "sxtb16 r12, r11\n\t"                                                      \
+    "sxtb16 lr, r11, ror #8\n\t"                                               \
+    "smlad  r9, r12, r4, r9\n\t"                                               \
+    "smlabb r9, lr, r7, r9\n\t"                                                \
+    "ldr    r11, [r0, r3]\n\t"                                                 \
+    "sxtb16 r12, r11\n\t"                                                      \
+    "sxtb16 lr, r11, ror #8\n\t"                                               \
+    "smlad  r9, r12, r5, r9\n\t"                                               \
+    "smlabt r9, lr, r7, r9\n\t"                                                \
+    "add    r11, r0, r3, lsl #1\n\t"                                           \
+    "ldr    r11, [r11]\n\t"                                                    \
+    "sxtb16 r12, r11\n\t"                                                      \
+    "sxtb16 lr, r11, ror #8\n\t"                                               \
+    "smlad  r9, r12, r6, r9\n\t"                                               \
+    "smlabb r9, lr, r8, r9\n\t"                                                \
+    "ldrd   r11, r12, [r2, #8]\n\t"                                            \
+    "add    lr, r12, r9, asr #31\n\t"                                          \
+    "smmlar r9, r9, r11, lr\n\t"                                               \
+    "ldr    r11, [r2, #16]\n\t"                                                \
+    "asr    r9, r9, r11\n\t"                                                   \
+    "ssat   r9, #8, r9\n\t"                                                    \
+    "strb   r9, [r1]\n\t"                                                      \
+    "ldr    r11, [r2, #20]\n\t"                                                \
+    "add    r1, r1, r11\n"                                                     \
+    "3:\n\t"                                                                   \
+    "ldrd   r11, r12, [r2, #52]\n\t"      /* row_adv, row_step */             \
+    "add    r0, r0, r11\n\t"                                                   \
+    "ldr    r11, [r2, #24]\n\t"                                                \
+    "add    r11, r11, r12\n\t"                                                 \
+    "str    r11, [r2, #24]\n\t"                                                \
+    "ldr    r11, [r2, #60]\n\t"                                                \
+    "cmp    r1, r11\n\t"                                                       \
+    "bne    0b\n\t"                                                            \
     "pop    {r4-r11, pc}\n\t"                                                  \
     ".size " NAME ", .-" NAME "\n\t"                                           \
     ".popsection"
@@ -954,8 +1007,16 @@ int mcc_gemm_inplace_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *o
 
 /* ------------------------------------------------------------------ im2col */
 
-/* Scratch: the int16 block (32 bytes per depth group, row_block 4) and then
- * the int8 patch rows it is widened from (4 or 1, 4 bytes per group). */
+/* in_c a multiple of 4: every filter tap is whole depth groups, so patches
+ * are widened straight from the input into the block, with no int8 copy. */
+static int widens_directly(const mcc_conv2d_im2col_params *p)
+{
+    return (p->in_c & 3) == 0;
+}
+
+/* Scratch: the int16 block (32 bytes per depth group, row_block 4) and then,
+ * unless patches are widened directly, the int8 patch rows it is widened
+ * from (4 or 1, 4 bytes per group). */
 size_t mcc_conv2d_im2col_s8_scratch_bytes(const mcc_conv2d_im2col_params *p)
 {
     const size_t groups = (size_t)groups_of(p->filter_h * p->filter_w * p->in_c);
@@ -963,10 +1024,20 @@ size_t mcc_conv2d_im2col_s8_scratch_bytes(const mcc_conv2d_im2col_params *p)
         return 0u;
     }
     const int blocks = p->row_block == 4 && p->batches * p->out_h * p->out_w >= 4;
-    return blocks ? 48u * groups : 4u * groups;
+    if (!blocks) {
+        return 4u * groups;
+    }
+    return widens_directly(p) ? 32u * groups : 48u * groups;
 }
 
-static void fill_s8(int8_t *dst, int32_t n, int8_t value)
+/* A patch's row segments land in their destination one of two ways: copied
+ * as int8 (scale 1), or widened into one row of the int16 block (scale 8:
+ * 32 block bytes per group of 4; widens_directly only, so every segment is
+ * whole groups). n counts input bytes. */
+typedef void (*segment_copy)(int8_t *dst, const int8_t *src, int32_t n);
+typedef void (*segment_fill)(int8_t *dst, int8_t value, int32_t n);
+
+static void fill_s8(int8_t *dst, int8_t value, int32_t n)
 {
     memset(dst, value, (size_t)n);
 }
@@ -976,9 +1047,50 @@ static void copy_s8(int8_t *dst, const int8_t *src, int32_t n)
     memcpy(dst, src, (size_t)n);
 }
 
-/* The patch of output pixel (b, oy, ox) in TFLite's filter order. */
-static void gather_patch(const mcc_conv2d_im2col_params *p, const int8_t *input,
-                         int32_t b, int32_t oy, int32_t ox, int8_t *dst)
+/* Into the block layout of widen_rows4; dst is the row's first int16 of
+ * the segment's first group. */
+static void widen_s8(int8_t *dst, const int8_t *src, int32_t n)
+{
+#if MCC_CONV_DSP
+    int32_t *d = (int32_t *)(void *)dst;
+    const int8_t *const end = src + n;
+    /* Two groups a step: this is most of the gather's time. */
+    for (; src + 8 <= end; d += 16, src += 8) {
+        const int32_t v0 = load32(src), v1 = load32(src + 4);
+        d[0] = __sxtb16(v0);
+        d[4] = sxtb16_ror8(v0);
+        d[8] = __sxtb16(v1);
+        d[12] = sxtb16_ror8(v1);
+    }
+    if (src != end) {
+        const int32_t v = load32(src);
+        d[0] = __sxtb16(v);
+        d[4] = sxtb16_ror8(v);
+    }
+#else
+    int16_t *d = (int16_t *)(void *)dst;
+    for (int32_t g = 0; g < n; g += 4, d += 16, src += 4) {
+        d[0] = src[0];
+        d[1] = src[2];
+        d[8] = src[1];
+        d[9] = src[3];
+    }
+#endif
+}
+
+static void fill_widened(int8_t *dst, int8_t value, int32_t n)
+{
+    int16_t *d = (int16_t *)(void *)dst;
+    for (int32_t g = 0; g < n; g += 4, d += 16) {
+        d[0] = d[1] = d[8] = d[9] = value;
+    }
+}
+
+/* The patch of output pixel (b, oy, ox) in TFLite's filter order, taps
+ * outside the image as pad_value. */
+static void walk_patch(const mcc_conv2d_im2col_params *p, const int8_t *input, int32_t b,
+                       int32_t oy, int32_t ox, int8_t *dst, int32_t scale, segment_copy copy,
+                       segment_fill fill)
 {
     const int32_t in_c = p->in_c;
     const int32_t y0 = oy * p->stride_h - p->pad_h;
@@ -986,26 +1098,40 @@ static void gather_patch(const mcc_conv2d_im2col_params *p, const int8_t *input,
     const int32_t row_len = p->filter_w * in_c;
     const int8_t pad = (int8_t)p->pad_value;
     const int x_inside = x0 >= 0 && x0 + (p->filter_w - 1) * p->dilation_w < p->in_w;
-    for (int32_t ky = 0; ky < p->filter_h; ++ky, dst += row_len) {
+    for (int32_t ky = 0; ky < p->filter_h; ++ky, dst += scale * row_len) {
         const int32_t y = y0 + ky * p->dilation_h;
         if (y < 0 || y >= p->in_h) {
-            fill_s8(dst, row_len, pad);
+            fill(dst, pad, row_len);
             continue;
         }
         const int8_t *src = input + ((b * p->in_h + y) * p->in_w) * in_c;
         if (x_inside && p->dilation_w == 1) {
-            copy_s8(dst, src + x0 * in_c, row_len);
+            copy(dst, src + x0 * in_c, row_len);
             continue;
         }
         for (int32_t kx = 0; kx < p->filter_w; ++kx) {
             const int32_t x = x0 + kx * p->dilation_w;
             if (x >= 0 && x < p->in_w) {
-                copy_s8(dst + kx * in_c, src + x * in_c, in_c);
+                copy(dst + scale * kx * in_c, src + x * in_c, in_c);
             } else {
-                fill_s8(dst + kx * in_c, in_c, pad);
+                fill(dst + scale * kx * in_c, pad, in_c);
             }
         }
     }
+}
+
+static void gather_patch(const mcc_conv2d_im2col_params *p, const int8_t *input,
+                         int32_t b, int32_t oy, int32_t ox, int8_t *dst)
+{
+    walk_patch(p, input, b, oy, ox, dst, 1, copy_s8, fill_s8);
+}
+
+/* gather_patch and widen_rows4 in one pass (widens_directly): into block
+ * row r. */
+static void gather_widened(const mcc_conv2d_im2col_params *p, const int8_t *input,
+                           int32_t b, int32_t oy, int32_t ox, void *block, int32_t r)
+{
+    walk_patch(p, input, b, oy, ox, (int8_t *)block + 4 * r, 8, widen_s8, fill_widened);
 }
 
 /* Steps b, oy, ox to the next output pixel in raster order. */
@@ -1023,8 +1149,8 @@ static inline void next_pixel(const mcc_conv2d_im2col_params *p, int32_t *b, int
 
 /* row_block 2: two patches at a time on the stack, zero-padded to whole
  * depth groups (against the weights' zero padding), through gemm_rows2. */
-static int im2col_stack_pairs(const mcc_conv2d_im2col_params *p, const int8_t *input,
-                              int8_t *output)
+static MCC_NOINLINE int im2col_stack_pairs(const mcc_conv2d_im2col_params *p,
+                                           const int8_t *input, int8_t *output)
 {
     const int32_t depth = p->filter_h * p->filter_w * p->in_c;
     const int32_t stride = 4 * groups_of(depth);
@@ -1034,8 +1160,8 @@ static int im2col_stack_pairs(const mcc_conv2d_im2col_params *p, const int8_t *i
     }
     uint32_t words[2 * MCC_IM2COL_STACK_PATCH / 4];
     int8_t *patches = (int8_t *)words;
-    fill_s8(patches + depth, stride - depth, 0);
-    fill_s8(patches + stride + depth, stride - depth, 0);
+    fill_s8(patches + depth, 0, stride - depth);
+    fill_s8(patches + stride + depth, 0, stride - depth);
     int32_t b = 0, oy = 0, ox = 0;
     for (int32_t q = 0; q < total; q += 2) {
         const int32_t n = MCC_MIN(2, total - q);
@@ -1049,11 +1175,58 @@ static int im2col_stack_pairs(const mcc_conv2d_im2col_params *p, const int8_t *i
     return MCC_OK;
 }
 
+/* Blocks of four pixels widened directly into `block` (widens_directly),
+ * then the last total % 4 pixels one by one, their int8 patch in the
+ * block's bytes (depth is whole groups here). */
+static void im2col_widened(const mcc_conv2d_im2col_params *p, const int8_t *input,
+                           int8_t *output, void *block)
+{
+    const int32_t depth = p->filter_h * p->filter_w * p->in_c;
+    const int32_t total = p->batches * p->out_h * p->out_w;
+    int32_t b = 0, oy = 0, ox = 0;
+    int32_t q = 0;
+    for (; q + 4 <= total; q += 4) {
+        for (int32_t r = 0; r < 4; ++r) {
+            gather_widened(p, input, b, oy, ox, block, r);
+            next_pixel(p, &b, &oy, &ox);
+        }
+        gemm_block4(block, groups_of(depth), p->weights, p->channels, p->out_c,
+                    output + q * p->out_c);
+    }
+    for (; q < total; ++q) {
+        gather_patch(p, input, b, oy, ox, (int8_t *)block);
+        next_pixel(p, &b, &oy, &ox);
+        gemm_rows2((const int8_t *)block, 1, depth, p->weights, p->channels, p->out_c,
+                   output + q * p->out_c);
+    }
+}
+
+/* row_block 2 with widens_directly: the block on the stack. Not inlined, so
+ * that its frame and im2col_stack_pairs' never add up. */
+static MCC_NOINLINE void im2col_stack_block(const mcc_conv2d_im2col_params *p,
+                                            const int8_t *input, int8_t *output)
+{
+    uint32_t words[MCC_IM2COL_STACK_BLOCK / 4];
+    im2col_widened(p, input, output, words);
+}
+
 int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
                          int8_t *output, void *scratch)
 {
+    const int32_t total_px = p->batches * p->out_h * p->out_w;
+    const int32_t block_bytes = 32 * groups_of(p->filter_h * p->filter_w * p->in_c);
     if (p->row_block == 2) {
+        if (widens_directly(p) && block_bytes <= MCC_IM2COL_STACK_BLOCK) {
+            im2col_stack_block(p, input, output);
+            clamp_activation(output, total_px * p->out_c, p->act_min, p->act_max);
+            return MCC_OK;
+        }
         return im2col_stack_pairs(p, input, output);
+    }
+    if (p->row_block == 4 && total_px >= 4 && widens_directly(p)) {
+        im2col_widened(p, input, output, scratch);
+        clamp_activation(output, total_px * p->out_c, p->act_min, p->act_max);
+        return MCC_OK;
     }
     const int32_t depth = p->filter_h * p->filter_w * p->in_c;
     const int32_t groups = groups_of(depth);
@@ -1064,7 +1237,7 @@ int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
     const int32_t n_rows = blocks ? 4 : 1;
     /* Bytes past the patch are never written by gather_patch: zero them once. */
     for (int32_t r = 0; r < n_rows; ++r) {
-        fill_s8(patches + r * stride + depth, stride - depth, 0);
+        fill_s8(patches + r * stride + depth, 0, stride - depth);
     }
     int32_t b = 0, oy = 0, ox = 0;
     int32_t q = 0;
@@ -1097,25 +1270,81 @@ size_t mcc_depthwise_conv2d_planar_s8_scratch_bytes(const mcc_depthwise_conv2d_p
     return (size_t)p->group * (size_t)p->plane_h * (size_t)p->plane_w;
 }
 
-/* Copy channels c0..c0+n-1 of batch b into their padded planes: every byte
- * of the n planes set to the pad value first (word stores: plane_w is a
- * multiple of 4 and scratch is word aligned), then each channel's pixels
- * copied row by row. */
+static inline uint32_t load32u(const int8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* a, b, c, d: bytes 0..3 of four pixels (four channels each); t[k]: channel
+ * k of the four pixels. Halves paired first (PKHBT/PKHTB), then bytes
+ * (UXTB16); the portable form with shifts and masks. */
+static inline void transpose4x4(uint32_t a, uint32_t b, uint32_t c, uint32_t d, uint32_t t[4])
+{
+#if MCC_CONV_DSP
+    uint32_t ac01, bd01, ac23, bd23, u, v;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(ac01) : "r"(a), "r"(c));
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(bd01) : "r"(b), "r"(d));
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(ac23) : "r"(c), "r"(a));
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(bd23) : "r"(d), "r"(b));
+    t[0] = __uxtb16(ac01) | (__uxtb16(bd01) << 8);
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(u) : "r"(ac01));
+    t[1] = u | (bd01 & UINT32_C(0xFF00FF00));
+    t[2] = __uxtb16(ac23) | (__uxtb16(bd23) << 8);
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(v) : "r"(ac23));
+    t[3] = v | (bd23 & UINT32_C(0xFF00FF00));
+#else
+    const uint32_t m = UINT32_C(0x00FF00FF);
+    const uint32_t ac01 = (a & 0xFFFFu) | (c << 16);            /* a0 a1 c0 c1 */
+    const uint32_t bd01 = (b & 0xFFFFu) | (d << 16);            /* b0 b1 d0 d1 */
+    const uint32_t ac23 = (a >> 16) | (c & 0xFFFF0000u);        /* a2 a3 c2 c3 */
+    const uint32_t bd23 = (b >> 16) | (d & 0xFFFF0000u);        /* b2 b3 d2 d3 */
+    t[0] = (ac01 & m) | ((bd01 & m) << 8);
+    t[1] = ((ac01 >> 8) & m) | (bd01 & ~m);
+    t[2] = (ac23 & m) | ((bd23 & m) << 8);
+    t[3] = ((ac23 >> 8) & m) | (bd23 & ~m);
+#endif
+}
+
+/* Copy channels c0..c0+n-1 of batch b into the interiors of their planes,
+ * row by row, four channels at a time where there are four. The borders
+ * hold the pad value from planar_run and are never written here. */
 static void fill_planes(const mcc_depthwise_conv2d_planar_params *p, const int8_t *input,
                         int32_t b, int32_t c0, int32_t n, int8_t *planes)
 {
     const int32_t pw = p->plane_w;
     const int32_t plane = p->plane_h * pw;
     const int32_t in_c = p->in_c;
-    const uint32_t pad = (uint8_t)p->pad_value * UINT32_C(0x01010101);
-    uint32_t *words = (uint32_t *)(void *)planes;
-    for (int32_t i = 0, nw = n * plane / 4; i < nw; ++i) {
-        words[i] = pad;
-    }
     /* Locals: the int8 stores may alias *p, which would be reloaded after each. */
     const int32_t in_h = p->in_h, in_w = p->in_w;
     const int8_t *base = input + (size_t)b * in_h * in_w * in_c + c0;
-    for (int32_t j = 0; j < n; ++j) {
+    int32_t j = 0;
+    /* Four channels by four pixels at a time: four word loads, a 4x4 byte
+     * transpose, four word stores (one per plane). */
+    for (; j + 4 <= n; j += 4) {
+        int8_t *dst = planes + j * plane + p->pad_h * pw + p->pad_w;
+        const int8_t *src = base + j;
+        for (int32_t y = 0; y < in_h; ++y, dst += pw) {
+            int32_t x = 0;
+            for (; x + 4 <= in_w; x += 4, src += 4 * in_c) {
+                uint32_t t[4];
+                transpose4x4(load32u(src), load32u(src + in_c), load32u(src + 2 * in_c),
+                             load32u(src + 3 * in_c), t);
+                memcpy(dst + x, &t[0], 4);
+                memcpy(dst + plane + x, &t[1], 4);
+                memcpy(dst + 2 * plane + x, &t[2], 4);
+                memcpy(dst + 3 * plane + x, &t[3], 4);
+            }
+            for (; x < in_w; ++x, src += in_c) {
+                dst[x] = src[0];
+                dst[plane + x] = src[1];
+                dst[2 * plane + x] = src[2];
+                dst[3 * plane + x] = src[3];
+            }
+        }
+    }
+    for (; j < n; ++j) {
         int8_t *dst = planes + j * plane + p->pad_h * pw + p->pad_w;
         const int8_t *src = base + j;
         for (int32_t y = 0; y < in_h; ++y, dst += pw) {
@@ -1161,7 +1390,17 @@ static void dw3x3_channel(const mcc_depthwise_conv2d_planar_params *p, const int
     m2 = __sadd16(m2, m2);
     const int32_t bias2 = 2 * k.bias;
 #if MCC_CONV_ASM
-    dw_pair_consts kc = {{bias2, bias2}, k.mult, k.hib, k.post, out_c, 0, pw, e0, e1, e2, m01, m2};
+    /* The whole channel in one call: rows and the odd column in assembly. */
+    const int32_t x_pairs = (ow & ~1) * sw;
+    dw_pair_consts kc = {{bias2, bias2}, k.mult, k.hib, k.post, out_c, plane + x_pairs, pw,
+                         e0, e1, e2, m01, m2, row_step - x_pairs, row_step,
+                         out + oh * ow * out_c, ow & 1};
+    if (sw == 1) {
+        mcc_dw3x3_s8_pairs_dsp(plane, out, &kc);
+    } else {
+        mcc_dw3x3_s8_pairs_s2_dsp(plane, out, &kc);
+    }
+    return;
 #endif
 #endif
     const int8_t *r0 = plane;
@@ -1170,19 +1409,6 @@ static void dw3x3_channel(const mcc_depthwise_conv2d_planar_params *p, const int
         int32_t x = 0;
 #if MCC_CONV_DSP
         const int8_t *r = r0;
-#if MCC_CONV_ASM
-        x = ow & ~1;
-        if (x) {
-            kc.end = r + x * sw;
-            if (sw == 1) {
-                mcc_dw3x3_s8_pairs_dsp(r, o, &kc);
-            } else {
-                mcc_dw3x3_s8_pairs_s2_dsp(r, o, &kc);
-            }
-            r += x * sw;
-            o += x * out_c;
-        }
-#else
         if (sw == 1) {
             /* Two outputs per step: taps t0..t3 of each row as E = (t0, t2),
              * O = (t1, t3); out0 = t0 w0 + t1 w1 + t2 w2, out1 = t1 w0 + t2 w1 + t3 w2. */
@@ -1224,7 +1450,6 @@ static void dw3x3_channel(const mcc_depthwise_conv2d_planar_params *p, const int
                 o[out_c] = fast_requant_doubled(a1, k.mult, k.hib, k.post);
             }
         }
-#endif
         if (x < ow) {
             /* The odd last column. */
             int32_t a = bias2;
@@ -1333,6 +1558,14 @@ static int planar_run(const mcc_depthwise_conv2d_planar_params *p, const int8_t 
     const int32_t m = p->depth_multiplier;
     const int32_t filter_bytes = p->filter_h * row_bytes;
     const int32_t out_plane = p->out_h * p->out_w * p->out_c;
+    /* Every plane's border is the pad value, once: each pass rewrites only
+     * the interiors (word stores: plane_w is a multiple of 4, scratch word
+     * aligned). */
+    const uint32_t pad = (uint8_t)p->pad_value * UINT32_C(0x01010101);
+    uint32_t *words = (uint32_t *)scratch;
+    for (int32_t i = 0, nw = MCC_MIN(p->group, p->in_c) * plane / 4; i < nw; ++i) {
+        words[i] = pad;
+    }
     for (int32_t b = 0; b < p->batches; ++b) {
         int8_t *out_b = output + b * out_plane;
         for (int32_t c0 = 0; c0 < p->in_c; c0 += p->group) {

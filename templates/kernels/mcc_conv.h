@@ -218,8 +218,11 @@ typedef struct {
 
 /* row_block 2 is the form for a layer at the memory peak: its two patches
  * live on the stack (bounded here, covered by the board's stack reserve and
- * measured by the stack high-water mark), not in the arena. */
+ * measured by the stack high-water mark), not in the arena. When in_c is a
+ * multiple of 4 and the int16 block of four patches fits the same bytes
+ * (depth <= 144), it is the block instead, as row_block 4 uses in scratch. */
 #define MCC_IM2COL_STACK_PATCH 576
+#define MCC_IM2COL_STACK_BLOCK (2 * MCC_IM2COL_STACK_PATCH)
 
 int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
                          int8_t *output, void *scratch);
