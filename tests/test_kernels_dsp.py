@@ -80,8 +80,10 @@ def _cases() -> dict[str, tuple[str, dict, str]]:
     # One input channel at the memory peak (COMPACT): mcc_depthwise_conv2d_1ch_s8,
     # four channels per pass and the out_c % 4 left over, one- and two-word
     # filter rows, border pixels through its stack window.
+    # Three one-word rows (3x3, 3x2) take the unrolled path, its channels four
+    # at a time and then out_c % 4 through the general loop.
     for k, s, p, m in [(3, 2, "same", 8), (5, 1, "valid", 3), (7, 2, "same", 1),
-                       ((10, 8), 2, "same", 7)]:
+                       ((10, 8), 2, "same", 7), ((3, 2), 1, "same", 6)]:
         kh, kw = (k, k) if isinstance(k, int) else k
         cases[f"depthwise_1ch_k{kh}x{kw}_s{s}_{p}_m{m}_compact"] = ("depthwise_conv2d", dict(
             input_shape=(1, odd(11, 21), odd(9, 19), 1), kernel=k, stride=s, padding=p,
@@ -136,6 +138,7 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "conv_k1_depth12_rows25", "dense_rows1_depth32",
                        "depthwise_k3_s1_even_w", "depthwise_1ch_k3x3_s2_same_m8_compact",
                        "depthwise_1ch_k10x8_s2_same_m7_compact",
+                       "depthwise_1ch_k3x2_s1_same_m6_compact",
                        "conv_k3_s1_same_depth16_compact", "conv_k3_s2_same_c5_compact",
                        "add_tables", "conv_k1_depth72_compact", "conv_k3_s2_same_c8",
                        "conv_k3_s1_same_c12_compact"},
@@ -144,7 +147,7 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "add_tables", "conv_k1_depth72_compact"},
            "qemu-m3": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k3_s2_same_c8",
                        "depthwise_1ch_k3x3_s2_same_m8_compact", "conv_k3_s1_same_depth16_compact",
-                       "add_tables"}}
+                       "depthwise_1ch_k3x2_s1_same_m6_compact", "add_tables"}}
 
 
 def _params():

@@ -1670,6 +1670,54 @@ static void dw1ch_pixel(const int8_t *r, int32_t stride, int32_t fh, int32_t gro
     }
 }
 
+/* dw1ch_pixel for the common first layer, three rows of one word (filters
+ * up to 3x4): the window is read and split once per pixel, not once per
+ * four channels, and the row loops are unrolled. */
+static void dw1ch_pixel_3rows(const int8_t *r, int32_t stride, const int32_t *w,
+                              const int32_t *channels, int32_t out_c, int8_t *o)
+{
+#if MCC_CONV_DSP
+    const int32_t x0 = load32(r), x1 = load32(r + stride), x2 = load32(r + 2 * stride);
+    const int32_t e0 = __sxtb16(x0), d0 = sxtb16_ror8(x0);
+    const int32_t e1 = __sxtb16(x1), d1 = sxtb16_ror8(x1);
+    const int32_t e2 = __sxtb16(x2), d2 = sxtb16_ror8(x2);
+#define MCC_DW1CH_DOT(a, j)                                                    \
+    a = __smlad(e0, w[j], a);                                                  \
+    a = __smlad(d0, w[(j) + 1], a);                                            \
+    a = __smlad(e1, w[(j) + 8], a);                                            \
+    a = __smlad(d1, w[(j) + 9], a);                                            \
+    a = __smlad(e2, w[(j) + 16], a);                                           \
+    a = __smlad(d2, w[(j) + 17], a)
+#else
+    /* (t0, t2) and (t1, t3) lane pairs of each row, as the DSP path splits them. */
+    const int8_t *const y0 = r, *const y1 = r + stride, *const y2 = r + 2 * stride;
+#define MCC_DW1CH_PAIR(y, lo, hi)                                              \
+    ((y)[0] * (int16_t)(lo) + (y)[2] * ((lo) >> 16) + (y)[1] * (int16_t)(hi) + (y)[3] * ((hi) >> 16))
+#define MCC_DW1CH_DOT(a, j)                                                    \
+    a += MCC_DW1CH_PAIR(y0, w[j], w[(j) + 1]) + MCC_DW1CH_PAIR(y1, w[(j) + 8], w[(j) + 9]) \
+       + MCC_DW1CH_PAIR(y2, w[(j) + 16], w[(j) + 17])
+#endif
+    int32_t c = 0;
+    for (; c + 4 <= out_c; c += 4, o += 4, w += 24) {
+        const int32_t *t = channels + 4 * c;
+        int32_t a0 = 2 * t[0], a1 = 2 * t[4], a2 = 2 * t[8], a3 = 2 * t[12];
+        MCC_DW1CH_DOT(a0, 0);
+        MCC_DW1CH_DOT(a1, 2);
+        MCC_DW1CH_DOT(a2, 4);
+        MCC_DW1CH_DOT(a3, 6);
+        o[0] = fast_requant_doubled(a0, t[1], t[2], t[3]);
+        o[1] = fast_requant_doubled(a1, t[5], t[6], t[7]);
+        o[2] = fast_requant_doubled(a2, t[9], t[10], t[11]);
+        o[3] = fast_requant_doubled(a3, t[13], t[14], t[15]);
+    }
+#undef MCC_DW1CH_DOT
+#undef MCC_DW1CH_PAIR
+    if (c < out_c) {
+        /* The last out_c % 4 channels: their weights are two words a row. */
+        dw1ch_pixel(r, stride, 3, 1, w, channels + 4 * c, out_c - c, o);
+    }
+}
+
 int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
                                 const int8_t *input, int8_t *output, void *scratch)
 {
@@ -1681,6 +1729,7 @@ int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
     const int32_t plane = in_h * in_w;
     const int8_t pad = (int8_t)p->pad_value;
     const int32_t *weights = p->weights, *channels = p->channels;
+    const int three_rows = fh == 3 && groups == 1;
     int8_t window[MCC_DW1CH_MAX_WINDOW];
     int8_t *o = output;
     for (int32_t b = 0; b < p->batches; ++b) {
@@ -1695,8 +1744,12 @@ int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
             for (int32_t ox = 0; ox < p->out_w; ++ox, o += out_c) {
                 const int32_t x0 = ox * p->stride_w - p->pad_w;
                 if (rows_inside && x0 >= 0 && x0 <= x_max) {
-                    dw1ch_pixel(in_b + y0 * in_w + x0, in_w, fh, groups, weights, channels,
-                                out_c, o);
+                    if (three_rows) {
+                        dw1ch_pixel_3rows(in_b + y0 * in_w + x0, in_w, weights, channels, out_c, o);
+                    } else {
+                        dw1ch_pixel(in_b + y0 * in_w + x0, in_w, fh, groups, weights, channels,
+                                    out_c, o);
+                    }
                     continue;
                 }
                 int8_t *dst = window;
@@ -1708,7 +1761,11 @@ int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
                         *dst++ = y_ok && x >= 0 && x < in_w && kx < fw ? in_b[y * in_w + x] : pad;
                     }
                 }
-                dw1ch_pixel(window, row_bytes, fh, groups, weights, channels, out_c, o);
+                if (three_rows) {
+                    dw1ch_pixel_3rows(window, row_bytes, weights, channels, out_c, o);
+                } else {
+                    dw1ch_pixel(window, row_bytes, fh, groups, weights, channels, out_c, o);
+                }
             }
         }
     }
