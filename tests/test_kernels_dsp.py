@@ -122,6 +122,11 @@ def _cases() -> dict[str, tuple[str, dict, str]]:
     # ADD through its tables and the fast output stage (SMMLAR on the M4/M7).
     cases["add_tables"] = ("add", dict(shape_a=(1, 16, 16, 8), shape_b=(1, 16, 16, 8),
                                        activation="relu"), "mcc_add_s8")
+    # The word-wide DSP loop, its last n % 4 elements, and the per-lane clamp:
+    # a ReLU that clamps inside int8's range (the output zero point moved to 0).
+    cases["add_tables_clamped"] = ("add", dict(shape_a=(1, 11, 13, 9), shape_b=(1, 11, 13, 9),
+                                               activation="relu", output_zero_point=0),
+                                   "mcc_add_s8")
     return cases
 
 
@@ -140,11 +145,11 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "depthwise_1ch_k10x8_s2_same_m7_compact",
                        "depthwise_1ch_k3x2_s1_same_m6_compact",
                        "conv_k3_s1_same_depth16_compact", "conv_k3_s2_same_c5_compact",
-                       "add_tables", "conv_k1_depth72_compact", "conv_k3_s2_same_c8",
+                       "add_tables", "add_tables_clamped", "conv_k1_depth72_compact", "conv_k3_s2_same_c8",
                        "conv_k3_s1_same_c12_compact"},
            "qemu-m4": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact",
                        "depthwise_1ch_k5x5_s1_valid_m3_compact", "conv_k3_s1_same_depth16_compact",
-                       "add_tables", "conv_k1_depth72_compact"},
+                       "add_tables", "add_tables_clamped", "conv_k1_depth72_compact"},
            "qemu-m3": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k3_s2_same_c8",
                        "depthwise_1ch_k3x3_s2_same_m8_compact", "conv_k3_s1_same_depth16_compact",
                        "depthwise_1ch_k3x2_s1_same_m6_compact", "add_tables"}}

@@ -199,6 +199,9 @@ def lower_add(op: Op, graph: Graph, target: KernelTarget) -> KernelCall:
     if tables is None:
         return call
     t1, t2, hib, post = tables
+    # Doubled in flash (|a + b| < 2^30, so 2a + 2b fits): the kernel's output
+    # stage takes the doubled sum, as fast_requant_doubled does.
+    t1, t2 = 2 * t1, 2 * t2
     return replace(call, fields=call.fields + (
         Field("input1_scaled", ArrayRef("input1_scaled")), Field("input2_scaled", ArrayRef("input2_scaled")),
         Field("output_hib", hib), Field("output_post", post)),

@@ -49,10 +49,11 @@ typedef struct {
     int32_t act_min;
     int32_t act_max;
     /* Optional (NULL: computed per element as above). The compiler's tables of
-     * a and b for every int8 value (index x + 128), and the output stage in
-     * the fast form of mcc_conv.h ("Fast requantization"): y = clamp(
-     * fast_requant(a + b; output_multiplier, output_hib, output_post)). Set
-     * only where the compiler proved that form exact for every a + b. */
+     * 2a and 2b for every int8 value (index x + 128; doubled, which saves the
+     * shift per element), and the output stage in the fast form of mcc_conv.h
+     * ("Fast requantization"): y = clamp(fast_requant(a + b; output_multiplier,
+     * output_hib, output_post)). Set only where the compiler proved that form
+     * exact for every a + b. */
     const int32_t *input1_scaled;
     const int32_t *input2_scaled;
     int32_t output_hib;

@@ -30,6 +30,14 @@ static inline int32_t pkhbt(int32_t lo, int32_t hi)
     return r;
 }
 
+/* The low halves of lo and hi: (lo, hi) as two int16 lanes. */
+static inline int32_t pack_low_halves(int32_t lo, int32_t hi)
+{
+    int32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+    return r;
+}
+
 /* The top word of (top << 32) + a * b + 2^31. */
 static inline int32_t smmlar(int32_t a, int32_t b, int32_t top)
 {
@@ -98,11 +106,11 @@ static inline int8_t fast_requant(int32_t acc, int32_t mult, int32_t hib, int32_
     return fast_requant_doubled((int32_t)((uint32_t)acc << 1), mult, hib, post);
 }
 
-/* fast_requant before its saturation to int8, for a caller that clamps to a
- * narrower range anyway (the same bounds hold). */
-static inline int32_t fast_requant_unsaturated(int32_t acc, int32_t mult, int32_t hib, int32_t post)
+/* fast_requant_doubled before its saturation to int8, for a caller that
+ * clamps to a narrower range anyway (the same bounds hold). */
+static inline int32_t fast_requant_doubled_unsaturated(int32_t a, int32_t mult, int32_t hib,
+                                                       int32_t post)
 {
-    const int32_t a = (int32_t)((uint32_t)acc << 1);
     const int32_t top = hib + (a >> 31);
 #if MCC_CONV_DSP
     return smmlar(a, mult, top) >> post;
@@ -110,6 +118,12 @@ static inline int32_t fast_requant_unsaturated(int32_t acc, int32_t mult, int32_
     const int64_t t = (int64_t)a * mult + (int64_t)top * INT64_C(4294967296) + INT64_C(2147483648);
     return (int32_t)(t >> 32) >> post;
 #endif
+}
+
+/* The same from the accumulator itself. */
+static inline int32_t fast_requant_unsaturated(int32_t acc, int32_t mult, int32_t hib, int32_t post)
+{
+    return fast_requant_doubled_unsaturated((int32_t)((uint32_t)acc << 1), mult, hib, post);
 }
 
 /* The fused activation, when it is narrower than int8's range. */
