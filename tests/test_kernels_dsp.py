@@ -102,8 +102,9 @@ def _cases() -> dict[str, tuple[str, dict, str]]:
     # padding (a partial tap at the border), dilation (taps one by one) and
     # the last pixels one by one; at the peak the block on the stack (depth
     # 108, an odd number of groups) or, too deep for it (180), two patches.
+    # Wide enough at stride 2 for blocks of four wholly inside the image.
     cases["conv_k3_s2_same_c8"] = ("conv2d", dict(
-        input_shape=(1, odd(9, 13), odd(9, 13), 8), filters=odd(3, 9), kernel=3, stride=2,
+        input_shape=(1, odd(9, 13), odd(19, 23), 8), filters=odd(3, 9), kernel=3, stride=2,
         padding="same", activation="relu", seed=int(rng.integers(100))), "mcc_conv2d_im2col_s8")
     cases["conv_k3_d2_same_c4"] = ("conv2d", dict(
         input_shape=(1, odd(9, 13), odd(9, 13), 4), filters=odd(3, 9), kernel=3, dilation=2,

@@ -1145,6 +1145,36 @@ static void gather_widened(const mcc_conv2d_im2col_params *p, const int8_t *inpu
     walk_patch(p, input, b, oy, ox, (int8_t *)block + 4 * r, 8, widen_s8, fill_widened);
 }
 
+/* Whether the four pixels from (oy, ox) on are neighbours in one output row
+ * whose patches lie wholly inside the image, undilated along x: then every
+ * kernel row of every patch is one contiguous run of the input, most pixels
+ * of a layer take gather_block_inside, and walk_patch keeps the borders. */
+static int block_inside(const mcc_conv2d_im2col_params *p, int32_t oy, int32_t ox)
+{
+    const int32_t y0 = oy * p->stride_h - p->pad_h;
+    const int32_t x0 = ox * p->stride_w - p->pad_w;
+    return ox + 4 <= p->out_w && p->dilation_w == 1 && y0 >= 0
+           && y0 + (p->filter_h - 1) * p->dilation_h < p->in_h && x0 >= 0
+           && x0 + 3 * p->stride_w + p->filter_w <= p->in_w;
+}
+
+/* gather_widened for the block_inside pixels (b, oy, ox..ox + 3). */
+static void gather_block_inside(const mcc_conv2d_im2col_params *p, const int8_t *input,
+                                int32_t b, int32_t oy, int32_t ox, void *block)
+{
+    const int32_t in_c = p->in_c, row_len = p->filter_w * in_c;
+    const int32_t pitch = p->dilation_h * p->in_w * in_c;
+    const int32_t y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
+    const int8_t *src = input + ((b * p->in_h + y0) * p->in_w + x0) * in_c;
+    for (int32_t r = 0; r < 4; ++r, src += p->stride_w * in_c) {
+        int8_t *dst = (int8_t *)block + 4 * r;
+        const int8_t *s = src;
+        for (int32_t ky = 0; ky < p->filter_h; ++ky, dst += 8 * row_len, s += pitch) {
+            widen_s8(dst, s, row_len);
+        }
+    }
+}
+
 /* Steps b, oy, ox to the next output pixel in raster order. */
 static inline void next_pixel(const mcc_conv2d_im2col_params *p, int32_t *b, int32_t *oy,
                               int32_t *ox)
@@ -1197,8 +1227,14 @@ static void im2col_widened(const mcc_conv2d_im2col_params *p, const int8_t *inpu
     int32_t b = 0, oy = 0, ox = 0;
     int32_t q = 0;
     for (; q + 4 <= total; q += 4) {
+        const int inside = block_inside(p, oy, ox);
+        if (inside) {
+            gather_block_inside(p, input, b, oy, ox, block);
+        }
         for (int32_t r = 0; r < 4; ++r) {
-            gather_widened(p, input, b, oy, ox, block, r);
+            if (!inside) {
+                gather_widened(p, input, b, oy, ox, block, r);
+            }
             next_pixel(p, &b, &oy, &ox);
         }
         gemm_block4(block, groups_of(depth), p->weights, p->channels, p->out_c,
