@@ -1158,19 +1158,21 @@ static int block_inside(const mcc_conv2d_im2col_params *p, int32_t oy, int32_t o
            && x0 + 3 * p->stride_w + p->filter_w <= p->in_w;
 }
 
-/* gather_widened for the block_inside pixels (b, oy, ox..ox + 3). */
+/* The patches of the block_inside pixels (b, oy, ox..ox + 3), as walk_patch
+ * would write them: patch r from dst + r * row_step. */
 static void gather_block_inside(const mcc_conv2d_im2col_params *p, const int8_t *input,
-                                int32_t b, int32_t oy, int32_t ox, void *block)
+                                int32_t b, int32_t oy, int32_t ox, int8_t *dst,
+                                int32_t row_step, int32_t scale, segment_copy copy)
 {
     const int32_t in_c = p->in_c, row_len = p->filter_w * in_c;
     const int32_t pitch = p->dilation_h * p->in_w * in_c;
     const int32_t y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
     const int8_t *src = input + ((b * p->in_h + y0) * p->in_w + x0) * in_c;
     for (int32_t r = 0; r < 4; ++r, src += p->stride_w * in_c) {
-        int8_t *dst = (int8_t *)block + 4 * r;
+        int8_t *d = dst + r * row_step;
         const int8_t *s = src;
-        for (int32_t ky = 0; ky < p->filter_h; ++ky, dst += 8 * row_len, s += pitch) {
-            widen_s8(dst, s, row_len);
+        for (int32_t ky = 0; ky < p->filter_h; ++ky, d += scale * row_len, s += pitch) {
+            copy(d, s, row_len);
         }
     }
 }
@@ -1229,7 +1231,7 @@ static void im2col_widened(const mcc_conv2d_im2col_params *p, const int8_t *inpu
     for (; q + 4 <= total; q += 4) {
         const int inside = block_inside(p, oy, ox);
         if (inside) {
-            gather_block_inside(p, input, b, oy, ox, block);
+            gather_block_inside(p, input, b, oy, ox, (int8_t *)block, 4, 8, widen_s8);
         }
         for (int32_t r = 0; r < 4; ++r) {
             if (!inside) {
@@ -1291,8 +1293,14 @@ int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
     for (; q < total; ) {
         const int block = blocks && q + 4 <= total;
         const int32_t n = block ? 4 : 1;
+        const int inside = block && block_inside(p, oy, ox);
+        if (inside) {
+            gather_block_inside(p, input, b, oy, ox, patches, stride, 1, copy_s8);
+        }
         for (int32_t r = 0; r < n; ++r) {
-            gather_patch(p, input, b, oy, ox, patches + r * stride);
+            if (!inside) {
+                gather_patch(p, input, b, oy, ox, patches + r * stride);
+            }
             next_pixel(p, &b, &oy, &ox);
         }
         int8_t *out = output + q * p->out_c;
