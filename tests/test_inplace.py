@@ -542,7 +542,8 @@ def test_depthwise_in_place_is_bit_exact(kw):
 
 
 # The fast in-place form: conv.py's planar kernel with output == input and one
-# channel plane of scratch.
+# channel plane at a time: on the stack (group 0) where it fits
+# MCC_PLANAR_STACK_PLANE, else in scratch (the last case).
 INPLACE_FAST = CompileOptions(memory="inplace", inplace_everywhere=True, inplace_fast_form=True)
 PLANAR_INPLACE = {
     "k3_s1_same": dict(kernel=3, stride=1, padding="same", activation="relu6"),
@@ -551,6 +552,8 @@ PLANAR_INPLACE = {
     "k5_s1_same": dict(kernel=5, stride=1, padding="same"),
     "k7_s2_same": dict(input_shape=(1, 13, 11, 3), kernel=7, stride=2, padding="same",
                        activation="relu6"),
+    "k3_s1_same_plane_in_scratch": dict(input_shape=(1, 36, 34, 3), kernel=3, stride=1,
+                                        padding="same"),
 }
 
 
@@ -566,7 +569,11 @@ def test_planar_depthwise_in_place_is_bit_exact(kw):
     (call,) = [c for c in compiled.calls.values() if c is not None]
     assert call.function.startswith("mcc_depthwise_conv2d_planar") and call.inplace_input is not None
     fields = {f.name: f.value for f in call.fields}
-    assert fields["group"] == 1 and call.scratch_bytes == fields["plane_h"] * fields["plane_w"]
+    plane = fields["plane_h"] * fields["plane_w"]
+    if kw.get("input_shape") == (1, 36, 34, 3):
+        assert plane > 1152 and fields["group"] == 1 and call.scratch_bytes == plane
+    else:
+        assert fields["group"] == 0 and call.scratch_bytes == 0
     offsets = compiled.plan.tensor_offsets
     assert offsets[call.inplace_input] == offsets[compiled.graph.outputs[0]]
     assert_bit_exact(model, runs=2, options=INPLACE_FAST)
@@ -574,12 +581,14 @@ def test_planar_depthwise_in_place_is_bit_exact(kw):
 
 # The fast in-place form of a 1x1 convolution: mcc_gemm_s8 in blocks of four
 # pixels, first to last (out_c <= in_c) or last to first (out_c > in_c), the
-# leftover pixels (rows % 4) through the block with their outputs via scratch.
+# leftover pixels (rows % 4) through the block with their outputs via scratch:
+# on the stack where block and outputs fit MCC_GEMM_STACK_BLOCK, else the arena.
 GEMM_INPLACE = {
     "expand_leftover_3": (dict(input_shape=(1, 5, 7, 3), filters=11, activation="relu6"), 2),
     "project_leftover_1": (dict(input_shape=(1, 3, 7, 12), filters=5), 1),
     "equal_whole_blocks": (dict(input_shape=(1, 4, 6, 8), filters=8, activation="relu"), 1),
     "expand_batch2": (dict(input_shape=(2, 3, 3, 4), filters=9), 2),
+    "project_deep_arena": (dict(input_shape=(1, 3, 5, 72), filters=40), 1),
 }
 
 
@@ -596,8 +605,11 @@ def test_gemm_1x1_in_place_is_bit_exact(name):
     (call,) = [c for c in compiled.calls.values() if c is not None]
     fields = {f.name: f.value for f in call.fields}
     assert call.function == "mcc_gemm_inplace_s8" and call.inplace_input is not None
-    assert fields["inplace"] == order and fields["row_block"] == 4
-    assert call.scratch_bytes == inplace.gemm_inplace_scratch_bytes(fields["depth"], fields["out_c"])
+    on_stack = inplace.gemm_inplace_stack_bytes(fields["depth"], fields["out_c"]) <= 512
+    assert fields["inplace"] == order and fields["row_block"] == (2 if on_stack else 4)
+    assert on_stack == (name != "project_deep_arena")
+    assert call.scratch_bytes == (0 if on_stack else
+                                  inplace.gemm_inplace_scratch_bytes(fields["depth"], fields["out_c"]))
     assert_bit_exact(model, runs=2, options=INPLACE_FAST)
 
 

@@ -191,14 +191,17 @@ def test_inplace_kernel_is_bit_exact_on_qemu(name, board, model_dir, tmp_path):
 
 
 # The fast in-place form: the planar kernel (its SMLAD rows on the M4/M7) with
-# output == input and one channel plane of scratch. Layer 1 is the depthwise layer.
+# output == input and one channel plane at a time, on the stack (group 0) or,
+# too big for it, in scratch (group 1). Layer 1 is the depthwise layer.
 PLANAR_CASES = {
-    "planar_k3_s1_same": dict(input_shape=(1, 9, 12, 3),
-                              layers=(("pw", 7, 1, "relu6"), ("dw", 3, 1, "same", "relu6"))),
-    "planar_k3_s2_same": dict(input_shape=(1, 11, 9, 5),
-                              layers=(("pw", 6, 1, "relu6"), ("dw", 3, 2, "same", None))),
-    "planar_k5_s1_same": dict(input_shape=(1, 9, 10, 5),
-                              layers=(("pw", 7, 1, "relu6"), ("dw", 5, 1, "same", "relu6"))),
+    "planar_k3_s1_same": (dict(input_shape=(1, 9, 12, 3),
+                               layers=(("pw", 7, 1, "relu6"), ("dw", 3, 1, "same", "relu6"))), 0),
+    "planar_k3_s2_same": (dict(input_shape=(1, 11, 9, 5),
+                               layers=(("pw", 6, 1, "relu6"), ("dw", 3, 2, "same", None))), 0),
+    "planar_k5_s1_same": (dict(input_shape=(1, 9, 10, 5),
+                               layers=(("pw", 7, 1, "relu6"), ("dw", 5, 1, "same", "relu6"))), 0),
+    "planar_k3_s2_same_scratch": (dict(input_shape=(1, 44, 26, 3),
+                                       layers=(("pw", 2, 1, "relu6"), ("dw", 3, 2, "same", None))), 1),
 }
 
 
@@ -210,12 +213,13 @@ def test_planar_depthwise_in_place_is_bit_exact_on_qemu(name, board, model_dir, 
     from mcucompile.pipeline import CompileOptions
     path = model_dir / f"{name}.tflite"
     if not path.exists():
-        path.write_bytes(mg.conv_chain(**PLANAR_CASES[name], seed=5))
+        path.write_bytes(mg.conv_chain(**PLANAR_CASES[name][0], seed=5))
     options = CompileOptions(memory="inplace", inplace_everywhere=True, inplace_fast_form=True)
     compiled, report = run_on_qemu(path, board, tmp_path / "build", options=options, runs=RUNS)
     ops = [op for op in compiled.graph.ops if compiled.calls[op.index] is not None]
     dw = compiled.calls[ops[1].index]
     assert dw.function.startswith("mcc_depthwise_conv2d_planar") and dw.inplace_input == ops[1].inputs[0]
+    assert {f.name: f.value for f in dw.fields}["group"] == PLANAR_CASES[name][1]
     offsets = compiled.plan.tensor_offsets
     assert offsets[ops[1].inputs[0]] == offsets[ops[1].outputs[0]]
     assert report.compared and report.samples == RUNS
@@ -224,8 +228,11 @@ def test_planar_depthwise_in_place_is_bit_exact_on_qemu(name, board, model_dir, 
 
 # The fast in-place form of 1x1 convolutions: mcc_gemm_s8 (its 4x2 assembly
 # tiles on the M4/M7) over blocks of four pixels, last to first for an
-# expansion, first to last for a projection; 35 pixels: three left over.
-GEMM_CASE = dict(input_shape=(1, 5, 7, 4), layers=(("pw", 13, 1, "relu6"), ("pw", 6, 1, None)))
+# expansion, first to last for a projection; 35 pixels: three left over. The
+# first three keep their block on the stack; the deep projection (80 -> 5)
+# does not fit it and takes arena scratch.
+GEMM_CASE = dict(input_shape=(1, 5, 7, 4), layers=(("pw", 13, 1, "relu6"), ("pw", 6, 1, None),
+                                                   ("pw", 80, 1, None), ("pw", 5, 1, "relu")))
 
 
 @pytest.mark.parametrize("board", BOARDS)
@@ -233,17 +240,18 @@ def test_gemm_1x1_in_place_is_bit_exact_on_qemu(board, model_dir, tmp_path):
     import modelgen as mg
     from harness import run_on_qemu
     from mcucompile.pipeline import CompileOptions
-    path = model_dir / "gemm_inplace.tflite"
+    path = model_dir / "gemm_inplace_stack.tflite"
     if not path.exists():
         path.write_bytes(mg.conv_chain(**GEMM_CASE, seed=9))
     options = CompileOptions(memory="inplace", inplace_everywhere=True, inplace_fast_form=True)
     compiled, report = run_on_qemu(path, board, tmp_path / "build", options=options, runs=RUNS)
     ops = [op for op in compiled.graph.ops if compiled.calls[op.index] is not None]
-    orders = []
+    forms = []
     for op in ops:
         call = compiled.calls[op.index]
         assert call.function == "mcc_gemm_inplace_s8" and call.inplace_input == op.inputs[0]
-        orders.append({f.name: f.value for f in call.fields}["inplace"])
-    assert orders == [2, 1]
+        fields = {f.name: f.value for f in call.fields}
+        forms.append((fields["inplace"], fields["row_block"]))
+    assert forms == [(2, 2), (1, 2), (2, 2), (1, 4)]
     assert report.compared and report.samples == RUNS
     assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)

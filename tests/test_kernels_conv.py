@@ -268,6 +268,8 @@ def test_fast_kernel_choice(kind, attrs, shapes, variant):
 
 # A depthwise layer over one channel at the memory peak (compact: no scratch):
 # mcc_depthwise_conv2d_1ch_s8, where the planar and im2col kernels need scratch.
+# Over more channels: the planar kernel with one plane on the stack where it
+# fits MCC_PLANAR_STACK_PLANE, else the general kernel.
 @pytest.mark.parametrize("attrs,shapes,variant,why", [
     (_dw(stride=2, mult=8), ((1, 9, 8, 1), (1, 3, 3, 8), (1, 5, 4, 8)), Variant.ONE_CHANNEL, ""),
     (_dw(padding=Padding.VALID, mult=3), ((1, 19, 16, 1), (1, 10, 8, 3), (1, 10, 9, 3)),
@@ -277,7 +279,8 @@ def test_fast_kernel_choice(kind, attrs, shapes, variant):
     (_dw(dilation=2, mult=2), ((1, 9, 8, 1), (1, 3, 3, 2), (1, 9, 8, 2)), Variant.IM2COL, ""),
     (_dw(mult=2), ((1, 9, 12, 1), (1, 3, 9, 2), (1, 9, 12, 2)), Variant.IM2COL, ""),
     (_dw(mult=2), ((1, 20, 8, 1), (1, 17, 5, 2), (1, 20, 8, 2)), Variant.IM2COL, ""),
-    (_dw(mult=2), ((1, 9, 8, 2), (1, 3, 3, 4), (1, 9, 8, 4)), Variant.GENERAL, "no scratch"),
+    (_dw(mult=2), ((1, 9, 8, 2), (1, 3, 3, 4), (1, 9, 8, 4)), Variant.PLANAR_3X3, ""),
+    (_dw(mult=2), ((1, 40, 36, 2), (1, 3, 3, 4), (1, 40, 36, 4)), Variant.GENERAL, "no scratch"),
 ])
 def test_compact_choice_for_one_input_channel(attrs, shapes, variant, why):
     from mcucompile.kernels import lower_compact
@@ -295,6 +298,10 @@ def test_compact_choice_for_one_input_channel(attrs, shapes, variant, why):
         assert call.macs == reference_call(g.ops[0], g).macs
     elif variant == Variant.IM2COL:
         assert call.function == "mcc_conv2d_im2col_s8" and _fields(call)["row_block"] == 2
+    elif variant == Variant.PLANAR_3X3:
+        fields = _fields(call)
+        assert call.function == "mcc_depthwise_conv2d_planar_3x3_s8" and fields["group"] == 0
+        assert fields["plane_h"] * fields["plane_w"] <= 1152
     else:
         assert call.function == "mcc_depthwise_conv2d_s8"
 
@@ -457,10 +464,11 @@ def _c_scratch_cases():
                        f" printf(\"%zu\\n\", mcc_gemm_s8_scratch_bytes(&p)); }}",
                        gemm_scratch_bytes(rows, depth, rb)))
         oc, order = int(rng.integers(1, 300)), int(rng.integers(1, 3))
+        irb = int(rng.choice([2, 4]))
         cases.append((f"{{ mcc_gemm_params p = {{ .rows = {rows}, .depth = {depth}, .out_c = {oc},"
-                       f" .row_block = 4, .inplace = {order} }};"
+                       f" .row_block = {irb}, .inplace = {order} }};"
                        f" printf(\"%zu\\n\", mcc_gemm_s8_scratch_bytes(&p)); }}",
-                       gemm_inplace_scratch_bytes(depth, oc)))
+                       gemm_inplace_scratch_bytes(depth, oc, irb)))
         b, oh, ow = int(rng.integers(1, 3)), int(rng.integers(1, 5)), int(rng.integers(1, 5))
         fh, fw, ic = int(rng.integers(1, 8)), int(rng.integers(1, 8)), int(rng.integers(1, 9))
         cases.append((f"{{ mcc_conv2d_im2col_params p = {{ .batches = {b}, .out_h = {oh}, .out_w = {ow},"

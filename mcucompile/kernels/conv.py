@@ -484,6 +484,9 @@ GEMM_STACK_BLOCK = 512
 # bytes, at least one. One plane may not exceed PLANAR_MAX_PLANE.
 PLANAR_BUDGET = 2048
 PLANAR_MAX_PLANE = 32 * 1024
+# MCC_PLANAR_STACK_PLANE (mcc_conv.h): the scratch-free planar kernel (group 0)
+# keeps one plane of at most this many bytes on the stack.
+PLANAR_STACK_PLANE = 1152
 # mcc_depthwise_conv2d_1ch_s8: filter rows of at most two words, and a border
 # pixel's window (filter_h rows of 4 or 8 bytes) in a stack buffer of
 # MCC_DW1CH_MAX_WINDOW bytes (mcc_conv.h).
@@ -600,6 +603,10 @@ def _choose(layer: _Layer, compact: bool = False) -> Choice:
         stack = _stack_im2col(layer)
         if stack is not None:
             return stack
+        if layer.kind == OpKind.DEPTHWISE_CONV_2D:
+            planar = _planar(layer)
+            if planar.variant != Variant.GENERAL and planar.plane_h * planar.plane_w <= PLANAR_STACK_PLANE:
+                return _on_stack(planar)
         return Choice(Variant.GENERAL, 0, "no scratch allowed at the memory peak")
     planar = _planar(layer) if layer.kind == OpKind.DEPTHWISE_CONV_2D else None
     if planar is not None and planar.variant in (Variant.PLANAR, Variant.PLANAR_3X3):
@@ -632,6 +639,11 @@ def _stack_im2col(layer: _Layer) -> Choice | None:
     if 4 * _groups(patch) > IM2COL_STACK_PATCH:
         return None
     return Choice(Variant.IM2COL, 0, "", row_block=2)
+
+
+def _on_stack(planar: Choice) -> Choice:
+    """The planar kernel with one plane on the stack (group 0), no scratch."""
+    return replace(planar, group=0, scratch_bytes=0)
 
 
 def _one_channel(layer: _Layer) -> Choice:
@@ -813,13 +825,16 @@ def _lower(op: Op, graph: Graph, compact: bool) -> KernelCall:
 
 
 def planar_one_plane(op: Op, graph: Graph) -> KernelCall | None:
-    """The planar depthwise kernel with one channel plane in scratch (the
-    smallest it takes), or None when the layer does not take the planar kernel.
-    For the in-place form (kernels/inplace.py)."""
+    """The planar depthwise kernel with one channel plane at a time (the least
+    it takes): on the stack where the plane fits PLANAR_STACK_PLANE, else in
+    scratch; None when the layer does not take the planar kernel. For the
+    in-place form (kernels/inplace.py)."""
     layer = _prepare(op, graph)
     choice = _choose(layer)
     if choice.variant not in (Variant.PLANAR, Variant.PLANAR_3X3):
         return None
+    if choice.plane_h * choice.plane_w <= PLANAR_STACK_PLANE:
+        return _fast_call(layer, _on_stack(choice), op)
     one = replace(choice, group=1,
                   scratch_bytes=planar_scratch_bytes(1, choice.plane_h, choice.plane_w))
     return _fast_call(layer, one, op)

@@ -83,7 +83,8 @@ from ..ir import ALIAS_KINDS, DType, Graph, Op, OpKind, Pool2DAttrs
 from ..quant import activation_range
 from . import (LOWERINGS, SCRATCH, ArrayRef, ConstArray, Field, KernelCall, KernelTarget, TensorArg,
                fast_inplace_lowering, inplace_lowering)
-from .conv import _prepare, fast_channel_table, gemm_weights, planar_one_plane, planar_weights, window
+from .conv import (GEMM_STACK_BLOCK, _prepare, fast_channel_table, gemm_weights, planar_one_plane,
+                   planar_weights, window)
 from .pool import pool_geometry
 
 LIBRARY = "mcc_inplace"
@@ -146,9 +147,15 @@ def pointwise_scratch_bytes(out_c: int) -> int:
     return out_c
 
 
-def gemm_inplace_scratch_bytes(depth: int, out_c: int) -> int:
+def gemm_inplace_scratch_bytes(depth: int, out_c: int, row_block: int = 4) -> int:
     """Mirror of mcc_gemm_s8_scratch_bytes in place: the int16 block of four
-    rows, then four rows of outputs for the leftover rows."""
+    rows, then four rows of outputs for the leftover rows; none in the arena
+    when they are on the stack (row_block 2)."""
+    return 0 if row_block == 2 else gemm_inplace_stack_bytes(depth, out_c)
+
+
+def gemm_inplace_stack_bytes(depth: int, out_c: int) -> int:
+    """What the in-place GEMM keeps in its scratch, wherever that is."""
     return 32 * ((depth + 3) // 4) + 4 * out_c
 
 
@@ -373,9 +380,14 @@ def conv2d_1x1_inplace_gemm(op: Op, graph: Graph, target: KernelTarget) -> Kerne
     if call.function != "mcc_gemm_s8" or g.get("row_block") != 4 or g["rows"] < 4:
         return None
     order = 2 if f["out_c"] > f["in_c"] else 1
+    # Small enough, the block and the leftover outputs go on the stack (as
+    # mcc_gemm_s8's at the peak): no arena scratch, so this form fits wherever
+    # the lean one does, also at the memory peak.
+    row_block = 2 if gemm_inplace_stack_bytes(g["depth"], g["out_c"]) <= GEMM_STACK_BLOCK else 4
+    fields = tuple(Field("row_block", row_block) if x.name == "row_block" else x for x in call.fields)
     return replace(call, function="mcc_gemm_inplace_s8",
-                   fields=call.fields + (Field("inplace", order),),
-                   scratch_bytes=gemm_inplace_scratch_bytes(g["depth"], g["out_c"]),
+                   fields=fields + (Field("inplace", order),),
+                   scratch_bytes=gemm_inplace_scratch_bytes(g["depth"], g["out_c"], row_block),
                    inplace_input=lean.inplace_input)
 
 

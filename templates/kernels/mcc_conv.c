@@ -916,9 +916,10 @@ static void gemm_rows2(const int8_t *input, int32_t rows, int32_t depth, const i
 size_t mcc_gemm_s8_scratch_bytes(const mcc_gemm_params *p)
 {
     /* Four rows of ceil(depth / 4) groups of four int16 values; in place, then
-     * the outputs of a block of leftover rows. */
+     * the outputs of a block of leftover rows (on the stack at row_block 2). */
     if (p->inplace) {
-        return (size_t)32 * (size_t)groups_of(p->depth) + (size_t)4 * (size_t)p->out_c;
+        return p->row_block == 2 ? 0u : (size_t)32 * (size_t)groups_of(p->depth)
+                                            + (size_t)4 * (size_t)p->out_c;
     }
     return p->row_block == 4 && p->rows >= 4 ? (size_t)32 * (size_t)groups_of(p->depth) : 0u;
 }
@@ -997,7 +998,16 @@ int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, v
 int mcc_gemm_inplace_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output,
                         void *scratch)
 {
-    if (!p->inplace || p->row_block != 4 || (const int8_t *)output != input) {
+    uint32_t stack_block[MCC_GEMM_STACK_BLOCK / 4];
+    if (!p->inplace || (const int8_t *)output != input) {
+        return MCC_ERROR;
+    }
+    if (p->row_block == 2) {
+        if (32 * groups_of(p->depth) + 4 * p->out_c > MCC_GEMM_STACK_BLOCK) {
+            return MCC_ERROR;
+        }
+        scratch = stack_block;
+    } else if (p->row_block != 4) {
         return MCC_ERROR;
     }
     gemm_inplace(p, input, output, scratch);
@@ -1639,15 +1649,35 @@ static int planar_run(const mcc_depthwise_conv2d_planar_params *p, const int8_t 
     return MCC_OK;
 }
 
+/* group 0: one plane at a time in a stack buffer instead of scratch. */
+static MCC_NOINLINE int planar_on_stack(const mcc_depthwise_conv2d_planar_params *p,
+                                        const int8_t *input, int8_t *output,
+                                        planar_channel channel, int32_t row_bytes)
+{
+    uint32_t plane[MCC_PLANAR_STACK_PLANE / 4];
+    mcc_depthwise_conv2d_planar_params one = *p;
+    if (p->plane_h * p->plane_w > MCC_PLANAR_STACK_PLANE) {
+        return MCC_ERROR;
+    }
+    one.group = 1;
+    return planar_run(&one, input, output, plane, channel, row_bytes);
+}
+
 int mcc_depthwise_conv2d_planar_3x3_s8(const mcc_depthwise_conv2d_planar_params *p,
                                        const int8_t *input, int8_t *output, void *scratch)
 {
+    if (p->group == 0) {
+        return planar_on_stack(p, input, output, dw3x3_channel, 4);
+    }
     return planar_run(p, input, output, scratch, dw3x3_channel, 4);
 }
 
 int mcc_depthwise_conv2d_planar_s8(const mcc_depthwise_conv2d_planar_params *p,
                                    const int8_t *input, int8_t *output, void *scratch)
 {
+    if (p->group == 0) {
+        return planar_on_stack(p, input, output, dw_wide_channel, 8);
+    }
     return planar_run(p, input, output, scratch, dw_wide_channel, 8);
 }
 

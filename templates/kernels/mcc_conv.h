@@ -166,11 +166,13 @@ int mcc_conv2d_1x1_s8(const mcc_fully_connected_params *p,
  *            scratch, for a layer at the memory peak; 1: rows are read where
  *            they lie, no scratch. Leftover rows (rows % 4) go two by two.
  * inplace:   mcc_gemm_inplace_s8 only (0 for mcc_gemm_s8): 1 (first to last)
- *            or 2 (last to first), output == input, row_block 4. A block's four rows are
+ *            or 2 (last to first), output == input. A block's four rows are
  *            widened into scratch before any of its outputs is written, and
  *            the leftover rows go through the same block (their outputs via
  *            scratch), so order 1 is safe when out_c <= depth and order 2 when
- *            out_c >= depth (kernels/inplace.py checks which).
+ *            out_c >= depth (kernels/inplace.py checks which). row_block 4:
+ *            that scratch in the arena; 2: on the stack, no arena scratch
+ *            (block and leftover outputs within MCC_GEMM_STACK_BLOCK bytes).
  */
 typedef struct {
     int32_t rows;
@@ -186,7 +188,7 @@ typedef struct {
 #define MCC_GEMM_STACK_BLOCK 512
 
 int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, void *scratch);
-/* The same with output == input: `inplace` 1 or 2, row_block 4. */
+/* The same with output == input: `inplace` 1 or 2, row_block 4 or 2. */
 int mcc_gemm_inplace_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output,
                         void *scratch);
 size_t mcc_gemm_s8_scratch_bytes(const mcc_gemm_params *p);
@@ -243,6 +245,8 @@ size_t mcc_conv2d_im2col_s8_scratch_bytes(const mcc_conv2d_im2col_params *p);
  * plane_h >= (out_h - 1) * stride_h + filter_h and >= pad_h + in_h;
  * plane_w >= (out_w - 1) * stride_w + row_bytes and >= pad_w + in_w,
  * a multiple of 4.
+ * group 0: one plane at a time on the stack (plane_h * plane_w at most
+ * MCC_PLANAR_STACK_PLANE bytes), no scratch: for a layer at the memory peak.
  */
 typedef struct {
     int32_t batches;
@@ -259,6 +263,9 @@ typedef struct {
     const int8_t *weights;
     const int32_t *channels;
 } mcc_depthwise_conv2d_planar_params;
+
+/* As big as im2col's stack block: no kernel's stack frame grows beyond it. */
+#define MCC_PLANAR_STACK_PLANE 1152
 
 int mcc_depthwise_conv2d_planar_3x3_s8(const mcc_depthwise_conv2d_planar_params *p,
                                        const int8_t *input, int8_t *output, void *scratch);
