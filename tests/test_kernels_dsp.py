@@ -98,6 +98,15 @@ def _cases() -> dict[str, tuple[str, dict, str]]:
     cases["conv_k3_s2_same_c5_compact"] = ("conv2d", dict(
         input_shape=(1, 11, 9, 5), filters=odd(3, 9), kernel=3, stride=2, padding="same",
         seed=int(rng.integers(100))), "mcc_conv2d_im2col_s8")
+    # int8 patches at the peak: blocks of four on the stack (a first layer's
+    # three channels, interior blocks gathered run by run) or, deeper than the
+    # stack bound (99 values), two patches at a time.
+    cases["conv_k3_s1_valid_c3_compact"] = ("conv2d", dict(
+        input_shape=(1, 9, 14, 3), filters=odd(3, 9), kernel=3, padding="valid",
+        activation="relu", seed=int(rng.integers(100))), "mcc_conv2d_im2col_s8")
+    cases["conv_k3_s1_same_c11_compact"] = ("conv2d", dict(
+        input_shape=(1, 7, 6, 11), filters=odd(3, 9), kernel=3, padding="same",
+        seed=int(rng.integers(100))), "mcc_conv2d_im2col_s8")
     # in_c a multiple of 4: patches widened straight into the int16 block, with
     # padding (a partial tap at the border), dilation (taps one by one) and
     # the last pixels one by one; at the peak the block on the stack (depth
@@ -147,13 +156,15 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "depthwise_1ch_k3x2_s1_same_m6_compact",
                        "conv_k3_s1_same_depth16_compact", "conv_k3_s2_same_c5_compact",
                        "add_tables", "add_tables_clamped", "conv_k1_depth72_compact", "conv_k3_s2_same_c8",
-                       "conv_k3_s1_same_c12_compact"},
+                       "conv_k3_s1_same_c12_compact", "conv_k3_s1_valid_c3_compact",
+                       "conv_k3_s1_same_c11_compact"},
            "qemu-m4": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact",
                        "depthwise_1ch_k5x5_s1_valid_m3_compact", "conv_k3_s1_same_depth16_compact",
                        "add_tables", "add_tables_clamped", "conv_k1_depth72_compact"},
            "qemu-m3": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k3_s2_same_c8",
                        "depthwise_1ch_k3x3_s2_same_m8_compact", "conv_k3_s1_same_depth16_compact",
-                       "depthwise_1ch_k3x2_s1_same_m6_compact", "add_tables"}}
+                       "depthwise_1ch_k3x2_s1_same_m6_compact", "conv_k3_s1_valid_c3_compact",
+                       "add_tables"}}
 
 
 def _params():

@@ -1281,29 +1281,17 @@ static MCC_NOINLINE void im2col_stack_block(const mcc_conv2d_im2col_params *p,
     im2col_widened(p, input, output, words);
 }
 
-int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
-                         int8_t *output, void *scratch)
+/* Patches gathered as int8 (in_c % 4 != 0), then widened: with `blocks`,
+ * four at a time into the block (scratch: the block, then the four int8
+ * patches), the last total % 4 one by one; else one by one (scratch: one). */
+static void im2col_patches(const mcc_conv2d_im2col_params *p, const int8_t *input,
+                           int8_t *output, void *scratch, int blocks)
 {
-    const int32_t total_px = p->batches * p->out_h * p->out_w;
-    const int32_t block_bytes = 32 * groups_of(p->filter_h * p->filter_w * p->in_c);
-    if (p->row_block == 2) {
-        if (widens_directly(p) && block_bytes <= MCC_IM2COL_STACK_BLOCK) {
-            im2col_stack_block(p, input, output);
-            clamp_activation(output, total_px * p->out_c, p->act_min, p->act_max);
-            return MCC_OK;
-        }
-        return im2col_stack_pairs(p, input, output);
-    }
-    if (p->row_block == 4 && total_px >= 4 && widens_directly(p)) {
-        im2col_widened(p, input, output, scratch);
-        clamp_activation(output, total_px * p->out_c, p->act_min, p->act_max);
-        return MCC_OK;
-    }
     const int32_t depth = p->filter_h * p->filter_w * p->in_c;
     const int32_t groups = groups_of(depth);
     const int32_t stride = 4 * groups;                 /* bytes per patch row */
     const int32_t total = p->batches * p->out_h * p->out_w;
-    const int blocks = p->row_block == 4 && total >= 4;
+    blocks = blocks && total >= 4;
     int8_t *patches = (int8_t *)scratch + (blocks ? 32 * groups : 0);
     const int32_t n_rows = blocks ? 4 : 1;
     /* Bytes past the patch are never written by gather_patch: zero them once. */
@@ -1336,7 +1324,37 @@ int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
         }
         q += n;
     }
-    clamp_activation(output, total * p->out_c, p->act_min, p->act_max);
+}
+
+/* row_block 2 without widens_directly: im2col_patches' block and patches on
+ * the stack (48 bytes per depth group). */
+static MCC_NOINLINE void im2col_stack_patches(const mcc_conv2d_im2col_params *p,
+                                              const int8_t *input, int8_t *output)
+{
+    uint32_t words[MCC_IM2COL_STACK_BLOCK / 4];
+    im2col_patches(p, input, output, words, 1);
+}
+
+int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
+                         int8_t *output, void *scratch)
+{
+    const int32_t total_px = p->batches * p->out_h * p->out_w;
+    const int32_t groups = groups_of(p->filter_h * p->filter_w * p->in_c);
+    if (p->row_block == 2) {
+        /* No scratch: the fastest form whose buffers fit the stack's bound. */
+        if (widens_directly(p) && 32 * groups <= MCC_IM2COL_STACK_BLOCK) {
+            im2col_stack_block(p, input, output);
+        } else if (!widens_directly(p) && 48 * groups <= MCC_IM2COL_STACK_BLOCK) {
+            im2col_stack_patches(p, input, output);
+        } else {
+            return im2col_stack_pairs(p, input, output);
+        }
+    } else if (p->row_block == 4 && total_px >= 4 && widens_directly(p)) {
+        im2col_widened(p, input, output, scratch);
+    } else {
+        im2col_patches(p, input, output, scratch, p->row_block == 4);
+    }
+    clamp_activation(output, total_px * p->out_c, p->act_min, p->act_max);
     return MCC_OK;
 }
 
