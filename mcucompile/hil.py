@@ -192,14 +192,16 @@ class Device:
         sign of a wrong baud rate); sync() is lenient because a board that was
         just reset may emit a little noise.
         """
+        searched = 0    # the buffer has no line end before this; each byte is looked at once
         while True:
-            end = self._buf.find(b"\n")
+            end = self._buf.find(b"\n", searched)
             if end >= 0:
                 raw = bytes(self._buf[:end]).rstrip(b"\r")
                 del self._buf[:end + 1]
                 if strict:
                     _check_text(raw, self.where, self.baudrate)
                 return raw.decode("ascii", errors="replace")
+            searched = len(self._buf)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -207,10 +209,11 @@ class Device:
                 chunk = self.port.read(max(1, self.port.in_waiting))
             except (serial.SerialException, OSError) as e:
                 raise DeviceError(f"lost the connection to {self.where}: {e}") from e
-            self._buf += chunk
             if strict and chunk:
-                # Fail at the first bad byte rather than at the timeout: show the line so far.
-                _check_text(bytes(self._buf), self.where, self.baudrate)
+                # Fail at the first bad byte rather than at the timeout: check the new
+                # bytes only (a results line runs to hundreds of KB).
+                _check_text(chunk, self.where, self.baudrate, before=bytes(self._buf[-32:]))
+            self._buf += chunk
 
     def _partial(self) -> str:
         return bytes(self._buf).decode("ascii", errors="replace")
@@ -364,13 +367,21 @@ class Device:
         return StackUse(used=r.number("m-stack-used-"), size=r.number("m-stack-size-"))
 
 
+_PRINTABLE = bytes(range(0x20, 0x7F))
+_NOT_TEXT = re.compile(rb"[^\x20-\x7e\r\n]")
+
+
 def _is_garbage(raw: bytes) -> bool:
-    return any(b < 0x20 or b > 0x7E for b in raw)
+    return bool(raw.translate(None, _PRINTABLE))
 
 
-def _check_text(raw: bytes, where: str, baud: int) -> None:
-    if _is_garbage(raw.replace(b"\r", b"").replace(b"\n", b"")):
-        raise DeviceError(f"{where} sent bytes that are not protocol text ({bytes(raw[-32:])!r}): "
+def _check_text(raw: bytes, where: str, baud: int, before: bytes = b"") -> None:
+    """DeviceError at the first byte of `raw` that protocol text never contains,
+    showing the bytes up to it (`before`: what came earlier on the line)."""
+    bad = _NOT_TEXT.search(raw)
+    if bad is not None:
+        shown = (before + raw[:bad.end()])[-32:]
+        raise DeviceError(f"{where} sent bytes that are not protocol text ({shown!r}): "
                           f"check the baud rate ({baud}) and that the board runs mcucompile firmware")
 
 

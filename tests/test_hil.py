@@ -138,6 +138,18 @@ def test_garbage_after_sync(peer):
             device.profile()
 
 
+def test_long_lines_arrive_whole_and_are_checked_to_the_end(peer):
+    # A model with a large output sends a results line of hundreds of KB, read
+    # in many chunks: each byte is checked once (it was the whole line per chunk).
+    line = b"m-results-[" + b"0.123456," * 40_000 + b"1.0]"
+    p = peer({"results": line + b"\r\n" + READY,
+              "bad": line[:200_000] + b"\xff" + line[200_000:] + b"\r\n" + READY})
+    with hil.Device.open(p.url, timeout=5) as device:
+        assert device.exchange("results").lines == (line.decode(),)
+        with pytest.raises(DeviceError, match=r"not protocol text \(b'.*\\xff.*'\): check the baud rate"):
+            device.exchange("bad")
+
+
 def test_a_device_that_is_not_ours(peer):
     p = peer({"name": b"Hello from some other firmware\r\n" + READY})
     with pytest.raises(DeviceError, match=r"not with the protocol's `m-name-dut.*Hello from some other.*"
