@@ -367,12 +367,12 @@ class Device:
         return StackUse(used=r.number("m-stack-used-"), size=r.number("m-stack-size-"))
 
 
-_PRINTABLE = bytes(range(0x20, 0x7F))
-_NOT_TEXT = re.compile(rb"[^\x20-\x7e\r\n]")
+_NOT_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
+_NOT_TEXT = re.compile(rb"[^\x20-\x7e\r\n]")     # what may come on a line, its end included
 
 
 def _is_garbage(raw: bytes) -> bool:
-    return bool(raw.translate(None, _PRINTABLE))
+    return _NOT_PRINTABLE.search(raw) is not None
 
 
 def _check_text(raw: bytes, where: str, baud: int, before: bytes = b"") -> None:

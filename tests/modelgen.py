@@ -260,22 +260,9 @@ def dense(*, input_shape: Shape = (1, 16), units: int = 10, activation: Activati
 
 
 def _binary(name: str, op: str, shape_a: Shape, shape_b: Shape, activation: Activation,
-            constant_b: bool, float_io: bool, seed: int,
-            output_zero_point: int | None = None) -> bytes:
+            constant_b: bool, float_io: bool, seed: int) -> bytes:
     cfg = dict(shape_a=shape_a, shape_b=shape_b, activation=activation, constant_b=constant_b,
                float_io=float_io, seed=seed)
-    patch = None
-    if output_zero_point is not None:
-        # The op's output zero point moved (its scale kept): a fused activation
-        # then clamps inside int8's range, which the converter never emits.
-        cfg["output_zero_point"] = output_zero_point
-
-        def patch(model: bytes) -> bytes:
-            def edit(m) -> None:
-                g = m.subgraphs[0]
-                out = next(o for o in g.operators if len(o.inputs) == 2).outputs[0]
-                g.tensors[out].quantization.zeroPoint = [int(output_zero_point)]
-            return _edit_flatbuffer(model, edit)
 
     def build(tf):
         fn = {"add": tf.add, "mul": tf.multiply, "sub": tf.subtract}[op]
@@ -288,16 +275,14 @@ def _binary(name: str, op: str, shape_a: Shape, shape_b: Shape, activation: Acti
         x = _fn_layer(tf, fn)(a, b)
         return tf.keras.Model([a, b], _activation(tf, x, activation))
 
-    return _cached(name, cfg, build, patch)
+    return _cached(name, cfg, build)
 
 
 def add(*, shape_a: Shape = (1, 6, 6, 8), shape_b: Shape = (1, 6, 6, 8),
         activation: Activation = None, constant_b: bool = False,
-        float_io: bool = False, seed: int = 0, output_zero_point: int | None = None) -> bytes:
-    """ADD of two inputs (or an input and a constant), numpy-broadcasting shapes;
-    `output_zero_point` rewrites the output's zero point after conversion."""
-    return _binary("add", "add", shape_a, shape_b, activation, constant_b, float_io, seed,
-                   output_zero_point)
+        float_io: bool = False, seed: int = 0) -> bytes:
+    """ADD of two inputs (or an input and a constant), numpy-broadcasting shapes."""
+    return _binary("add", "add", shape_a, shape_b, activation, constant_b, float_io, seed)
 
 
 def mul(*, shape_a: Shape = (1, 6, 6, 8), shape_b: Shape = (1, 6, 6, 8),

@@ -69,8 +69,8 @@ That was checked by reading each kernel in mcc_activation.c and
 mcc_elementwise.c; a kernel not in the list (e.g. a future DSP variant) is
 never run in place. mcc_add_s8's DSP loop reads elements i..i+3 of both
 operands, then writes those four: the same argument, four at a time (its
-broadcast runs keep the element loop). SOFTMAX reads a whole row before writing it, row by row,
-so it qualifies too. QUANTIZE float32 -> int8 writes byte i after reading
+broadcast runs keep the element loop). SOFTMAX reads a whole row before
+writing it, row by row, so it qualifies too. QUANTIZE float32 -> int8 writes byte i after reading
 float i, below the floats i+1.. still to read (bytes 4i+4..), so it qualifies;
 DEQUANTIZE (int8 -> float32) would write 4 bytes over int8 values not read
 yet, so it does not.

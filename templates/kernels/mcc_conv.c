@@ -1027,17 +1027,22 @@ static int widens_directly(const mcc_conv2d_im2col_params *p)
 /* Scratch: the int16 block (32 bytes per depth group, row_block 4) and then,
  * unless patches are widened directly, the int8 patch rows it is widened
  * from (4 or 1, 4 bytes per group). */
+static int32_t blocks_bytes(const mcc_conv2d_im2col_params *p)
+{
+    const int32_t groups = groups_of(p->filter_h * p->filter_w * p->in_c);
+    return widens_directly(p) ? 32 * groups : 48 * groups;
+}
+
 size_t mcc_conv2d_im2col_s8_scratch_bytes(const mcc_conv2d_im2col_params *p)
 {
-    const size_t groups = (size_t)groups_of(p->filter_h * p->filter_w * p->in_c);
     if (p->row_block == 2) {
         return 0u;
     }
     const int blocks = p->row_block == 4 && p->batches * p->out_h * p->out_w >= 4;
     if (!blocks) {
-        return 4u * groups;
+        return 4u * (size_t)groups_of(p->filter_h * p->filter_w * p->in_c);
     }
-    return widens_directly(p) ? 32u * groups : 48u * groups;
+    return (size_t)blocks_bytes(p);
 }
 
 /* A patch's row segments land in their destination one of two ways: copied
@@ -1272,15 +1277,6 @@ static void im2col_widened(const mcc_conv2d_im2col_params *p, const int8_t *inpu
     }
 }
 
-/* row_block 2 with widens_directly: the block on the stack. Not inlined, so
- * that its frame and im2col_stack_pairs' never add up. */
-static MCC_NOINLINE void im2col_stack_block(const mcc_conv2d_im2col_params *p,
-                                            const int8_t *input, int8_t *output)
-{
-    uint32_t words[MCC_IM2COL_STACK_BLOCK / 4];
-    im2col_widened(p, input, output, words);
-}
-
 /* Patches gathered as int8 (in_c % 4 != 0), then widened: with `blocks`,
  * four at a time into the block (scratch: the block, then the four int8
  * patches), the last total % 4 one by one; else one by one (scratch: one). */
@@ -1326,29 +1322,30 @@ static void im2col_patches(const mcc_conv2d_im2col_params *p, const int8_t *inpu
     }
 }
 
-/* row_block 2 without widens_directly: im2col_patches' block and patches on
- * the stack (48 bytes per depth group). */
-static MCC_NOINLINE void im2col_stack_patches(const mcc_conv2d_im2col_params *p,
-                                              const int8_t *input, int8_t *output)
+/* row_block 2 where blocks_bytes fits MCC_IM2COL_STACK_BLOCK: the blocks'
+ * scratch on the stack. Not inlined, so that its frame and
+ * im2col_stack_pairs' never add up. */
+static MCC_NOINLINE void im2col_stack_blocks(const mcc_conv2d_im2col_params *p,
+                                             const int8_t *input, int8_t *output)
 {
     uint32_t words[MCC_IM2COL_STACK_BLOCK / 4];
-    im2col_patches(p, input, output, words, 1);
+    if (widens_directly(p)) {
+        im2col_widened(p, input, output, words);
+    } else {
+        im2col_patches(p, input, output, words, 1);
+    }
 }
 
 int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
                          int8_t *output, void *scratch)
 {
     const int32_t total_px = p->batches * p->out_h * p->out_w;
-    const int32_t groups = groups_of(p->filter_h * p->filter_w * p->in_c);
     if (p->row_block == 2) {
-        /* No scratch: the fastest form whose buffers fit the stack's bound. */
-        if (widens_directly(p) && 32 * groups <= MCC_IM2COL_STACK_BLOCK) {
-            im2col_stack_block(p, input, output);
-        } else if (!widens_directly(p) && 48 * groups <= MCC_IM2COL_STACK_BLOCK) {
-            im2col_stack_patches(p, input, output);
-        } else {
+        /* No scratch: blocks of four on the stack where they fit its bound. */
+        if (blocks_bytes(p) > MCC_IM2COL_STACK_BLOCK) {
             return im2col_stack_pairs(p, input, output);
         }
+        im2col_stack_blocks(p, input, output);
     } else if (p->row_block == 4 && total_px >= 4 && widens_directly(p)) {
         im2col_widened(p, input, output, scratch);
     } else {
