@@ -18,12 +18,13 @@ def host_board():
 
 
 def assert_bit_exact(model: bytes, runs: int = 3, seed: int = 0, sanitize: bool = True,
-                     options=None):
-    """`options` (a pipeline.CompileOptions) selects e.g. the memory strategy."""
+                     options=None, board=None):
+    """`options` (a pipeline.CompileOptions) selects e.g. the memory strategy;
+    `board` the target the kernels are chosen for (the code runs on the host)."""
     from mcucompile.pipeline import CompileOptions
     pytest.importorskip("tflite_micro", reason="the TFLM reference: pip install tflite-micro")
-    result = verify(model, runs=runs, seed=seed, sanitize=sanitize, board=host_board(), check_layers=True,
-                    options=options or CompileOptions())
+    result = verify(model, runs=runs, seed=seed, sanitize=sanitize, board=board or host_board(),
+                    check_layers=True, options=options or CompileOptions())
     assert result.output_bytes > 0 and result.intermediate_bytes > 0
     assert result.bit_exact, (f"{result.differing_bytes} of {result.output_bytes} output bytes differ "
                               f"from TFLM; {result.first_bad_layer}")

@@ -454,7 +454,8 @@ int main(void)
 def _c_scratch_cases():
     """(C expression printing a scratch size, the Python mirror's value)."""
     from mcucompile.kernels.conv import (gemm_scratch_bytes, im2col_scratch_bytes,
-                                         one_channel_scratch_bytes, planar_scratch_bytes)
+                                         one_channel_scratch_bytes, planar_scratch_bytes,
+                                         band_scratch_bytes)
     from mcucompile.kernels.inplace import gemm_inplace_scratch_bytes
     rng = np.random.default_rng(3)
     cases = []
@@ -485,6 +486,12 @@ def _c_scratch_cases():
                        f" .out_c = {oc} }}; printf(\"%zu\\n\","
                        f" mcc_depthwise_conv2d_1ch_s8_scratch_bytes(&p)); }}",
                        one_channel_scratch_bytes()))
+        cols, ic, st, stack = (int(rng.integers(3, 40)), int(rng.integers(1, 70)),
+                               int(rng.integers(1, 3)), int(rng.integers(0, 2)))
+        cases.append((f"{{ mcc_conv2d_band_params p = {{ .columns = {cols}, .in_c = {ic},"
+                       f" .stride = {st}, .on_stack = {stack} }}; printf(\"%zu\\n\","
+                       f" mcc_conv2d_band_s8_scratch_bytes(&p)); }}",
+                       band_scratch_bytes(cols, ic, st, bool(stack))))
     return cases
 
 
@@ -828,3 +835,49 @@ def test_patches_too_big_for_the_stack_take_the_general_kernel():
                    (1, 6, 6, 65), (4, 3, 3, 65), (1, 6, 6, 4), w_scales=(0.02,) * 4, w_axis=0)
     assert 4 * ((9 * 65 + 3) // 4) > IM2COL_STACK_PATCH
     assert _choose(_prepare(g.ops[0], g), compact=True).variant == Variant.GENERAL
+
+
+# --- 3x3 convolutions in bands (mcc_conv2d_band_s8), its portable loops ----------
+# Chosen for DSP targets only; built for the M7 and run on the host, the model
+# takes the band kernel's portable C (the same layout and scratch as the
+# assembly tiles the QEMU tests run).
+
+@pytest.mark.reference
+@pytest.mark.parametrize("kw,compact", [
+    (dict(input_shape=(1, 11, 29, 16), filters=7, kernel=3, padding="same", activation="relu"), False),
+    (dict(input_shape=(1, 13, 12, 12), filters=5, kernel=3, stride=2, padding="valid"), False),
+    (dict(input_shape=(1, 9, 13, 8), filters=9, kernel=3, stride=2, padding="same"), True),
+    (dict(input_shape=(1, 8, 11, 16), filters=4, kernel=3, padding="valid"), True),
+    (dict(input_shape=(1, 10, 9, 3), filters=17, kernel=3, padding="same"), False),
+], ids=["s1_same_c16_buffer_fills", "s2_valid_c12", "s2_same_c8_stack", "s1_valid_c16_stack",
+        "s1_c3_padded_to_4"])
+def test_band_conv_portable_loops_bit_exact(kw, compact):
+    import modelgen as mg
+    from harness import assert_bit_exact
+    from mcucompile import boards
+    from mcucompile.pipeline import CompileOptions, compile_model
+    model = mg.conv2d(seed=3, **kw)
+    board = boards.load("qemu-m7")
+    options = CompileOptions(memory="layer", compact_at_peak=compact)
+    (call,) = [c for c in compile_model(model, board, options).calls.values() if c]
+    fields = {f.name: f.value for f in call.fields}
+    assert call.function == "mcc_conv2d_band_s8" and fields["on_stack"] == int(compact), fields
+    assert (call.scratch_bytes == 0) == compact
+    # Built for a core without DSP, the same layer takes im2col.
+    host = [c for c in compile_model(model, boards.load("qemu-m3"), options).calls.values() if c]
+    assert host[0].function == "mcc_conv2d_im2col_s8"
+    assert_bit_exact(model, options=options, board=board)
+
+
+def test_band_weights_pair_channels_by_filter_row():
+    from mcucompile.kernels.conv import band_weights
+    rng = np.random.default_rng(5)
+    w = rng.integers(-128, 128, size=(3, 3, 3, 6), dtype=np.int8)    # [out_c, dy, dx, in_c]
+    words = band_weights(w).reshape(2, 3, 4, 3, 4)                   # [p, dx, q, dy order, bytes]
+    for p_, dx, q, d, byte in np.ndindex(words.shape):
+        dy = (1, 2, 0)[d]
+        g, odd = divmod(q, 2)
+        ci = 4 * g + odd + 2 * (byte // 2)
+        co = 2 * p_ + byte % 2
+        want = w[co, dy, dx, ci] if co < 3 and ci < 6 else 0
+        assert words[p_, dx, q, d, byte] == want, (p_, dx, q, d, byte)

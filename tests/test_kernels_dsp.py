@@ -25,6 +25,7 @@ import pytest
 pytestmark = [pytest.mark.qemu, pytest.mark.arm_gcc, pytest.mark.reference, pytest.mark.tf]
 
 BOARDS = ("qemu-m7", "qemu-m4", "qemu-m3")
+BAND = "mcc_conv2d_band_s8"
 
 
 
@@ -105,7 +106,7 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
     # on the stack, whole depth groups (the 2x2 assembly tile) and a partial one,
     # an odd number of output pixels (a lone last patch).
     cases["conv_k3_s1_same_depth16_compact"] = ("conv2d", dict(
-        input_shape=(1, 9, 7, 16), filters=odd(3, 9), kernel=3, padding="same",
+        input_shape=(1, 9, 7, 16), filters=odd(3, 9), kernel=3, stride=(2, 1), padding="same",
         activation="relu", seed=int(rng.integers(100))), "mcc_conv2d_im2col_s8")
     cases["conv_k3_s2_same_c5_compact"] = ("conv2d", dict(
         input_shape=(1, 11, 9, 5), filters=odd(3, 9), kernel=3, stride=2, padding="same",
@@ -124,18 +125,39 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
     # the last pixels one by one; at the peak the block on the stack (depth
     # 108, an odd number of groups) or, too deep for it (180), two patches.
     # Wide enough at stride 2 for blocks of four wholly inside the image.
+    # (Strides of 2 by 1 and 1 by 2: mcc_conv2d_band_s8 takes the other 3x3 ones.)
     cases["conv_k3_s2_same_c8"] = ("conv2d", dict(
-        input_shape=(1, odd(9, 13), odd(19, 23), 8), filters=odd(3, 9), kernel=3, stride=2,
+        input_shape=(1, odd(9, 13), odd(19, 23), 8), filters=odd(3, 9), kernel=3, stride=(1, 2),
         padding="same", activation="relu", seed=int(rng.integers(100))), "mcc_conv2d_im2col_s8")
     cases["conv_k3_d2_same_c4"] = ("conv2d", dict(
         input_shape=(1, odd(9, 13), odd(9, 13), 4), filters=odd(3, 9), kernel=3, dilation=2,
         padding="same", seed=int(rng.integers(100))), "mcc_conv2d_im2col_s8")
     cases["conv_k3_s1_same_c12_compact"] = ("conv2d", dict(
-        input_shape=(1, 7, 9, 12), filters=odd(3, 9), kernel=3, padding="same",
+        input_shape=(1, 7, 9, 12), filters=odd(3, 9), kernel=3, stride=(2, 1), padding="same",
         seed=int(rng.integers(100))), "mcc_conv2d_im2col_s8")
     cases["conv_k3_s1_valid_c20_compact"] = ("conv2d", dict(
-        input_shape=(1, 7, 8, 20), filters=odd(3, 9), kernel=3, padding="valid",
+        input_shape=(1, 7, 8, 20), filters=odd(3, 9), kernel=3, stride=(1, 2), padding="valid",
         seed=int(rng.integers(100))), "mcc_conv2d_im2col_s8")
+    # 3x3 convolutions in bands of four rows (mcc_conv2d_band_s8, DSP cores;
+    # the M3 takes im2col): stride 1 and 2, SAME and VALID, an odd last
+    # channel, out_h % 4 (the last band moved up), a buffer that fills up
+    # (columns moved to its start), at the peak on the stack, and a first
+    # layer's 3 channels padded to 4.
+    cases["band_k3_s1_same_c16"] = ("conv2d", dict(
+        input_shape=(1, 11, odd(25, 31), 16), filters=odd(3, 9), kernel=3, padding="same",
+        activation="relu", seed=int(rng.integers(100))), BAND)
+    cases["band_k3_s2_valid_c12"] = ("conv2d", dict(
+        input_shape=(1, odd(13, 17), odd(11, 15), 12), filters=odd(3, 9), kernel=3, stride=2,
+        padding="valid", seed=int(rng.integers(100))), BAND)
+    cases["band_k3_s2_same_c8_compact"] = ("conv2d", dict(
+        input_shape=(1, 9, odd(11, 15), 8), filters=odd(3, 9), kernel=3, stride=2,
+        padding="same", activation="relu6", seed=int(rng.integers(100))), BAND)
+    cases["band_k3_s1_valid_c16_compact"] = ("conv2d", dict(
+        input_shape=(1, 8, odd(9, 13), 16), filters=odd(3, 9), kernel=3, padding="valid",
+        seed=int(rng.integers(100))), BAND)
+    cases["band_k3_s1_same_c3_first"] = ("conv2d", dict(
+        input_shape=(1, 10, odd(9, 13), 3), filters=17, kernel=3, padding="same",
+        activation="relu", seed=int(rng.integers(100))), BAND)
     # A 1x1 convolution at the peak too deep for the stack block (72 > 64):
     # rows read where they lie (the 2x2 assembly tiles).
     cases["conv_k1_depth72_compact"] = ("conv2d", dict(
@@ -169,10 +191,13 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "conv_k3_s1_same_depth16_compact", "conv_k3_s2_same_c5_compact",
                        "add_tables", "add_tables_clamped", "conv_k1_depth72_compact", "conv_k3_s2_same_c8",
                        "conv_k3_s1_same_c12_compact", "conv_k3_s1_valid_c3_compact",
-                       "conv_k3_s1_same_c11_compact"},
+                       "conv_k3_s1_same_c11_compact", "band_k3_s1_same_c16", "band_k3_s2_valid_c12",
+                       "band_k3_s2_same_c8_compact", "band_k3_s1_valid_c16_compact",
+                       "band_k3_s1_same_c3_first"},
            "qemu-m4": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact",
                        "depthwise_1ch_k5x5_s1_valid_m3_compact", "conv_k3_s1_same_depth16_compact",
-                       "add_tables", "add_tables_clamped", "conv_k1_depth72_compact"},
+                       "add_tables", "add_tables_clamped", "conv_k1_depth72_compact",
+                       "band_k3_s1_same_c16", "band_k3_s2_same_c8_compact"},
            "qemu-m3": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k3_s2_same_c8",
                        "depthwise_1ch_k3x3_s2_same_m8_compact", "conv_k3_s1_same_depth16_compact",
                        "depthwise_1ch_k3x2_s1_same_m6_compact", "conv_k3_s1_valid_c3_compact",
@@ -214,6 +239,8 @@ def test_fast_kernel_is_bit_exact_on_qemu(name, board, model_dir, tmp_path):
         path.write_bytes(make(**kwargs))
     compiled, report = _run_on_qemu(path, board, tmp_path / "build", compact=name in COMPACT)
     kernels = [layer.kernel for layer in compiled.report.layers]
+    if kernel == BAND and board == "qemu-m3":
+        kernel = "mcc_conv2d_im2col_s8"             # the band kernel needs SMLAD to pay off
     assert kernel in kernels, kernels
     layer = compiled.report.layers[kernels.index(kernel)]
     if name in COMPACT:
@@ -226,6 +253,8 @@ def test_fast_kernel_is_bit_exact_on_qemu(name, board, model_dir, tmp_path):
         assert layer.scratch_bytes > 0, layer       # blocks of four rows in scratch
     elif name == "conv_k3_s2_same_c8":
         assert layer.scratch_bytes == 32 * 18, layer  # the block alone, no int8 patches
+    elif name == "band_k3_s1_same_c16" and kernel == BAND:
+        assert layer.scratch_bytes == 4096 // 192 * 192, layer  # fewer columns than the band reads
     assert report.compared and report.samples == 2
     assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)
 
@@ -250,8 +279,8 @@ def test_small_mobilenet_v2_is_bit_exact_on_qemu(board, model_dir, tmp_path):
                                    pytest.param("qemu-m3", marks=pytest.mark.slow)])
 def test_resnet8_default_build_is_bit_exact_on_qemu(board, model_dir, tmp_path):
     # MLPerf Tiny's IC network at a small resolution, built as `build` builds it
-    # (the smallest arena): 3x3 convolutions through im2col, at the memory peak
-    # with the patches on the stack, residual ADDs through their tables.
+    # (the smallest arena): 3x3 convolutions in bands (im2col on the M3), at the
+    # memory peak with their buffer on the stack, residual ADDs through their tables.
     import modelgen as mg
     from harness import run_on_qemu
     from mcucompile.pipeline import CompileOptions
@@ -260,8 +289,10 @@ def test_resnet8_default_build_is_bit_exact_on_qemu(board, model_dir, tmp_path):
         path.write_bytes(mg.resnet8(resolution=16))
     compiled, report = run_on_qemu(path, board, tmp_path / "build", runs=1, options=CompileOptions())
     fields = {c.function: {f.name: f.value for f in c.fields} for c in compiled.calls.values() if c}
-    assert "mcc_conv2d_im2col_s8" in fields and "input1_scaled" in fields["mcc_add_s8"]
-    stack = [c for c in compiled.calls.values() if c and c.function == "mcc_conv2d_im2col_s8"
-             and {f.name: f.value for f in c.fields}["row_block"] == 2]
-    assert stack, "no im2col layer at the peak"
+    conv, on_stack = (("mcc_conv2d_im2col_s8", ("row_block", 2)) if board == "qemu-m3"
+                      else (BAND, ("on_stack", 1)))
+    assert conv in fields and "input1_scaled" in fields["mcc_add_s8"]
+    stack = [c for c in compiled.calls.values() if c and c.function == conv
+             and {f.name: f.value for f in c.fields}[on_stack[0]] == on_stack[1]]
+    assert stack, f"no {conv} layer at the peak"
     assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)

@@ -461,6 +461,7 @@ def reference_call(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) 
 
 class Variant(enum.Enum):
     GEMM = "mcc_gemm_s8"                              # FULLY_CONNECTED, pointwise CONV_2D
+    BAND = "mcc_conv2d_band_s8"                       # CONV_2D 3x3, stride 1 or 2, in_c % 4 == 0
     IM2COL = "mcc_conv2d_im2col_s8"                   # other CONV_2D; DEPTHWISE with in_c 1
     PLANAR = "mcc_depthwise_conv2d_planar_s8"         # DEPTHWISE 5/7 wide (or 3 wide, not 3 high)
     PLANAR_3X3 = "mcc_depthwise_conv2d_planar_3x3_s8"  # DEPTHWISE 3x3; both: stride_w 1 or 2
@@ -480,6 +481,11 @@ IM2COL_STACK_PATCH = 576
 # MCC_GEMM_STACK_BLOCK (mcc_conv.h): the scratch-free GEMM keeps its int16
 # block of four rows on the stack when it is at most this big (depth <= 64).
 GEMM_STACK_BLOCK = 512
+# mcc_conv2d_band_s8: as many widened input columns in scratch as fit in this
+# many bytes, at least 3; MCC_BAND_STACK_BYTES (mcc_conv.h): at the memory peak,
+# at least 3 on the stack in this many.
+BAND_BUDGET = 4096
+BAND_STACK = 1152
 # Channel planes in scratch per depthwise pass: as many as fit in this many
 # bytes, at least one. One plane may not exceed PLANAR_MAX_PLANE.
 PLANAR_BUDGET = 2048
@@ -504,6 +510,8 @@ class Choice:
     group: int = 0              # PLANAR: channel planes per pass
     plane_h: int = 0
     plane_w: int = 0
+    columns: int = 0            # BAND: widened input columns in the buffer
+    on_stack: bool = False      # BAND: that buffer on the stack, no scratch
 
 
 def _groups(depth: int) -> int:
@@ -529,6 +537,17 @@ def im2col_scratch_bytes(pixels: int, patch: int, row_block: int, in_c: int) -> 
     if row_block != 4 or pixels < 4:
         return 4 * _groups(patch)
     return (32 if in_c % 4 == 0 else 48) * _groups(patch)
+
+
+def band_column_bytes(in_c: int, stride: int) -> int:
+    """One widened column of mcc_conv2d_band_s8: in_c int16 values, up to whole
+    groups of four, for each of its 6 (stride 1) or 9 (stride 2) rows."""
+    return 8 * _groups(in_c) * (6 if stride == 1 else 9)
+
+
+def band_scratch_bytes(columns: int, in_c: int, stride: int, on_stack: bool) -> int:
+    """Mirror of mcc_conv2d_band_s8_scratch_bytes."""
+    return 0 if on_stack else columns * band_column_bytes(in_c, stride)
 
 
 def planar_scratch_bytes(group: int, plane_h: int, plane_w: int) -> int:
@@ -580,10 +599,11 @@ def fast_channel_table(layer: _Layer) -> tuple[np.ndarray | None, str]:
     return table.astype(np.int32), ""
 
 
-def _choose(layer: _Layer, compact: bool = False) -> Choice:
+def _choose(layer: _Layer, compact: bool = False, dsp: bool = False) -> Choice:
     """`compact` asks for no scratch at all (a layer at the memory peak): the GEMM
     then reads rows one by one, a depthwise layer over one channel takes
-    ONE_CHANNEL, and the other kernels that need scratch give way to GENERAL."""
+    ONE_CHANNEL, and the other kernels that need scratch give way to GENERAL.
+    `dsp`: the target has SMLAD (BAND pays off only with it)."""
     table, why = fast_channel_table(layer)
     if table is None:
         return Choice(Variant.GENERAL, 0, why)
@@ -600,7 +620,7 @@ def _choose(layer: _Layer, compact: bool = False) -> Choice:
     if compact:
         if one_channel.variant == Variant.ONE_CHANNEL:
             return one_channel
-        stack = _stack_im2col(layer)
+        stack = (_band(layer, on_stack=True) if dsp else None) or _stack_im2col(layer)
         if stack is not None:
             return stack
         if layer.kind == OpKind.DEPTHWISE_CONV_2D:
@@ -617,6 +637,9 @@ def _choose(layer: _Layer, compact: bool = False) -> Choice:
     if layer.kind == OpKind.CONV_2D or win.in_c == 1:
         if layer.kind == OpKind.CONV_2D and layer.groups != 1:
             return Choice(Variant.GENERAL, 0, "grouped convolution")
+        band = _band(layer, on_stack=False) if dsp else None
+        if band is not None:
+            return band
         patch = win.filter_h * win.filter_w * (win.in_c if layer.kind == OpKind.CONV_2D else 1)
         if patch > IM2COL_MAX_PATCH:
             return Choice(Variant.GENERAL, 0, f"im2col patch of {patch} values is too long")
@@ -624,6 +647,34 @@ def _choose(layer: _Layer, compact: bool = False) -> Choice:
         return Choice(Variant.IM2COL, im2col_scratch_bytes(pixels, patch, rb, win.in_c), "",
                       row_block=rb)
     return planar
+
+
+def _band(layer: _Layer, on_stack: bool) -> Choice | None:
+    """mcc_conv2d_band_s8 where it applies: its column buffer in scratch, or on the
+    stack when at least three columns fit BAND_STACK bytes."""
+    win = layer.win
+    if layer.kind != OpKind.CONV_2D or layer.groups != 1 or win.out_h < 4:
+        return None
+    # Input channels are padded to groups of four: at most a third more MACs (a
+    # first layer's 3 channels). That beats im2col's int8 patches at stride 1
+    # with 16 or more filters (ResNet-8's first layer: 1.66 against 1.90
+    # instructions/MAC), not at stride 2 (MobileNetV2's: 9 rows widened per
+    # column for 8 filters, 1.93 against 1.79).
+    if win.in_c % 4 and (3 * 4 * _groups(win.in_c) > 4 * win.in_c
+                         or win.stride_h != 1 or layer.out_c < 16):
+        return None
+    if (win.filter_h, win.filter_w, win.dilation_h, win.dilation_w) != (3, 3, 1, 1):
+        return None
+    if win.stride_h != win.stride_w or win.stride_h not in (1, 2):
+        return None
+    column = band_column_bytes(win.in_c, win.stride_h)
+    span = (win.out_w - 1) * win.stride_w + 3        # the columns one band reads
+    columns = min(span, (BAND_STACK if on_stack else BAND_BUDGET) // column)
+    if on_stack and columns < 3:
+        return None
+    columns = max(columns, 3)
+    return Choice(Variant.BAND, band_scratch_bytes(columns, win.in_c, win.stride_h, on_stack), "",
+                  columns=columns, on_stack=on_stack)
 
 
 def _stack_im2col(layer: _Layer) -> Choice | None:
@@ -695,12 +746,13 @@ def choose(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) -> Choic
     algorithm and the data layout, from the shapes; the C compiler picks the
     instructions. Every fast kernel holds a DSP inner loop (under
     __ARM_FEATURE_DSP) and a portable one over the same layout and scratch,
-    so the choice, the generated sources and the arena are the same for every
-    target: `target` (KernelTarget.dsp) changes nothing today, and a future
-    layout that only pays off with SMLAD would be chosen here from it.
+    so a model built for one target runs, bit for bit, on any (the host's
+    `verify` included). One choice depends on the target: BAND, whose int16
+    column layout only pays off with SMLAD (its portable loop runs ResNet-8's
+    3x3 layers a third slower on a Cortex-M3 than im2col does), is chosen
+    for DSP targets (KernelTarget.dsp) only.
     """
-    del target
-    return _choose(_prepare(op, graph))
+    return _choose(_prepare(op, graph), dsp=target.dsp)
 
 
 def scratch_bytes(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) -> int:
@@ -721,6 +773,22 @@ def gemm_weights(w: np.ndarray) -> np.ndarray:
     # Index [pair, column, group, half, word] with channel 2*pair + column and
     # depth 4*group + 2*half + word; laid out as [pair, group, word, half, column].
     return padded.reshape(pairs, 2, groups, 2, 2).transpose(0, 2, 4, 3, 1).reshape(-1)
+
+
+def band_weights(w: np.ndarray) -> np.ndarray:
+    """[out_c, 3, 3, in_c] int8 -> mcc_conv2d_band_s8's layout: channel pairs
+    (2p, 2p+1), then [dx][input pair q][dy = 1, 2, 0] words of (w[2p][a],
+    w[2p+1][a], w[2p][b], w[2p+1][b]) for q's channels (a, b) = (4g, 4g+2) when
+    q = 2g and (4g+1, 4g+3) when q = 2g+1. Missing channels (a last output
+    channel, input channels past in_c up to groups of four) are zero."""
+    out_c, fh, fw, in_c = w.shape
+    pairs, groups = (out_c + 1) // 2, _groups(in_c)
+    padded = np.zeros((2 * pairs, fh, fw, 4 * groups), dtype=np.int8)
+    padded[:out_c, :, :, :in_c] = w
+    # Input channel 4g + 2 * lane + odd is pair 2g + odd's lane `lane`.
+    by_pair = padded.reshape(pairs, 2, fh, fw, groups, 2, 2)      # [p, col, dy, dx, g, lane, odd]
+    words = by_pair[:, :, [1, 2, 0]].transpose(0, 3, 4, 6, 2, 5, 1)  # [p, dx, g, odd, dy, lane, col]
+    return np.ascontiguousarray(words).reshape(-1)
 
 
 def planar_weights(w: np.ndarray, row_bytes: int) -> np.ndarray:
@@ -783,6 +851,15 @@ def _fast_call(layer: _Layer, choice: Choice, op: Op) -> KernelCall:
         arrays = _fast_arrays(gemm_weights(layer.rows_by_depth()), table)
         return KernelCall(choice.variant.value, LIBRARY, "mcc_conv2d_im2col_params",
                           fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs)
+    if choice.variant == Variant.BAND:
+        fields = _ints(batches=win.batches, in_h=win.in_h, in_w=win.in_w, in_c=win.in_c,
+                       out_h=win.out_h, out_w=win.out_w, out_c=layer.out_c,
+                       stride=win.stride_h, pad_h=win.pad_h, pad_w=win.pad_w,
+                       pad_value=-layer.input_offset, columns=choice.columns,
+                       on_stack=int(choice.on_stack)) + act
+        arrays = _fast_arrays(band_weights(layer.weights), table)
+        return KernelCall(choice.variant.value, LIBRARY, "mcc_conv2d_band_params",
+                          fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs)
     if choice.variant == Variant.ONE_CHANNEL:
         fields = _ints(batches=win.batches, in_h=win.in_h, in_w=win.in_w,
                        out_h=win.out_h, out_w=win.out_w, out_c=layer.out_c,
@@ -808,17 +885,17 @@ def _fast_call(layer: _Layer, choice: Choice, op: Op) -> KernelCall:
 
 @lowering(OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
 def lower_conv(op: Op, graph: Graph, target: KernelTarget) -> KernelCall:
-    return _lower(op, graph, compact=False)
+    return _lower(op, graph, target, compact=False)
 
 
 @compact_lowering(OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
 def lower_conv_compact(op: Op, graph: Graph, target: KernelTarget) -> KernelCall:
-    return _lower(op, graph, compact=True)
+    return _lower(op, graph, target, compact=True)
 
 
-def _lower(op: Op, graph: Graph, compact: bool) -> KernelCall:
+def _lower(op: Op, graph: Graph, target: KernelTarget, compact: bool) -> KernelCall:
     layer = _prepare(op, graph)
-    choice = _choose(layer, compact)
+    choice = _choose(layer, compact, target.dsp)
     if choice.variant == Variant.GENERAL:
         return _reference(layer, op)
     return _fast_call(layer, choice, op)

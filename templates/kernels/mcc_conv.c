@@ -212,125 +212,162 @@ int mcc_conv2d_1x1_s8(const mcc_fully_connected_params *p,
 /* `pairs` tiles of gemm_block4: out[r][c] and out[r][c + 1] for the block's
  * four rows (int16 pairs, see widen_rows4) and each full channel pair from
  * the one whose weights start at w (`groups` >= 1 depth groups per pair),
- * table rows at chan and output at o (row 0, channel c). Bias, dot products
- * and requantization in one pass per pair. */
+ * table rows at chan and output at o (row 0, channel c; row r at o + r * out_c).
+ * Bias, dot products and requantization in one pass per pair. */
 void mcc_gemm_s8_4x2_dsp(const int32_t *block, const int8_t *w, const int32_t *chan, int8_t *o,
                          int32_t groups, int32_t out_c, int32_t pairs);
+/* The same tile for mcc_conv2d_band_s8 (band_tiles): four output rows of one
+ * column, the block being the three input columns it reads (`steps` = 3 *
+ * in_c / 2 steps of three filter taps, see band_column), output rows
+ * `row_stride` bytes apart; one function per stride. */
+void mcc_band_s8_4x2_s1_dsp(const int32_t *block, const int8_t *w, const int32_t *chan, int8_t *o,
+                            int32_t steps, int32_t row_stride, int32_t pairs);
+void mcc_band_s8_4x2_s2_dsp(const int32_t *block, const int8_t *w, const int32_t *chan, int8_t *o,
+                            int32_t steps, int32_t row_stride, int32_t pairs);
 
-/* One weight word (half a depth group) against the four rows. */
-#define MCC_GEMM_HALF                                                          \
-    "ldr    r12, [r2], #4\n\t"       /* weight word: channel 0 (lr), 1 (r12) */ \
+/* One weight word (two channels' int8 pairs): channel 0 in lr, 1 in r12. */
+#define MCC_TILE_WEIGHTS                                                       \
+    "ldr    r12, [r2], #4\n\t"                                                 \
     "sxtb16 lr, r12\n\t"                                                       \
-    "sxtb16 r12, r12, ror #8\n\t"                                              \
-    "ldrd   r0, r3, [r1], #8\n\t"    /* rows 0 and 1 */                        \
-    "smlad  r4, r0, lr, r4\n\t"                                                \
-    "smlad  r5, r0, r12, r5\n\t"                                               \
-    "smlad  r6, r3, lr, r6\n\t"                                                \
-    "smlad  r7, r3, r12, r7\n\t"                                               \
-    "ldrd   r0, r3, [r1], #8\n\t"    /* rows 2 and 3 */                        \
-    "smlad  r8, r0, lr, r8\n\t"                                                \
-    "smlad  r9, r0, r12, r9\n\t"                                               \
-    "smlad  r10, r3, lr, r10\n\t"                                              \
-    "smlad  r11, r3, r12, r11\n\t"
+    "sxtb16 r12, r12, ror #8\n\t"
+/* Two rows' int16 pairs (the two words at ADDR) against it. */
+#define MCC_TILE_ROWS(ADDR, A0, A1, B0, B1)                                    \
+    "ldrd   r0, r3, " ADDR "\n\t"                                              \
+    "smlad  " A0 ", r0, lr, " A0 "\n\t"                                        \
+    "smlad  " A1 ", r0, r12, " A1 "\n\t"                                       \
+    "smlad  " B0 ", r3, lr, " B0 "\n\t"                                        \
+    "smlad  " B1 ", r3, r12, " B1 "\n\t"
+#define MCC_TILE_ROWS01(ADDR) MCC_TILE_ROWS(ADDR, "r4", "r5", "r6", "r7")
+#define MCC_TILE_ROWS23(ADDR) MCC_TILE_ROWS(ADDR, "r8", "r9", "r10", "r11")
 /* fast_requant of accumulator A with r1 multiplier, r2 hi_base, r3 post;
  * r0 scratch. */
-#define MCC_GEMM_REQUANT(A)                                                    \
+#define MCC_TILE_REQUANT(A)                                                    \
     "add    r0, r2, " A ", asr #31\n\t"                                        \
     "lsl    " A ", " A ", #1\n\t"                                              \
     "smmlar " A ", " A ", r1, r0\n\t"                                          \
     "asr    " A ", " A ", r3\n\t"                                              \
     "ssat   " A ", #8, " A "\n\t"
 
-/* r4..r11: (row, channel) accumulators 00 01 10 11 20 21 30 31; in the loop
- * r1 the block, r2 the weights, r0 r3 r12 lr the operands. Stack: [sp] the
- * weights' end, [sp, #4] chan, [sp, #8] o, [sp, #12] the block, [sp, #52]
- * groups, [sp, #56] out_c, [sp, #60] pairs left. */
-__asm__(".pushsection .text.mcc_gemm_s8_4x2_dsp,\"ax\",%progbits\n\t"
-        ".syntax unified\n\t"
-        ".thumb\n\t"
-        ".p2align 2\n\t"
-        ".global mcc_gemm_s8_4x2_dsp\n\t"
-        ".hidden mcc_gemm_s8_4x2_dsp\n\t"
-        ".type mcc_gemm_s8_4x2_dsp, %function\n\t"
-        ".thumb_func\n"
-        "mcc_gemm_s8_4x2_dsp:\n\t"
-        "push   {r4-r11, lr}\n\t"
-        "sub    sp, sp, #16\n\t"
-        "str    r0, [sp, #12]\n\t"
-        "strd   r2, r3, [sp, #4]\n\t"
-        "mov    r2, r1\n"
-        "0:\n\t"                           /* one channel pair */
-        "ldr    r12, [sp, #4]\n\t"
-        "ldr    r4, [r12]\n\t"            /* the two folded biases */
-        "ldr    r5, [r12, #16]\n\t"
-        "mov    r6, r4\n\t"
-        "mov    r8, r4\n\t"
-        "mov    r10, r4\n\t"
-        "mov    r7, r5\n\t"
-        "mov    r9, r5\n\t"
-        "mov    r11, r5\n\t"
-        "ldr    r1, [sp, #12]\n\t"        /* the block */
-        "ldr    r3, [sp, #52]\n\t"        /* groups */
-        "add    r0, r2, r3, lsl #3\n\t"
-        "str    r0, [sp]\n\t"
-        "and    r3, r3, #3\n\t"           /* four groups a step: enter the */
-        "tbb    [pc, r3]\n"                 /* first one at groups % 4 from its end */
-        "9:\n\t"
-        ".byte  (2f - 9b) / 2, (8f - 9b) / 2, (7f - 9b) / 2, (6f - 9b) / 2\n"
-        "2:\n\t"
-        MCC_GEMM_HALF MCC_GEMM_HALF
-        "6:\n\t"
-        MCC_GEMM_HALF MCC_GEMM_HALF
-        "7:\n\t"
-        MCC_GEMM_HALF MCC_GEMM_HALF
-        "8:\n\t"
-        MCC_GEMM_HALF MCC_GEMM_HALF
-        "ldr    r0, [sp]\n\t"
-        "cmp    r2, r0\n\t"
-        "bne    2b\n"
-        "3:\n\t"
-        "ldr    r0, [sp, #4]\n\t"         /* channel 0: rows 0..3 */
-        "ldrd   r1, r2, [r0, #4]\n\t"
-        "ldr    r3, [r0, #12]\n\t"
-        "ldr    r12, [sp, #8]\n\t"        /* o */
-        "ldr    lr, [sp, #56]\n\t"        /* out_c */
-        MCC_GEMM_REQUANT("r4")
-        "strb   r4, [r12]\n\t"
-        MCC_GEMM_REQUANT("r6")
-        "strb   r6, [r12, lr]\n\t"
-        "add    r4, r12, lr, lsl #1\n\t"  /* row 2 */
-        MCC_GEMM_REQUANT("r8")
-        "strb   r8, [r4]\n\t"
-        "add    r6, r4, lr\n\t"           /* row 3 */
-        MCC_GEMM_REQUANT("r10")
-        "strb   r10, [r6]\n\t"
-        "ldr    r0, [sp, #4]\n\t"         /* channel 1 */
-        "ldrd   r1, r2, [r0, #20]\n\t"
-        "ldr    r3, [r0, #28]\n\t"
-        MCC_GEMM_REQUANT("r5")
-        "strb   r5, [r12, #1]\n\t"
-        MCC_GEMM_REQUANT("r7")
-        "add    r12, r12, lr\n\t"
-        "strb   r7, [r12, #1]\n\t"
-        MCC_GEMM_REQUANT("r9")
-        "strb   r9, [r4, #1]\n\t"
-        MCC_GEMM_REQUANT("r11")
-        "strb   r11, [r6, #1]\n\t"
-        "ldrd   r0, r1, [sp, #4]\n\t"     /* the next pair: chan + 8, o + 2 */
-        "add    r0, r0, #32\n\t"
-        "add    r1, r1, #2\n\t"
-        "strd   r0, r1, [sp, #4]\n\t"
-        "ldr    r2, [sp]\n\t"             /* its weights follow */
-        "ldr    r0, [sp, #60]\n\t"
-        "subs   r0, r0, #1\n\t"
-        "str    r0, [sp, #60]\n\t"
-        "bne    0b\n\t"
-        "add    sp, sp, #16\n\t"
-        "pop    {r4-r11, pc}\n\t"
-        ".size mcc_gemm_s8_4x2_dsp, .-mcc_gemm_s8_4x2_dsp\n\t"
-        ".popsection");
-#undef MCC_GEMM_HALF
-#undef MCC_GEMM_REQUANT
+/* A 4x2 tile function NAME: the loop over channel pairs, each running STEP
+ * (r1 the block, r2 the weights) `steps` times, four a loop with the first
+ * entered at steps % 4 from its end; END sets r0 to the pair's weights' end
+ * from r2 and r3 = steps. r4..r11: (row, channel) accumulators 00 01 10 11 20
+ * 21 30 31; r0 r3 r12 lr the operands. Stack: [sp] the weights' end, [sp, #4]
+ * chan, [sp, #8] o, [sp, #12] the block, [sp, #52] steps, [sp, #56] the
+ * output row stride, [sp, #60] pairs left. */
+#define MCC_TILE_4X2(NAME, END, STEP)                                          \
+__asm__(".pushsection .text." #NAME ",\"ax\",%progbits\n\t"                   \
+        ".syntax unified\n\t"                                                  \
+        ".thumb\n\t"                                                           \
+        ".p2align 2\n\t"                                                       \
+        ".global " #NAME "\n\t"                                                \
+        ".hidden " #NAME "\n\t"                                                \
+        ".type " #NAME ", %function\n\t"                                       \
+        ".thumb_func\n"                                                        \
+        #NAME ":\n\t"                                                          \
+        "push   {r4-r11, lr}\n\t"                                              \
+        "sub    sp, sp, #16\n\t"                                               \
+        "str    r0, [sp, #12]\n\t"                                             \
+        "strd   r2, r3, [sp, #4]\n\t"                                          \
+        "mov    r2, r1\n"                                                      \
+        "0:\n\t"                           /* one channel pair */              \
+        "ldr    r12, [sp, #4]\n\t"                                             \
+        "ldr    r4, [r12]\n\t"            /* the two folded biases */          \
+        "ldr    r5, [r12, #16]\n\t"                                            \
+        "mov    r6, r4\n\t"                                                    \
+        "mov    r8, r4\n\t"                                                    \
+        "mov    r10, r4\n\t"                                                   \
+        "mov    r7, r5\n\t"                                                    \
+        "mov    r9, r5\n\t"                                                    \
+        "mov    r11, r5\n\t"                                                   \
+        "ldr    r1, [sp, #12]\n\t"        /* the block */                      \
+        "ldr    r3, [sp, #52]\n\t"        /* steps */                          \
+        END                                                                    \
+        "str    r0, [sp]\n\t"                                                  \
+        "and    r3, r3, #3\n\t"                                                \
+        "tbb    [pc, r3]\n"                                                    \
+        "9:\n\t"                                                               \
+        ".byte  (2f - 9b) / 2, (8f - 9b) / 2, (7f - 9b) / 2, (6f - 9b) / 2\n"  \
+        "2:\n\t"                                                               \
+        STEP                                                                   \
+        "6:\n\t"                                                               \
+        STEP                                                                   \
+        "7:\n\t"                                                               \
+        STEP                                                                   \
+        "8:\n\t"                                                               \
+        STEP                                                                   \
+        "ldr    r0, [sp]\n\t"                                                  \
+        "cmp    r2, r0\n\t"                                                    \
+        "bne    2b\n"                                                          \
+        "3:\n\t"                                                               \
+        "ldr    r0, [sp, #4]\n\t"         /* channel 0: rows 0..3 */           \
+        "ldrd   r1, r2, [r0, #4]\n\t"                                          \
+        "ldr    r3, [r0, #12]\n\t"                                             \
+        "ldr    r12, [sp, #8]\n\t"        /* o */                              \
+        "ldr    lr, [sp, #56]\n\t"        /* the row stride */                 \
+        MCC_TILE_REQUANT("r4")                                                 \
+        "strb   r4, [r12]\n\t"                                                 \
+        MCC_TILE_REQUANT("r6")                                                 \
+        "strb   r6, [r12, lr]\n\t"                                             \
+        "add    r4, r12, lr, lsl #1\n\t"  /* row 2 */                          \
+        MCC_TILE_REQUANT("r8")                                                 \
+        "strb   r8, [r4]\n\t"                                                  \
+        "add    r6, r4, lr\n\t"           /* row 3 */                          \
+        MCC_TILE_REQUANT("r10")                                                \
+        "strb   r10, [r6]\n\t"                                                 \
+        "ldr    r0, [sp, #4]\n\t"         /* channel 1 */                      \
+        "ldrd   r1, r2, [r0, #20]\n\t"                                         \
+        "ldr    r3, [r0, #28]\n\t"                                             \
+        MCC_TILE_REQUANT("r5")                                                 \
+        "strb   r5, [r12, #1]\n\t"                                             \
+        MCC_TILE_REQUANT("r7")                                                 \
+        "add    r12, r12, lr\n\t"                                              \
+        "strb   r7, [r12, #1]\n\t"                                             \
+        MCC_TILE_REQUANT("r9")                                                 \
+        "strb   r9, [r4, #1]\n\t"                                              \
+        MCC_TILE_REQUANT("r11")                                                \
+        "strb   r11, [r6, #1]\n\t"                                             \
+        "ldrd   r0, r1, [sp, #4]\n\t"     /* the next pair: chan + 8, o + 2 */ \
+        "add    r0, r0, #32\n\t"                                               \
+        "add    r1, r1, #2\n\t"                                                \
+        "strd   r0, r1, [sp, #4]\n\t"                                          \
+        "ldr    r2, [sp]\n\t"             /* its weights follow */             \
+        "ldr    r0, [sp, #60]\n\t"                                             \
+        "subs   r0, r0, #1\n\t"                                                \
+        "str    r0, [sp, #60]\n\t"                                             \
+        "bne    0b\n\t"                                                        \
+        "add    sp, sp, #16\n\t"                                               \
+        "pop    {r4-r11, pc}\n\t"                                              \
+        ".size " #NAME ", .-" #NAME "\n\t"                                     \
+        ".popsection")
+
+/* The GEMM's step is one depth group: weight word A against the four rows'
+ * (k, k+2) pairs, word B against their (k+1, k+3) pairs; 8 weight bytes. */
+MCC_TILE_4X2(mcc_gemm_s8_4x2_dsp,
+             "add    r0, r2, r3, lsl #3\n\t",
+             MCC_TILE_WEIGHTS MCC_TILE_ROWS01("[r1], #8") MCC_TILE_ROWS23("[r1], #8")
+             MCC_TILE_WEIGHTS MCC_TILE_ROWS01("[r1], #8") MCC_TILE_ROWS23("[r1], #8"));
+
+/* The band's step is one input channel pair of one column: the filter rows
+ * in the order dy = 1, 2, 0, each one weight word against the four output
+ * rows' taps, consecutive words from the column's first slot for that dy
+ * (band_slot); the last load moves to the next pair. 12 weight bytes. */
+#define MCC_BAND_END "add    r0, r3, r3, lsl #1\n\tadd    r0, r2, r0, lsl #2\n\t"
+MCC_TILE_4X2(mcc_band_s8_4x2_s1_dsp, MCC_BAND_END,
+             MCC_TILE_WEIGHTS MCC_TILE_ROWS01("[r1, #4]") MCC_TILE_ROWS23("[r1, #12]")
+             MCC_TILE_WEIGHTS MCC_TILE_ROWS01("[r1, #8]") MCC_TILE_ROWS23("[r1, #16]")
+             MCC_TILE_WEIGHTS MCC_TILE_ROWS23("[r1, #8]") MCC_TILE_ROWS01("[r1], #24"));
+MCC_TILE_4X2(mcc_band_s8_4x2_s2_dsp, MCC_BAND_END,
+             MCC_TILE_WEIGHTS MCC_TILE_ROWS01("[r1, #20]") MCC_TILE_ROWS23("[r1, #28]")
+             MCC_TILE_WEIGHTS MCC_TILE_ROWS01("[r1, #4]") MCC_TILE_ROWS23("[r1, #12]")
+             MCC_TILE_WEIGHTS MCC_TILE_ROWS23("[r1, #8]") MCC_TILE_ROWS01("[r1], #36"));
+#undef MCC_BAND_END
+#undef MCC_TILE_4X2
+#undef MCC_TILE_REQUANT
+#undef MCC_TILE_ROWS23
+#undef MCC_TILE_ROWS01
+#undef MCC_TILE_ROWS
+#undef MCC_TILE_WEIGHTS
 
 /* One tile of gemm_rows2: rows x0 and x1 (int8, read where they lie) by one
  * full channel pair (weights w, `groups` >= 1 full depth groups, table rows
@@ -1353,6 +1390,250 @@ int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
     }
     clamp_activation(output, total_px * p->out_c, p->act_min, p->act_max);
     return MCC_OK;
+}
+
+/* ------------------------------------------------------------ 3x3 bands */
+
+/* A band column's rows: four output rows and the filter's two more, at
+ * stride 1 (6) or 2 (9). */
+static int32_t band_rows(const mcc_conv2d_band_params *p)
+{
+    return p->stride == 1 ? 6 : 9;
+}
+
+/* A column holds, for each input channel pair q, `rows` int16 pairs: the
+ * band's input rows in order at stride 1, even rows then odd ones at stride
+ * 2. Either way the taps of filter row dy for the four output rows are four
+ * consecutive words, from slot dy (stride 1) or 0, 5, 1 for dy = 0, 1, 2. */
+static int32_t band_slot(int32_t stride, int32_t j)
+{
+    return stride == 1 ? j : (j & 1 ? 5 + (j >> 1) : j >> 1);
+}
+
+/* n rows of one column, `step` bytes apart from x, into consecutive slots
+ * from d (pair 0's word; pair q's are q * rows words on). Each group of four
+ * input channels gives pairs 2g (channels 4g, 4g+2) and 2g+1 (4g+1, 4g+3);
+ * channels past in_c, up to whole groups, are 0 (they meet zero weights). */
+static void band_rows_widen(const mcc_conv2d_band_params *p, const int8_t *x, int32_t step,
+                            int32_t n, int32_t *d)
+{
+    const int32_t rows = band_rows(p), groups = groups_of(p->in_c), rest = p->in_c & 3;
+    for (int32_t g = 0; g < groups; ++g, x += 4, d += 2 * rows) {
+        const int32_t have = rest && g == groups - 1 ? rest : 4;
+        const int8_t *xr = x;
+#if MCC_CONV_DSP
+        int32_t *dr = d;
+        if (have == 4) {
+            for (int32_t k = 0; k < n; ++k, xr += step, ++dr) {
+                const int32_t v = load32(xr);
+                dr[0] = __sxtb16(v);
+                dr[rows] = sxtb16_ror8(v);
+            }
+        } else {
+            for (int32_t k = 0; k < n; ++k, xr += step, ++dr) {
+                const int32_t v = load_partial(xr, have);
+                dr[0] = __sxtb16(v);
+                dr[rows] = sxtb16_ror8(v);
+            }
+        }
+#else
+        int16_t *dr = (int16_t *)(void *)d;
+        for (int32_t k = 0; k < n; ++k, xr += step, dr += 2) {
+            dr[0] = xr[0];
+            dr[1] = have > 2 ? xr[2] : 0;
+            dr[2 * rows] = have > 1 ? xr[1] : 0;
+            dr[2 * rows + 1] = have > 3 ? xr[3] : 0;
+        }
+#endif
+    }
+}
+
+/* Input column ix of the band whose rows j are input rows iy0 + j (inside
+ * the image for lo <= j < hi), widened into col; pad_value elsewhere. */
+static void band_column(const mcc_conv2d_band_params *p, const int8_t *image, int32_t iy0,
+                        int32_t lo, int32_t hi, int32_t ix, int32_t *col)
+{
+    const int32_t rows = band_rows(p);
+    const int outside = ix < 0 || ix >= p->in_w;
+    if (outside || lo > 0 || hi < rows) {
+        int16_t *h = (int16_t *)(void *)col;
+        for (int32_t i = 0; i < 2 * groups_of(p->in_c) * rows; ++i, h += 2) {
+            h[0] = h[1] = (int16_t)p->pad_value;
+        }
+        if (outside) {
+            return;
+        }
+    }
+    const int32_t row_bytes = p->in_w * p->in_c;
+    const int8_t *x = image + ix * p->in_c;
+    if (p->stride == 1) {
+        band_rows_widen(p, x + (iy0 + lo) * row_bytes, row_bytes, hi - lo, col + lo);
+        return;
+    }
+    /* Even rows to slots 0..4, odd ones to 5..8 (band_slot). */
+    for (int32_t odd = 0; odd < 2; ++odd) {
+        const int32_t j = lo + ((lo & 1) != odd);
+        if (j < hi) {
+            band_rows_widen(p, x + (iy0 + j) * row_bytes, 2 * row_bytes, (hi - j + 1) / 2,
+                            col + band_slot(2, j));
+        }
+    }
+}
+
+#if !MCC_CONV_ASM
+/* band_tiles in C: each channel pair's four rows over the three columns. */
+static void band_tiles_c(const mcc_conv2d_band_params *p, const int32_t *block, int8_t *o,
+                         int32_t row_stride)
+{
+    const int32_t steps = 6 * groups_of(p->in_c), out_c = p->out_c;
+    const int8_t *w = p->weights;
+    for (int32_t c = 0; c < out_c; c += 2) {
+        const int two = c + 1 < out_c;
+        const int32_t *t0 = p->channels + 4 * c;
+        const int32_t *t1 = t0 + 4 * two;   /* an odd last channel reads its own row */
+        int32_t a00 = t0[0], a01 = t1[0], a10 = t0[0], a11 = t1[0];
+        int32_t a20 = t0[0], a21 = t1[0], a30 = t0[0], a31 = t1[0];
+        const int16_t *x = (const int16_t *)(const void *)block;
+        const int8_t *const end = w + 12 * steps;
+        /* One filter row: its weight word against the four rows' pairs from
+         * slot S (band_slot). */
+#define MCC_BAND_TAP(S) do {                                                    \
+            const int16_t *xr_ = x + 2 * (S);                                  \
+            const int32_t w0_ = w[0], w1_ = w[1], w2_ = w[2], w3_ = w[3];      \
+            a00 += xr_[0] * w0_ + xr_[1] * w2_;                                \
+            a01 += xr_[0] * w1_ + xr_[1] * w3_;                                \
+            a10 += xr_[2] * w0_ + xr_[3] * w2_;                                \
+            a11 += xr_[2] * w1_ + xr_[3] * w3_;                                \
+            a20 += xr_[4] * w0_ + xr_[5] * w2_;                                \
+            a21 += xr_[4] * w1_ + xr_[5] * w3_;                                \
+            a30 += xr_[6] * w0_ + xr_[7] * w2_;                                \
+            a31 += xr_[6] * w1_ + xr_[7] * w3_;                                \
+            w += 4;                                                            \
+        } while (0)
+        /* The filter rows in weight order: dy = 1, 2, 0. */
+        if (p->stride == 1) {
+            for (; w != end; x += 2 * 6) {
+                MCC_BAND_TAP(1);
+                MCC_BAND_TAP(2);
+                MCC_BAND_TAP(0);
+            }
+        } else {
+            for (; w != end; x += 2 * 9) {
+                MCC_BAND_TAP(5);
+                MCC_BAND_TAP(1);
+                MCC_BAND_TAP(0);
+            }
+        }
+#undef MCC_BAND_TAP
+        requant_column(o + c, row_stride, a00, a10, a20, a30, t0);
+        if (two) {
+            requant_column(o + c + 1, row_stride, a01, a11, a21, a31, t1);
+        }
+    }
+}
+#endif
+
+/* Every output channel of the four pixels at o (rows row_stride apart),
+ * from the three input columns starting at block. */
+static void band_tiles(const mcc_conv2d_band_params *p, const int32_t *block, int8_t *o,
+                       int32_t row_stride)
+{
+#if MCC_CONV_ASM
+    void (*const tile)(const int32_t *, const int8_t *, const int32_t *, int8_t *, int32_t,
+                       int32_t, int32_t) =
+        p->stride == 1 ? mcc_band_s8_4x2_s1_dsp : mcc_band_s8_4x2_s2_dsp;
+    const int32_t steps = 6 * groups_of(p->in_c), pairs = p->out_c >> 1, c = 2 * pairs;
+    if (pairs) {
+        tile(block, p->weights, p->channels, o, steps, row_stride, pairs);
+    }
+    if (c < p->out_c) {
+        /* An odd last channel: against its zero twin, into a local tile. */
+        int32_t chan[8];
+        int8_t out[8];
+        memcpy(chan, p->channels + 4 * c, 16);
+        memcpy(chan + 4, p->channels + 4 * c, 16);
+        tile(block, p->weights + 12 * steps * pairs, chan, out, steps, 2, 1);
+        for (int32_t r = 0; r < 4; ++r) {
+            o[r * row_stride + c] = out[2 * r];
+        }
+    }
+#else
+    band_tiles_c(p, block, o, row_stride);
+#endif
+}
+
+/* A column: two int16 pairs per group of four input channels per row. */
+static int32_t band_column_words(const mcc_conv2d_band_params *p)
+{
+    return 2 * groups_of(p->in_c) * band_rows(p);
+}
+
+size_t mcc_conv2d_band_s8_scratch_bytes(const mcc_conv2d_band_params *p)
+{
+    return p->on_stack ? 0u : (size_t)p->columns * (size_t)band_column_words(p) * 4u;
+}
+
+static int band_run(const mcc_conv2d_band_params *p, const int8_t *input, int8_t *output,
+                    int32_t *buffer)
+{
+    const int32_t s = p->stride, seg = band_column_words(p);
+    const int32_t row_stride = p->out_w * p->out_c;
+    for (int32_t b = 0; b < p->batches; ++b) {
+        const int8_t *image = input + b * p->in_h * p->in_w * p->in_c;
+        for (int32_t y = 0; y < p->out_h; y += 4) {
+            const int32_t y0 = MCC_MIN(y, p->out_h - 4);
+            const int32_t iy0 = y0 * s - p->pad_h;
+            /* The band's rows inside the image. */
+            const int32_t lo = MCC_MAX(0, -iy0), hi = MCC_MIN(band_rows(p), p->in_h - iy0);
+            int8_t *o = output + (b * p->out_h + y0) * row_stride;
+            /* The buffer holds band columns first .. first + filled - 1
+             * (column c is input column c - pad_w). */
+            int32_t first = 0, filled = 0;
+            for (int32_t x = 0; x < p->out_w; ++x, o += p->out_c) {
+                const int32_t c0 = x * s;
+                while (first + filled < c0 + 3) {
+                    if (filled == p->columns) {
+                        filled = first + filled - c0;
+                        memmove(buffer, buffer + (c0 - first) * seg, (size_t)(filled * seg) * 4u);
+                        first = c0;
+                    }
+                    band_column(p, image, iy0, lo, hi, first + filled - p->pad_w,
+                                buffer + filled * seg);
+                    ++filled;
+                }
+                band_tiles(p, buffer + (c0 - first) * seg, o, row_stride);
+            }
+        }
+    }
+    return MCC_OK;
+}
+
+/* on_stack: the buffer on the stack, in its own frame. */
+static MCC_NOINLINE int band_on_stack(const mcc_conv2d_band_params *p, const int8_t *input,
+                                      int8_t *output)
+{
+    int32_t words[MCC_BAND_STACK_BYTES / 4];
+    return band_run(p, input, output, words);
+}
+
+int mcc_conv2d_band_s8(const mcc_conv2d_band_params *p, const int8_t *input, int8_t *output,
+                       void *scratch)
+{
+    if ((p->stride != 1 && p->stride != 2) || p->out_h < 4 || p->columns < 3) {
+        return MCC_ERROR;
+    }
+    int status;
+    if (p->on_stack) {
+        if (p->columns * band_column_words(p) * 4 > MCC_BAND_STACK_BYTES) {
+            return MCC_ERROR;
+        }
+        status = band_on_stack(p, input, output);
+    } else {
+        status = band_run(p, input, output, (int32_t *)scratch);
+    }
+    clamp_activation(output, p->batches * p->out_h * p->out_w * p->out_c, p->act_min,
+                     p->act_max);
+    return status;
 }
 
 /* --------------------------------------------------------- planar depthwise */

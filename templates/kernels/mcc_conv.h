@@ -230,6 +230,48 @@ int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
                          int8_t *output, void *scratch);
 size_t mcc_conv2d_im2col_s8_scratch_bytes(const mcc_conv2d_im2col_params *p);
 
+/* CONV_2D with a 3x3 filter, stride 1 or 2 on both axes, no dilation, no
+ * groups and out_h >= 4: no patches. Bands of four
+ * output rows (the last band moved up to end at out_h, recomputing a few
+ * rows) are swept column by column: each input column the band reads (6
+ * rows at stride 1, 9 at stride 2, pad_value outside the image) is widened
+ * once into int16 pairs, and the four output pixels of one output column
+ * multiply the three input columns under them in place with the 4x2 tile of
+ * mcc_gemm_s8. im2col instead widens each input value once per filter tap.
+ *
+ * weights:  [ceil(out_c/2)][3 (dx)][2 * ceil(in_c/4) (pair q)][3 (dy = 1, 2, 0)]
+ *           [4] int8: for channels (2p, 2p+1) and input channel pair q
+ *           (channels 4g, 4g+2 for q = 2g; 4g+1, 4g+3 for q = 2g+1), the
+ *           word { w[2p][dy][dx][a], w[2p+1][..][a], w[2p][..][b],
+ *           w[2p+1][..][b] } for the pair's channels (a, b). Missing
+ *           channels (a last output channel, input channels past in_c) are
+ *           zero.
+ * channels: [out_c][4] int32, see "Fast requantization".
+ * columns:  column slots in the buffer, >= 3, each 8 * ceil(in_c/4) * rows
+ *           bytes (rows 6 or 9); when it fills up, the columns still needed move
+ *           to its start. on_stack 1: the buffer is on the stack (at most
+ *           MCC_BAND_STACK_BYTES), no scratch, for a layer at the memory peak.
+ */
+typedef struct {
+    int32_t batches;
+    int32_t in_h, in_w, in_c;
+    int32_t out_h, out_w, out_c;
+    int32_t stride;
+    int32_t pad_h, pad_w;
+    int32_t pad_value;
+    int32_t columns;
+    int32_t on_stack;
+    int32_t act_min, act_max;
+    const int8_t *weights;
+    const int32_t *channels;
+} mcc_conv2d_band_params;
+
+#define MCC_BAND_STACK_BYTES MCC_IM2COL_STACK_BLOCK
+
+int mcc_conv2d_band_s8(const mcc_conv2d_band_params *p, const int8_t *input, int8_t *output,
+                       void *scratch);
+size_t mcc_conv2d_band_s8_scratch_bytes(const mcc_conv2d_band_params *p);
+
 /* DEPTHWISE_CONV_2D with filter_w 3, 5 or 7, any filter_h, stride_w 1 or 2,
  * no dilation: mcc_depthwise_conv2d_planar_3x3_s8 for a 3x3 filter,
  * mcc_depthwise_conv2d_planar_s8 for the others (two entry points, so a
