@@ -390,7 +390,10 @@ def test_search_beats_random_sampling_at_equal_budget(searched):
     _, _, report, _ = searched
     evo, rnd = report["evolution"], report["random_search"]
     assert evo["evaluations"] == rnd["evaluations"] >= 20
-    assert evo["best_accuracy"] > rnd["best_accuracy"]
+    # The five best of each: a single best of ~24 subnets is decided by one validation
+    # image either way (TensorFlow versions differ in it), five are not.
+    top = [sorted((c["accuracy"] for c in r["scored"]), reverse=True)[:5] for r in (evo, rnd)]
+    assert top[0][0] == evo["best_accuracy"] and np.mean(top[0]) > np.mean(top[1]), top
     scores = sorted(c["accuracy"] for c in rnd["scored"])
     assert evo["best_accuracy"] > scores[len(scores) // 2]
     assert evo["best_per_generation"] == sorted(evo["best_per_generation"])     # elitist

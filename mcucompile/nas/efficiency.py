@@ -38,9 +38,11 @@ from .space import Arch
 
 # Flash the generated code itself takes (kernel library, model glue, firmware runtime),
 # counted on top of the weights. An allowance, not a measurement of each model: the
-# stm32f746 QEMU firmware of a searched 58-layer model has 27.5 KiB of text and data
-# besides its constant arrays (arm-none-eabi-gcc -O2).
-CODE_FLASH_BYTES = 32 * 1024
+# QEMU firmware (M7, arm-none-eabi-gcc -O2) of the 50-layer model searched for
+# tests/test_nas.py's 128 KB board takes 35,008 B besides its weight and table arrays:
+# model code 19,184 B (ten kernels, in-place and planar forms among them), runtime
+# 9,904 B, C library 2,088 B, layer parameters 3,819 B. 32 KiB let it overflow.
+CODE_FLASH_BYTES = 36 * 1024
 
 # SRAM that is not arena: the firmware's own buffers, .data and .bss besides the
 # model (its stack is the board's stack_bytes, reserved separately). The same

@@ -25,7 +25,7 @@
  *   mcc_fully_connected_s8, mcc_conv2d_1x1_s8): any shape TFLite allows,
  *   TFLite's weight layouts, no scratch, plain C. The compiler uses them for
  *   what the fast kernels do not cover.
- * - The fast kernels (mcc_gemm_s8, mcc_conv2d_im2col_s8,
+ * - The fast kernels (mcc_gemm_s8, mcc_conv2d_im2col_s8, mcc_conv2d_band_s8,
  *   mcc_depthwise_conv2d_planar_s8, mcc_depthwise_conv2d_1ch_s8): weights
  *   re-ordered at compile time into the order their inner loops read, a
  *   per-channel table for a shorter requantization (below), scratch for int16
