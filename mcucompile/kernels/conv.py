@@ -27,6 +27,10 @@ Kernels. `choose()` is the one place that picks a kernel (the lowering and
 
 * mcc_gemm_s8: FULLY_CONNECTED and pointwise CONV_2D (1x1, stride 1, no
   padding) as int8 GEMM, four rows x two output channels per pass.
+* mcc_conv2d_band_s8 (DSP targets): 3x3 CONV_2D at stride 1 or 2 on both axes,
+  out_h >= 4, in_c a multiple of 4 (or padded to one at stride 1 with 16 or
+  more filters): bands of four output rows, each input column widened once
+  and multiplied in place by the GEMM's tile.
 * mcc_conv2d_im2col_s8: every other ungrouped CONV_2D, and a DEPTHWISE_CONV_2D
   over one input channel that the planar kernel does not take (patches of
   four pixels gathered into scratch, then the same GEMM).
@@ -45,10 +49,12 @@ Kernels. `choose()` is the one place that picks a kernel (the lowering and
   >= 0.5, or accumulators that could reach 2^30; see `fast_channel_table`).
 
 Weights are re-arranged here into the order the inner loops read them
-(`gemm_weights`, `planar_weights`). The DSP/portable split is the C
-compiler's: each fast kernel has SMLAD inner loops under __ARM_FEATURE_DSP and
-portable ones over the same layouts, so the choice does not depend on the
-target and one generated source serves the host, Cortex-M0+/M3 and M4/M7/M33.
+(`gemm_weights`, `band_weights`, `planar_weights`, `one_channel_weights`). The
+DSP/portable split is the C compiler's: each fast kernel has SMLAD inner loops
+under __ARM_FEATURE_DSP and portable ones over the same layouts, so a model
+built for one target runs bit for bit on any (the host's `verify` included).
+Only the band kernel is chosen by target (`choose`): without SMLAD im2col is
+faster.
 """
 from __future__ import annotations
 
@@ -461,7 +467,7 @@ def reference_call(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) 
 
 class Variant(enum.Enum):
     GEMM = "mcc_gemm_s8"                              # FULLY_CONNECTED, pointwise CONV_2D
-    BAND = "mcc_conv2d_band_s8"                       # CONV_2D 3x3, stride 1 or 2, in_c % 4 == 0
+    BAND = "mcc_conv2d_band_s8"                       # CONV_2D 3x3, stride 1 or 2 (DSP targets)
     IM2COL = "mcc_conv2d_im2col_s8"                   # other CONV_2D; DEPTHWISE with in_c 1
     PLANAR = "mcc_depthwise_conv2d_planar_s8"         # DEPTHWISE 5/7 wide (or 3 wide, not 3 high)
     PLANAR_3X3 = "mcc_depthwise_conv2d_planar_3x3_s8"  # DEPTHWISE 3x3; both: stride_w 1 or 2
@@ -668,6 +674,8 @@ def _band(layer: _Layer, on_stack: bool) -> Choice | None:
     if win.stride_h != win.stride_w or win.stride_h not in (1, 2):
         return None
     column = band_column_bytes(win.in_c, win.stride_h)
+    if 3 * column > BLOCK_SCRATCH_MAX:               # in_c above ~450 at stride 2
+        return None
     span = (win.out_w - 1) * win.stride_w + 3        # the columns one band reads
     columns = min(span, (BAND_STACK if on_stack else BAND_BUDGET) // column)
     if on_stack and columns < 3:

@@ -197,8 +197,8 @@ int mcc_conv2d_1x1_s8(const mcc_fully_connected_params *p,
  */
 #include "mcc_simd.h"
 
-/* The two hottest loops (the blocked GEMM's dot products and the 3x3
- * depthwise pairs at stride 1) need all 14 allocatable registers; in C the
+/* The hottest loops (the 4x2 tiles of the GEMM and the 3x3 bands, and the
+ * 3x3 depthwise pairs) need all 14 allocatable registers; in C the
  * compiler keeps some of their values on the stack. They are written here as
  * assembly functions (ARMv7E-M Thumb-2, AAPCS), so no compiler's register
  * allocation can make them fail or spill. -DMCC_NO_ASM takes the C loops. */
@@ -217,8 +217,8 @@ int mcc_conv2d_1x1_s8(const mcc_fully_connected_params *p,
 void mcc_gemm_s8_4x2_dsp(const int32_t *block, const int8_t *w, const int32_t *chan, int8_t *o,
                          int32_t groups, int32_t out_c, int32_t pairs);
 /* The same tile for mcc_conv2d_band_s8 (band_tiles): four output rows of one
- * column, the block being the three input columns it reads (`steps` = 3 *
- * in_c / 2 steps of three filter taps, see band_column), output rows
+ * column, the block being the three input columns it reads (`steps` = 6 *
+ * ceil(in_c / 4) steps of three filter taps, see band_column), output rows
  * `row_stride` bytes apart; one function per stride. */
 void mcc_band_s8_4x2_s1_dsp(const int32_t *block, const int8_t *w, const int32_t *chan, int8_t *o,
                             int32_t steps, int32_t row_stride, int32_t pairs);
@@ -1410,6 +1410,12 @@ static int32_t band_slot(int32_t stride, int32_t j)
     return stride == 1 ? j : (j & 1 ? 5 + (j >> 1) : j >> 1);
 }
 
+/* A column: two int16 pairs per group of four input channels per row. */
+static int32_t band_column_words(const mcc_conv2d_band_params *p)
+{
+    return 2 * groups_of(p->in_c) * band_rows(p);
+}
+
 /* n rows of one column, `step` bytes apart from x, into consecutive slots
  * from d (pair 0's word; pair q's are q * rows words on). Each group of four
  * input channels gives pairs 2g (channels 4g, 4g+2) and 2g+1 (4g+1, 4g+3);
@@ -1456,10 +1462,18 @@ static void band_column(const mcc_conv2d_band_params *p, const int8_t *image, in
     const int32_t rows = band_rows(p);
     const int outside = ix < 0 || ix >= p->in_w;
     if (outside || lo > 0 || hi < rows) {
-        int16_t *h = (int16_t *)(void *)col;
-        for (int32_t i = 0; i < 2 * groups_of(p->in_c) * rows; ++i, h += 2) {
-            h[0] = h[1] = (int16_t)p->pad_value;
+        const int32_t words = band_column_words(p);
+#if MCC_CONV_DSP
+        const int32_t pad = (int32_t)((uint32_t)(uint16_t)p->pad_value * UINT32_C(0x10001));
+        for (int32_t i = 0; i < words; ++i) {
+            col[i] = pad;
         }
+#else
+        int16_t *h = (int16_t *)(void *)col;
+        for (int32_t i = 0; i < 2 * words; ++i) {
+            h[i] = (int16_t)p->pad_value;
+        }
+#endif
         if (outside) {
             return;
         }
@@ -1493,38 +1507,52 @@ static void band_tiles_c(const mcc_conv2d_band_params *p, const int32_t *block, 
         const int32_t *t1 = t0 + 4 * two;   /* an odd last channel reads its own row */
         int32_t a00 = t0[0], a01 = t1[0], a10 = t0[0], a11 = t1[0];
         int32_t a20 = t0[0], a21 = t1[0], a30 = t0[0], a31 = t1[0];
-        const int16_t *x = (const int16_t *)(const void *)block;
         const int8_t *const end = w + 12 * steps;
+        /* Lane L of slot S, read as band_column wrote it. */
+#if MCC_CONV_DSP
+        const int32_t *x = block;
+#define MCC_BAND_LANE(S, L) ((int16_t)(x[S] >> (16 * (L))))
+#define MCC_BAND_NEXT(ROWS) (x += (ROWS))
+#else
+        const int16_t *x = (const int16_t *)(const void *)block;
+#define MCC_BAND_LANE(S, L) (x[2 * (S) + (L)])
+#define MCC_BAND_NEXT(ROWS) (x += 2 * (ROWS))
+#endif
         /* One filter row: its weight word against the four rows' pairs from
          * slot S (band_slot). */
 #define MCC_BAND_TAP(S) do {                                                    \
-            const int16_t *xr_ = x + 2 * (S);                                  \
             const int32_t w0_ = w[0], w1_ = w[1], w2_ = w[2], w3_ = w[3];      \
-            a00 += xr_[0] * w0_ + xr_[1] * w2_;                                \
-            a01 += xr_[0] * w1_ + xr_[1] * w3_;                                \
-            a10 += xr_[2] * w0_ + xr_[3] * w2_;                                \
-            a11 += xr_[2] * w1_ + xr_[3] * w3_;                                \
-            a20 += xr_[4] * w0_ + xr_[5] * w2_;                                \
-            a21 += xr_[4] * w1_ + xr_[5] * w3_;                                \
-            a30 += xr_[6] * w0_ + xr_[7] * w2_;                                \
-            a31 += xr_[6] * w1_ + xr_[7] * w3_;                                \
+            const int32_t x0_ = MCC_BAND_LANE((S), 0), y0_ = MCC_BAND_LANE((S), 1); \
+            const int32_t x1_ = MCC_BAND_LANE((S) + 1, 0), y1_ = MCC_BAND_LANE((S) + 1, 1); \
+            const int32_t x2_ = MCC_BAND_LANE((S) + 2, 0), y2_ = MCC_BAND_LANE((S) + 2, 1); \
+            const int32_t x3_ = MCC_BAND_LANE((S) + 3, 0), y3_ = MCC_BAND_LANE((S) + 3, 1); \
+            a00 += x0_ * w0_ + y0_ * w2_;                                      \
+            a01 += x0_ * w1_ + y0_ * w3_;                                      \
+            a10 += x1_ * w0_ + y1_ * w2_;                                      \
+            a11 += x1_ * w1_ + y1_ * w3_;                                      \
+            a20 += x2_ * w0_ + y2_ * w2_;                                      \
+            a21 += x2_ * w1_ + y2_ * w3_;                                      \
+            a30 += x3_ * w0_ + y3_ * w2_;                                      \
+            a31 += x3_ * w1_ + y3_ * w3_;                                      \
             w += 4;                                                            \
         } while (0)
         /* The filter rows in weight order: dy = 1, 2, 0. */
         if (p->stride == 1) {
-            for (; w != end; x += 2 * 6) {
+            for (; w != end; MCC_BAND_NEXT(6)) {
                 MCC_BAND_TAP(1);
                 MCC_BAND_TAP(2);
                 MCC_BAND_TAP(0);
             }
         } else {
-            for (; w != end; x += 2 * 9) {
+            for (; w != end; MCC_BAND_NEXT(9)) {
                 MCC_BAND_TAP(5);
                 MCC_BAND_TAP(1);
                 MCC_BAND_TAP(0);
             }
         }
 #undef MCC_BAND_TAP
+#undef MCC_BAND_NEXT
+#undef MCC_BAND_LANE
         requant_column(o + c, row_stride, a00, a10, a20, a30, t0);
         if (two) {
             requant_column(o + c + 1, row_stride, a01, a11, a21, a31, t1);
@@ -1560,12 +1588,6 @@ static void band_tiles(const mcc_conv2d_band_params *p, const int32_t *block, in
 #else
     band_tiles_c(p, block, o, row_stride);
 #endif
-}
-
-/* A column: two int16 pairs per group of four input channels per row. */
-static int32_t band_column_words(const mcc_conv2d_band_params *p)
-{
-    return 2 * groups_of(p->in_c) * band_rows(p);
 }
 
 size_t mcc_conv2d_band_s8_scratch_bytes(const mcc_conv2d_band_params *p)
