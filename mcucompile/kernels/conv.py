@@ -674,7 +674,7 @@ def _band(layer: _Layer, on_stack: bool) -> Choice | None:
     if win.stride_h != win.stride_w or win.stride_h not in (1, 2):
         return None
     column = band_column_bytes(win.in_c, win.stride_h)
-    if 3 * column > BLOCK_SCRATCH_MAX:               # in_c above ~450 at stride 2
+    if 3 * column > BLOCK_SCRATCH_MAX:               # in_c above ~600 (stride 2), ~900 (1)
         return None
     span = (win.out_w - 1) * win.stride_w + 3        # the columns one band reads
     columns = min(span, (BAND_STACK if on_stack else BAND_BUDGET) // column)
