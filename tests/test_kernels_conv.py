@@ -492,6 +492,13 @@ def _c_scratch_cases():
                        f" .stride = {st}, .on_stack = {stack} }}; printf(\"%zu\\n\","
                        f" mcc_conv2d_band_s8_scratch_bytes(&p)); }}",
                        band_scratch_bytes(cols, ic, st, bool(stack))))
+    # The stack bounds the Python side plans with are the C side's.
+    from mcucompile.kernels import conv
+    for macro, value in [("MCC_BAND_STACK_BYTES", conv.BAND_STACK),
+                         ("MCC_IM2COL_STACK_PATCH", conv.IM2COL_STACK_PATCH),
+                         ("MCC_GEMM_STACK_BLOCK", conv.GEMM_STACK_BLOCK),
+                         ("MCC_PLANAR_STACK_PLANE", conv.PLANAR_STACK_PLANE)]:
+        cases.append((f"printf(\"%d\\n\", (int)({macro}));", value))
     return cases
 
 

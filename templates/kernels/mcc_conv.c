@@ -758,29 +758,43 @@ static inline void requant_column(int8_t *o, int32_t stride, int32_t a0, int32_t
     o[3 * stride] = fast_requant(a3, mult, hib, post);
 }
 
+#if MCC_CONV_ASM
+typedef void (*tile_4x2)(const int32_t *block, const int8_t *w, const int32_t *chan, int8_t *o,
+                         int32_t steps, int32_t row_stride, int32_t pairs);
+
+/* Every output channel of a 4x2 tile function's four rows (row_stride bytes
+ * apart): the full channel pairs in one call, then an odd last channel
+ * against its zero-padded twin (the weights' layout) with its table row
+ * twice, into a local tile. pair_bytes: one channel pair's weights. */
+static inline void tiles_4x2(tile_4x2 tile, const int32_t *block, const int8_t *w,
+                             const int32_t *channels, int8_t *o, int32_t steps, int32_t pair_bytes,
+                             int32_t row_stride, int32_t out_c)
+{
+    const int32_t pairs = out_c >> 1, c = 2 * pairs;
+    if (pairs) {
+        tile(block, w, channels, o, steps, row_stride, pairs);
+    }
+    if (c < out_c) {
+        int32_t chan[8];
+        int8_t local[8];
+        memcpy(chan, channels + 4 * c, 16);
+        memcpy(chan + 4, channels + 4 * c, 16);
+        tile(block, w + pair_bytes * pairs, chan, local, steps, 2, 1);
+        for (int32_t r = 0; r < 4; ++r) {
+            o[r * row_stride + c] = local[2 * r];
+        }
+    }
+}
+#endif
+
 /* out[r][c..c+1] for the four widened rows of `block`, every channel pair. */
 static void gemm_block4(const void *block, int32_t groups, const int8_t *weights,
                         const int32_t *channels, int32_t out_c, int8_t *out)
 {
     const int8_t *w = weights;
 #if MCC_CONV_ASM
-    const int32_t pairs = out_c >> 1, c = 2 * pairs;
-    if (pairs) {
-        mcc_gemm_s8_4x2_dsp((const int32_t *)block, w, channels, out, groups, out_c, pairs);
-        w += 8 * groups * pairs;
-    }
-    if (c < out_c) {
-        /* An odd last channel: the same tile against its zero-padded twin
-         * (the weights' layout), its table row twice, into a local 4x2. */
-        int32_t chan[8];
-        int8_t tile[8];
-        memcpy(chan, channels + 4 * c, 16);
-        memcpy(chan + 4, channels + 4 * c, 16);
-        mcc_gemm_s8_4x2_dsp((const int32_t *)block, w, chan, tile, groups, 2, 1);
-        for (int32_t r = 0; r < 4; ++r) {
-            out[r * out_c + c] = tile[2 * r];
-        }
-    }
+    tiles_4x2(mcc_gemm_s8_4x2_dsp, (const int32_t *)block, w, channels, out, groups, 8 * groups,
+              out_c, out_c);
 #else
     for (int32_t c = 0; c < out_c; c += 2, w += 8 * groups) {
         const int two = c + 1 < out_c;
@@ -1567,24 +1581,9 @@ static void band_tiles(const mcc_conv2d_band_params *p, const int32_t *block, in
                        int32_t row_stride)
 {
 #if MCC_CONV_ASM
-    void (*const tile)(const int32_t *, const int8_t *, const int32_t *, int8_t *, int32_t,
-                       int32_t, int32_t) =
-        p->stride == 1 ? mcc_band_s8_4x2_s1_dsp : mcc_band_s8_4x2_s2_dsp;
-    const int32_t steps = 6 * groups_of(p->in_c), pairs = p->out_c >> 1, c = 2 * pairs;
-    if (pairs) {
-        tile(block, p->weights, p->channels, o, steps, row_stride, pairs);
-    }
-    if (c < p->out_c) {
-        /* An odd last channel: against its zero twin, into a local tile. */
-        int32_t chan[8];
-        int8_t out[8];
-        memcpy(chan, p->channels + 4 * c, 16);
-        memcpy(chan + 4, p->channels + 4 * c, 16);
-        tile(block, p->weights + 12 * steps * pairs, chan, out, steps, 2, 1);
-        for (int32_t r = 0; r < 4; ++r) {
-            o[r * row_stride + c] = out[2 * r];
-        }
-    }
+    const int32_t steps = 6 * groups_of(p->in_c);
+    tiles_4x2(p->stride == 1 ? mcc_band_s8_4x2_s1_dsp : mcc_band_s8_4x2_s2_dsp, block, p->weights,
+              p->channels, o, steps, 12 * steps, row_stride, p->out_c);
 #else
     band_tiles_c(p, block, o, row_stride);
 #endif
