@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Union
 
 import numpy as np
@@ -77,8 +78,9 @@ class Tensor:
             n *= d
         return n
 
-    @property
+    @cached_property
     def nbytes(self) -> int:
+        # Cached: the planner asks for it per tensor per trial plan (frozen, so it cannot change).
         return self.num_elements * self.dtype.itemsize
 
     @property

@@ -18,6 +18,7 @@ recomputation of the overlapping halos, reported as extra MACs.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Callable
 
 from .errors import McuCompileError
 from .ir import ALIAS_KINDS, DType, ExplicitPadding, Graph, Op, OpKind, RegionAttrs, Tensor, verify
@@ -271,12 +272,17 @@ class Candidate:
     macs: int
 
 
-def search(graph: Graph, max_recompute: float, max_grid: int = 8, keep: int = 3) -> list[Candidate]:
+def search(graph: Graph, max_recompute: float, max_grid: int = 8, keep: int = 3,
+           bound: Callable[[Graph], int] | None = None) -> list[Candidate]:
     """Patched graphs within the recompute budget, smallest liveness bound first.
 
     The bound ranks candidates cheaply; the caller lowers and plans the best
-    few for real, since in-place kernels and scratch change the final arena."""
+    few for real, since scratch and placement change the final arena. The
+    caller's `bound` should count the ops its kernels can run in place (the
+    pipeline's does); without one, only the pastes are in place."""
     from .planner import lower_bound
+    if bound is None:
+        bound = lambda g: lower_bound(g, paste_inplace(g))  # noqa: E731
     base = conv_macs(graph)
     found: list[Candidate] = []
     for k in stage_candidates(graph):
@@ -286,6 +292,6 @@ def search(graph: Graph, max_recompute: float, max_grid: int = 8, keep: int = 3)
             m = conv_macs(g)
             if base and m / base - 1.0 > max_recompute:
                 break  # finer grids only recompute more
-            found.append(Candidate(PatchConfig(k, (n, n)), g, lower_bound(g, paste_inplace(g)), m))
+            found.append(Candidate(PatchConfig(k, (n, n)), g, bound(g), m))
     found.sort(key=lambda c: (c.bound, c.macs, c.config.stage_ops))
     return found[:keep]

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Hashable
 
+import numpy as np
+
 from .errors import GraphError
 from .ir import ALIAS_KINDS, Graph
 
@@ -85,11 +87,15 @@ def check_inplace(graph: Graph, inplace: dict[int, int]) -> None:
     """An op may overwrite an input only if nothing reads that input's buffer afterwards."""
     root = alias_roots(graph, inplace)
     step_of = {t: i for i, op in enumerate(graph.ops) for t in op.outputs}
+    groups: dict[int, set[int]] = {}
+    for t in range(len(graph.tensors)):
+        groups.setdefault(root.get(t, t), set()).add(t)
     for out, src in inplace.items():
         s = step_of[out]
-        group = {t for t in range(len(graph.tensors)) if root.get(t, t) == root.get(src, src)}
+        group = groups[root.get(src, src)]
+        held = _descendants_in(graph, out, group)
         for later in graph.ops[s + 1:]:
-            if any(t in group and t not in _descendants_in(graph, out, group) for t in later.inputs):
+            if any(t in group and t not in held for t in later.inputs):
                 raise GraphError(f"op {graph.ops[s].index} ({graph.ops[s].kind.value}) cannot run in place: "
                                  f"op {later.index} still reads its input afterwards")
         if src in graph.outputs:
@@ -113,26 +119,40 @@ def buffers_of(graph: Graph, scratch: dict[int, int] | None = None,
     `inplace` (output -> input) merges an in-place op's output into its input's buffer."""
     root = alias_roots(graph, inplace)
     last_step = max(len(graph.ops) - 1, 0)
+    # Each tensor's own steps, in one pass (steps only grow): touched first and
+    # last (any use), born (produced) and dies (last read).
+    seen: dict[int, int] = {t: 0 for t in graph.inputs}
+    used: dict[int, int] = dict(seen)
+    born: dict[int, int] = dict(seen)
+    dies: dict[int, int] = {}
+    for step, op in enumerate(graph.ops):
+        for t in op.inputs:
+            if t >= 0:
+                seen.setdefault(t, step)
+                used[t] = dies[t] = step
+        for t in op.outputs:
+            seen.setdefault(t, step)
+            born.setdefault(t, step)
+            used[t] = step
+    for t in graph.outputs:
+        seen.setdefault(t, last_step)
+        used[t] = dies[t] = last_step
+    # Groups of tensors sharing a buffer: live from their first member's first
+    # use to their last member's last.
     first: dict[int, int] = {}
     last: dict[int, int] = {}
-
-    def touch(tid: int, step: int) -> None:
-        r = root.get(tid, tid)
-        if graph.tensor(r).is_const:
-            return
+    members: dict[int, list[int]] = {}
+    for t, step in seen.items():
+        r = root.get(t, t)
+        if graph.tensors[r].is_const:
+            continue
         first[r] = min(first.get(r, step), step)
-        last[r] = max(last.get(r, step), step)
-
-    for t in graph.inputs:
-        touch(t, 0)
-    for step, op in enumerate(graph.ops):
-        for t in (*op.inputs, *op.outputs):
-            if t >= 0:
-                touch(t, step)
-    for t in graph.outputs:
-        touch(t, last_step)
-    bufs = [_group_buffer(graph, r, [t.id for t in graph.tensors if root.get(t.id, t.id) == r],
-                          first[r], last[r], last_step) for r in sorted(first)]
+        last[r] = max(last.get(r, used[t]), used[t])
+    for t in graph.tensors:
+        r = root.get(t.id, t.id)
+        if r in first:
+            members.setdefault(r, []).append(t.id)
+    bufs = [_group_buffer(graph, r, members[r], first[r], last[r], born, dies) for r in sorted(first)]
     for step, op in enumerate(graph.ops):
         size = (scratch or {}).get(op.index, 0)
         if size:
@@ -141,21 +161,13 @@ def buffers_of(graph: Graph, scratch: dict[int, int] | None = None,
 
 
 def _group_buffer(graph: Graph, root: int, members: list[int], first: int, last: int,
-                  last_step: int) -> Buffer:
+                  born: dict[int, int], dies: dict[int, int]) -> Buffer:
     """One buffer for a group of tensors that share bytes. A member occupies the
-    group from its producer to its last reader; at each step the group is as
-    large as its largest member alive then."""
+    group from its producer (born) to its last reader (dies); at each step the
+    group is as large as its largest member alive then."""
     name = graph.tensor(root).name
     if len(members) == 1 or len({graph.tensor(m).nbytes for m in members}) == 1:
         return Buffer(("t", root), _align(graph.tensor(root).nbytes), first, last, name)
-    born: dict[int, int] = {t: 0 for t in graph.inputs}
-    dies: dict[int, int] = {t: last_step for t in graph.outputs}
-    for step, op in enumerate(graph.ops):
-        for t in op.outputs:
-            born.setdefault(t, step)
-        for t in op.inputs:
-            if t >= 0:
-                dies[t] = max(dies.get(t, step), step)
     steps = [0] * (last - first + 1)
     for m in members:
         b, d = born.get(m, first), dies.get(m, born.get(m, first))
@@ -185,12 +197,18 @@ def _first_fit(order: list[Buffer]) -> dict[Hashable, int]:
     that is live at the same time."""
     placed: list[tuple[Buffer, int]] = []
     offsets: dict[Hashable, int] = {}
-    for b in order:
+    # The placed buffers' lifetimes as arrays: finding the ones alive with b is
+    # the quadratic part, and patch plans have hundreds of buffers.
+    firsts = np.empty(len(order), dtype=np.int64)
+    lasts = np.empty(len(order), dtype=np.int64)
+    for k, b in enumerate(order):
+        near = np.flatnonzero((firsts[:k] <= b.last) & (lasts[:k] >= b.first))
         # Each placed neighbour in time blocks [lo, hi); b needs `need` bytes beside it.
         busy = sorted((off, off + p.extent_with(b), b.extent_with(p))
-                      for p, off in placed if p.overlaps_in_time(b))
+                      for p, off in (placed[i] for i in near))
         offsets[b.key] = _lowest_fit(busy)
         placed.append((b, offsets[b.key]))
+        firsts[k], lasts[k] = b.first, b.last
     return offsets
 
 
@@ -210,8 +228,13 @@ def greedy_by_size(buffers: list[Buffer]) -> dict[Hashable, int]:
 
 def greedy_by_conflicts(buffers: list[Buffer]) -> dict[Hashable, int]:
     """Buffers that overlap the most others in time first, ties by size."""
+    firsts = np.array([b.first for b in buffers], dtype=np.int64)
+    lasts = np.array([b.last for b in buffers], dtype=np.int64)
+    sizes = np.array([b.size for b in buffers], dtype=np.int64)
+
     def conflicts(b: Buffer) -> int:
-        return sum(o.size for o in buffers if o is not b and o.overlaps_in_time(b))
+        # Every buffer alive with b, b itself included (it is subtracted).
+        return int(sizes[(firsts <= b.last) & (lasts >= b.first)].sum()) - b.size
     return _first_fit(sorted(buffers, key=lambda b: (-(conflicts(b) + b.size), -b.size, str(b.key))))
 
 
@@ -377,6 +400,15 @@ def place(bufs: list[Buffer], algorithms: tuple[str, ...] | None = None,
             if proven:
                 name += " (optimal)"
     return offsets, name
+
+
+def fits(graph: Graph, limit: int, scratch: dict[int, int] | None = None,
+         inplace: dict[int, int] | None = None) -> bool:
+    """Whether `plan(..., refine=False, check_pairs=False)` would find an arena
+    of at most `limit` bytes: the placers in turn, until one does. For callers
+    that try many variants and plan the one they keep in full."""
+    bufs = buffers_of(graph, scratch, inplace)
+    return any(arena_size(bufs, placer(bufs)) <= limit for placer in PLACERS.values())
 
 
 def plan(graph: Graph, scratch: dict[int, int] | None = None,

@@ -541,9 +541,10 @@ def test_depthwise_in_place_is_bit_exact(kw):
                               "mcc_depthwise_conv2d_inplace_s8")
 
 
-# The fast in-place form: conv.py's planar kernel with output == input and one
-# channel plane at a time: on the stack (group 0) where it fits
-# MCC_PLANAR_STACK_PLANE, else in scratch (the last case).
+# The fast in-place form: conv.py's planar kernel with output == input: its
+# planes on the stack (group 0), as many as fit MCC_PLANAR_STACK_PLANE (eight
+# and then four in the c12 case), else one plane at a time in scratch (the
+# last case).
 INPLACE_FAST = CompileOptions(memory="inplace", inplace_everywhere=True, inplace_fast_form=True)
 PLANAR_INPLACE = {
     "k3_s1_same": dict(kernel=3, stride=1, padding="same", activation="relu6"),
@@ -552,6 +553,7 @@ PLANAR_INPLACE = {
     "k5_s1_same": dict(kernel=5, stride=1, padding="same"),
     "k7_s2_same": dict(input_shape=(1, 13, 11, 3), kernel=7, stride=2, padding="same",
                        activation="relu6"),
+    "k3_s2_same_c12": dict(input_shape=(1, 10, 9, 12), kernel=3, stride=2, padding="same"),
     "k3_s1_same_plane_in_scratch": dict(input_shape=(1, 36, 34, 3), kernel=3, stride=1,
                                         padding="same"),
 }

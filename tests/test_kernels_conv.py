@@ -338,6 +338,18 @@ def test_requantization_the_fast_table_cannot_do_goes_to_the_general_kernels():
     assert lower(g.ops[0], g).function == "mcc_fully_connected_s8"
 
 
+@pytest.mark.parametrize("in_c,plane,budget,group", [
+    (13, 132, 1152, 8),     # nine fit: whole fours (fill_planes transposes four at a time)
+    (3, 132, 1152, 3),      # fewer than four channels: all of them
+    (64, 600, 2048, 3),     # three planes fit, fewer than four
+    (64, 3000, 2048, 1),    # not even one fits: one at a time
+    (6, 100, 2048, 4),
+])
+def test_planar_group_takes_whole_fours_of_the_planes_that_fit(in_c, plane, budget, group):
+    from mcucompile.kernels.conv import planar_group
+    assert planar_group(in_c, plane, budget) == group
+
+
 def test_gemm_weights_pair_channels_and_interleave_depth():
     from mcucompile.kernels.conv import gemm_weights
     # 3 channels (one pair and a half), depth 6 (one group and a half).

@@ -102,6 +102,11 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
             input_shape=(1, odd(11, 21), odd(9, 19), 1), kernel=k, stride=s, padding=p,
             depth_multiplier=m, activation=str(rng.choice(["relu", "relu6"])),
             seed=int(rng.integers(100))), "mcc_depthwise_conv2d_1ch_s8")
+    # Whole fours of channels: each row's pixels inside the image in one
+    # assembly call (mcc_dw1ch_s8_3rows_dsp's pixel loop), three quads each.
+    cases["depthwise_1ch_k3x3_s1_valid_m12_compact"] = ("depthwise_conv2d", dict(
+        input_shape=(1, 9, 14, 1), kernel=3, stride=1, padding="valid", depth_multiplier=12,
+        activation="relu6", seed=11), "mcc_depthwise_conv2d_1ch_s8")
     # A 3x3 convolution at the memory peak (COMPACT): im2col with two patches
     # on the stack, whole depth groups (the 2x2 assembly tile) and a partial one,
     # an odd number of output pixels (a lone last patch).
@@ -158,6 +163,15 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
     cases["band_k3_s1_same_c3_first"] = ("conv2d", dict(
         input_shape=(1, 10, odd(9, 13), 3), filters=17, kernel=3, padding="same",
         activation="relu", seed=int(rng.integers(100))), BAND)
+    # Depthwise at the peak: the planar kernel's planes on the stack, as many
+    # as fit (eight here: four channels transposed at a time), then the rest
+    # of the channels (four, and one copied byte by byte).
+    cases["depthwise_k3_s2_same_c13_compact"] = ("depthwise_conv2d", dict(
+        input_shape=(1, 9, 10, 13), kernel=3, stride=2, padding="same", activation="relu6",
+        seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
+    cases["depthwise_k5_s1_same_c10_compact"] = ("depthwise_conv2d", dict(
+        input_shape=(1, 7, 9, 10), kernel=5, stride=1, padding="same",
+        seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_s8")
     # A 1x1 convolution at the peak too deep for the stack block (72 > 64):
     # rows read where they lie (the 2x2 assembly tiles).
     cases["conv_k1_depth72_compact"] = ("conv2d", dict(
@@ -193,11 +207,15 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "conv_k3_s1_same_c12_compact", "conv_k3_s1_valid_c3_compact",
                        "conv_k3_s1_same_c11_compact", "band_k3_s1_same_c16", "band_k3_s2_valid_c12",
                        "band_k3_s2_same_c8_compact", "band_k3_s1_valid_c16_compact",
-                       "band_k3_s1_same_c3_first"},
+                       "band_k3_s1_same_c3_first", "depthwise_k3_s2_same_c13_compact",
+                       "depthwise_1ch_k3x3_s1_valid_m12_compact",
+                       "depthwise_k5_s1_same_c10_compact"},
            "qemu-m4": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact",
                        "depthwise_1ch_k5x5_s1_valid_m3_compact", "conv_k3_s1_same_depth16_compact",
                        "add_tables", "add_tables_clamped", "conv_k1_depth72_compact",
-                       "band_k3_s1_same_c16", "band_k3_s2_same_c8_compact"},
+                       "band_k3_s1_same_c16", "band_k3_s2_same_c8_compact",
+                       "depthwise_1ch_k3x2_s1_same_m6_compact",
+                       "depthwise_1ch_k3x3_s1_valid_m12_compact"},
            "qemu-m3": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k3_s2_same_c8",
                        "depthwise_1ch_k3x3_s2_same_m8_compact", "conv_k3_s1_same_depth16_compact",
                        "depthwise_1ch_k3x2_s1_same_m6_compact", "conv_k3_s1_valid_c3_compact",

@@ -71,6 +71,30 @@ def test_person_detect_patches_halve_the_layerwise_bound(shared_models):
     assert r.tflm_arena_bytes in (None, 85264)
 
 
+def test_patch_search_ranks_splits_by_the_bound_with_ops_in_place(shared_models):
+    """The search plans only its best-ranked few candidates for real, so the
+    ranking must count the ops that run in place. With only the pastes in
+    place it ranked person_detect's split after op 8 first (3x3 patches:
+    22,288 B, +11.2% MACs); counting the in-place ops, the split after op 4
+    (8x8 patches: 19,444 B, +4.5%) comes first. The bound stays a bound."""
+    g = pipeline.passes.run_passes(tflite.load(_shared(shared_models, "person_detect")))
+    target = pipeline.target_of(host_board())
+    ranked = patching.search(g, 0.15, bound=lambda pg: pipeline._inplace_bound(pg, target))
+    assert ranked[0].config == patching.PatchConfig(4, (8, 8))
+    for cand in ranked:
+        real = pipeline._lower_and_plan(cand.graph, target, "patch", use_inplace=True,
+                                        inplace=patching.paste_inplace(cand.graph),
+                                        patch=cand.config)
+        assert cand.bound <= real.plan.arena_bytes
+    c = pipeline.compile_model(_shared(shared_models, "person_detect"), host_board())
+    assert c.plan.arena_bytes == 19444 and c.report.memory_strategy == "patch"
+    chosen = min(c.report.strategies, key=lambda s: s.arena_bytes)
+    assert (chosen.patch_stage_ops, list(chosen.patch_grid)) == (4, [8, 8])
+    # The old ranking's first pick, for the record: bigger and more MACs.
+    old = patching.search(g, 0.15)[0]
+    assert old.config == patching.PatchConfig(8, (3, 3)) and old.macs > ranked[0].macs
+
+
 @pytest.mark.tf
 @pytest.mark.parametrize("resolution", [96, 160])
 def test_patches_cut_mobilenet_v2_peak_threefold(resolution):
@@ -154,3 +178,72 @@ def test_fast_kernels_come_back_where_in_place_saves_nothing(shared_models, memo
     assert kinds.count(("mcc_depthwise_conv2d_planar_3x3_s8", True)) >= 2
     assert kinds.count(("mcc_depthwise_conv2d_planar_3x3_s8", True)) > kinds.count(
         ("mcc_depthwise_conv2d_inplace_s8", True))
+
+
+REGION_CHECK = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "mcc_region.h"
+
+/* Crop and paste within one buffer at random offsets, dst below and above
+ * src, rows of 1..40 bytes (word moves and tails), against row-by-row memmove. */
+int main(void)
+{
+    static int8_t a[4096], b[4096];
+    int bad = 0, cases = 0;
+    srand(7);
+    for (int i = 0; i < 20000; ++i) {
+        mcc_region_params p;
+        p.channels = 1 + rand() % 5;
+        p.full_h = 1 + rand() % 9;
+        p.full_w = 1 + rand() % 9;
+        p.patch_h = 1 + rand() % p.full_h;
+        p.patch_w = 1 + rand() % p.full_w;
+        p.y = rand() % (p.full_h - p.patch_h + 1);
+        p.x = rand() % (p.full_w - p.patch_w + 1);
+        const int full = 1024 + rand() % 64, patch = full + rand() % 129 - 64;
+        for (int k = 0; k < 4096; ++k) {
+            a[k] = b[k] = (int8_t)rand();
+        }
+        const size_t row = (size_t)p.patch_w * (size_t)p.channels;
+        const int crop = rand() & 1;
+        for (int r = 0; r < p.patch_h; ++r) {
+            int8_t *f = b + full + ((size_t)(p.y + r) * (size_t)p.full_w + (size_t)p.x) * (size_t)p.channels;
+            int8_t *q = b + patch + (size_t)r * row;
+            if (crop) {
+                memmove(q, f, row);
+            } else {
+                memmove(f, q, row);
+            }
+        }
+        if (crop) {
+            mcc_crop_2d_s8(&p, a + full, a + patch);
+        } else {
+            mcc_paste_2d_s8(&p, a + patch, a + full);
+        }
+        bad += memcmp(a, b, sizeof a) != 0;
+        ++cases;
+    }
+    printf("cases %d bad %d\n", cases, bad);
+    return 0;
+}
+"""
+
+
+def test_crop_and_paste_move_rows_like_memmove(tmp_path):
+    """CROP_2D and PASTE_2D copy rows with inline word moves (library calls copied
+    short unaligned rows a byte at a time); within one buffer, in either
+    direction, they must equal memmove row by row. Host compiler, ASan + UBSan."""
+    import subprocess
+    from mcucompile.resources import data_dir
+    from mcucompile.verify import host_compiler
+    kernels = data_dir("templates") / "kernels"
+    src = tmp_path / "check.c"
+    src.write_text(REGION_CHECK)
+    exe = tmp_path / "check"
+    subprocess.run([host_compiler(), "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror",
+                    "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                    f"-I{kernels}", str(src), str(kernels / "mcc_region.c"), "-o", str(exe)], check=True)
+    out = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "cases 20000 bad 0", out.stdout + out.stderr

@@ -497,7 +497,7 @@ BAND_STACK = 1152
 PLANAR_BUDGET = 2048
 PLANAR_MAX_PLANE = 32 * 1024
 # MCC_PLANAR_STACK_PLANE (mcc_conv.h): the scratch-free planar kernel (group 0)
-# keeps one plane of at most this many bytes on the stack.
+# keeps planes of at most this many bytes in all on the stack (planar_group).
 PLANAR_STACK_PLANE = 1152
 # mcc_depthwise_conv2d_1ch_s8: filter rows of at most two words, and a border
 # pixel's window (filter_h rows of 4 or 8 bytes) in a stack buffer of
@@ -554,6 +554,15 @@ def band_column_bytes(in_c: int, stride: int) -> int:
 def band_scratch_bytes(columns: int, in_c: int, stride: int, on_stack: bool) -> int:
     """Mirror of mcc_conv2d_band_s8_scratch_bytes."""
     return 0 if on_stack else columns * band_column_bytes(in_c, stride)
+
+
+def planar_group(in_c: int, plane: int, budget: int) -> int:
+    """Channel planes per pass: as many as fit in `budget` bytes, at least one,
+    and whole fours when there are four (fill_planes transposes four channels
+    at a time and copies any others byte by byte). Mirror of planar_on_stack's
+    in C for the stack form."""
+    group = max(1, min(in_c, budget // plane))
+    return group - group % 4 if group >= 4 else group
 
 
 def planar_scratch_bytes(group: int, plane_h: int, plane_w: int) -> int:
@@ -701,7 +710,7 @@ def _stack_im2col(layer: _Layer) -> Choice | None:
 
 
 def _on_stack(planar: Choice) -> Choice:
-    """The planar kernel with one plane on the stack (group 0), no scratch."""
+    """The planar kernel with its planes on the stack (group 0), no scratch."""
     return replace(planar, group=0, scratch_bytes=0)
 
 
@@ -740,7 +749,7 @@ def _planar(layer: _Layer) -> Choice:
     plane = plane_h * plane_w
     if plane > PLANAR_MAX_PLANE:
         return Choice(Variant.GENERAL, 0, f"a padded channel plane of {plane} bytes is too big")
-    group = max(1, min(win.in_c, PLANAR_BUDGET // plane))
+    group = planar_group(win.in_c, plane, PLANAR_BUDGET)
     variant = Variant.PLANAR_3X3 if _planar_row_bytes(win) == 4 else Variant.PLANAR
     return Choice(variant, planar_scratch_bytes(group, plane_h, plane_w), "",
                   group=group, plane_h=plane_h, plane_w=plane_w)
@@ -910,10 +919,10 @@ def _lower(op: Op, graph: Graph, target: KernelTarget, compact: bool) -> KernelC
 
 
 def planar_one_plane(op: Op, graph: Graph) -> KernelCall | None:
-    """The planar depthwise kernel with one channel plane at a time (the least
-    it takes): on the stack where the plane fits PLANAR_STACK_PLANE, else in
-    scratch; None when the layer does not take the planar kernel. For the
-    in-place form (kernels/inplace.py)."""
+    """The planar depthwise kernel with the least scratch it takes: its planes
+    on the stack where one fits PLANAR_STACK_PLANE (as many as fit there),
+    else one plane at a time in scratch; None when the layer does not take
+    the planar kernel. For the in-place form (kernels/inplace.py)."""
     layer = _prepare(op, graph)
     choice = _choose(layer)
     if choice.variant not in (Variant.PLANAR, Variant.PLANAR_3X3):

@@ -35,8 +35,8 @@ bytes of pixels 0..p-1 (channel c) hold outputs. Two cases:
   every oy. `ring_rows()` takes that maximum: filter_h rows for a stride-1
   SAME layer (336 B for 3x3 at 112 px instead of TinyEngine's full H*W plane).
 * Plane (the fast form, `depthwise_conv2d_inplace_planar`): conv.py's planar
-  kernel copies channel c's whole padded plane into scratch before it writes
-  any output of channel c, and reads only the plane. Faster than the ring
+  kernel copies channel c's whole padded plane into scratch (or the stack)
+  before it writes any output of channel c, and reads only the plane. Faster than the ring
   (no per-row copies or border paths) for a plane of scratch instead of a few
   rows; the pipeline takes it where that plane does not raise the arena.
 
@@ -268,13 +268,13 @@ def depthwise_conv2d_inplace(op: Op, graph: Graph, target: KernelTarget) -> Kern
 
 @fast_inplace_lowering(OpKind.DEPTHWISE_CONV_2D)
 def depthwise_conv2d_inplace_planar(op: Op, graph: Graph, target: KernelTarget) -> KernelCall | None:
-    """The planar kernel of conv.py run with output == input and one channel
-    plane in scratch. It copies a channel's plane (padded) before writing any
-    output of that channel, reads only the plane, and writes output channel c
-    only at bytes p*C + c: as in the ring case, computing channel c destroys
-    nothing but channel c's input, which it no longer reads. Faster than the
-    ring kernel (no per-row copies or border paths), for a whole plane of
-    scratch instead of a few rows."""
+    """The planar kernel of conv.py run with output == input and the least
+    scratch it takes (planar_one_plane). It copies a group of channels'
+    planes (padded) before writing any output of those channels, reads only
+    the planes, and writes output channel c only at bytes p*C + c: as in the
+    ring case, computing channel c destroys nothing but channel c's input,
+    which it no longer reads. Faster than the ring kernel (no per-row copies
+    or border paths), for a whole plane of scratch instead of a few rows."""
     lean = depthwise_conv2d_inplace(op, graph, target)     # the same conditions
     if lean is None:
         return None

@@ -692,6 +692,91 @@ __asm__(MCC_DW_BEGIN("mcc_dw3x3_s8_pairs_s2_dsp")
         MCC_DW_END("mcc_dw3x3_s8_pairs_s2_dsp", "4"));
 #undef MCC_DW_BEGIN
 #undef MCC_DW_END
+
+/* dw1ch_pixel_3rows' channels in fours (`quads` >= 1 of them, out_c = 4 *
+ * quads) for `pixels` >= 1 output pixels, each window `step` bytes to the
+ * right of the one before and each pixel's outputs right after the last
+ * one's: per pixel the window's three row words at r, r + stride and
+ * r + 2 * stride split once into (t0, t2) and (t1, t3) pairs (r3..r8), then
+ * per channel its bias from its table row, six SMLADs with its doubled
+ * weight pairs (one LDRD per filter row, at fixed offsets in the quad's 96
+ * bytes), the rest of its row in one LDM and fast_requant_doubled.
+ * r0 the weights, r1 the table rows, r2 o. Stack: [sp] r, [sp, #4] stride,
+ * [sp, #8] w, [sp, #12] channels, [sp, #52] the table's end (was quads),
+ * [sp, #60] pixels left, [sp, #64] step. */
+void mcc_dw1ch_s8_3rows_dsp(const int8_t *r, int32_t stride, const int32_t *w,
+                            const int32_t *channels, int32_t quads, int8_t *o, int32_t pixels,
+                            int32_t step);
+
+#define MCC_DW1CH_CHANNEL(W0, W1, W2)                                          \
+    "ldr    r9, [r1]\n\t"                                                      \
+    "ldrd   r10, r11, [r0, #" W0 "]\n\t"                                       \
+    "lsl    r9, r9, #1\n\t"                                                    \
+    "smlad  r9, r3, r10, r9\n\t"                                               \
+    "smlad  r9, r4, r11, r9\n\t"                                               \
+    "ldrd   r10, r11, [r0, #" W1 "]\n\t"                                       \
+    "smlad  r9, r5, r10, r9\n\t"                                               \
+    "smlad  r9, r6, r11, r9\n\t"                                               \
+    "ldrd   r10, r11, [r0, #" W2 "]\n\t"                                       \
+    "smlad  r9, r7, r10, r9\n\t"                                               \
+    "smlad  r9, r8, r11, r9\n\t"                                               \
+    "ldm    r1!, {r10, r11, r12, lr}\n\t"   /* bias again, mult, hib, post */   \
+    "add    r12, r12, r9, asr #31\n\t"                                         \
+    "smmlar r9, r9, r11, r12\n\t"                                              \
+    "asr    r9, r9, lr\n\t"                                                    \
+    "ssat   r9, #8, r9\n\t"                                                    \
+    "strb   r9, [r2], #1\n\t"
+
+__asm__(".pushsection .text.mcc_dw1ch_s8_3rows_dsp,\"ax\",%progbits\n\t"
+        ".syntax unified\n\t"
+        ".thumb\n\t"
+        ".p2align 2\n\t"
+        ".global mcc_dw1ch_s8_3rows_dsp\n\t"
+        ".hidden mcc_dw1ch_s8_3rows_dsp\n\t"
+        ".type mcc_dw1ch_s8_3rows_dsp, %function\n\t"
+        ".thumb_func\n"
+        "mcc_dw1ch_s8_3rows_dsp:\n\t"
+        "push   {r4-r11, lr}\n\t"
+        "sub    sp, sp, #16\n\t"
+        "strd   r0, r1, [sp]\n\t"
+        "strd   r2, r3, [sp, #8]\n\t"
+        "ldr    r9, [sp, #52]\n\t"          /* quads */
+        "add    r9, r3, r9, lsl #6\n\t"     /* 64 table bytes a quad */
+        "str    r9, [sp, #52]\n\t"
+        "ldr    r2, [sp, #56]\n"             /* o */
+        "0:\n\t"                            /* one pixel */
+        "ldrd   r0, r1, [sp]\n\t"
+        "ldr    r4, [r0]\n\t"
+        "ldr    r6, [r0, r1]\n\t"
+        "ldr    r8, [r0, r1, lsl #1]\n\t"
+        "ldr    r9, [sp, #64]\n\t"          /* the next window */
+        "add    r0, r0, r9\n\t"
+        "str    r0, [sp]\n\t"
+        "sxtb16 r3, r4\n\t"
+        "sxtb16 r4, r4, ror #8\n\t"
+        "sxtb16 r5, r6\n\t"
+        "sxtb16 r6, r6, ror #8\n\t"
+        "sxtb16 r7, r8\n\t"
+        "sxtb16 r8, r8, ror #8\n\t"
+        "ldrd   r0, r1, [sp, #8]\n"          /* the weights, the table */
+        "1:\n\t"
+        MCC_DW1CH_CHANNEL("0", "32", "64")
+        MCC_DW1CH_CHANNEL("8", "40", "72")
+        MCC_DW1CH_CHANNEL("16", "48", "80")
+        MCC_DW1CH_CHANNEL("24", "56", "88")
+        "add    r0, r0, #96\n\t"
+        "ldr    r10, [sp, #52]\n\t"
+        "cmp    r1, r10\n\t"
+        "bne    1b\n\t"
+        "ldr    r10, [sp, #60]\n\t"
+        "subs   r10, r10, #1\n\t"
+        "str    r10, [sp, #60]\n\t"
+        "bne    0b\n\t"
+        "add    sp, sp, #16\n\t"
+        "pop    {r4-r11, pc}\n\t"
+        ".size mcc_dw1ch_s8_3rows_dsp, .-mcc_dw1ch_s8_3rows_dsp\n\t"
+        ".popsection");
+#undef MCC_DW1CH_CHANNEL
 #endif
 
 /* ---------------------------------------------------------------- GEMM core */
@@ -1738,6 +1823,14 @@ static void fill_planes(const mcc_depthwise_conv2d_planar_params *p, const int8_
             }
         }
     }
+    if (in_c == 1 && j < n) {
+        /* One channel (a first layer): the input rows are the plane's rows. */
+        int8_t *dst = planes + p->pad_h * pw + p->pad_w;
+        for (int32_t y = 0; y < in_h; ++y, dst += pw) {
+            memcpy(dst, base + y * in_w, (size_t)in_w);
+        }
+        return;
+    }
     for (; j < n; ++j) {
         int8_t *dst = planes + j * plane + p->pad_h * pw + p->pad_w;
         const int8_t *src = base + j;
@@ -1957,7 +2050,12 @@ static int planar_run(const mcc_depthwise_conv2d_planar_params *p, const int8_t 
      * aligned). */
     const uint32_t pad = (uint8_t)p->pad_value * UINT32_C(0x01010101);
     uint32_t *words = (uint32_t *)scratch;
-    for (int32_t i = 0, nw = MCC_MIN(p->group, p->in_c) * plane / 4; i < nw; ++i) {
+    const int32_t nw = MCC_MIN(p->group, p->in_c) * plane / 4;
+    int32_t i = 0;
+    for (; i + 4 <= nw; i += 4) {   /* four words a step: small planes fill often */
+        words[i] = words[i + 1] = words[i + 2] = words[i + 3] = pad;
+    }
+    for (; i < nw; ++i) {
         words[i] = pad;
     }
     for (int32_t b = 0; b < p->batches; ++b) {
@@ -1978,18 +2076,23 @@ static int planar_run(const mcc_depthwise_conv2d_planar_params *p, const int8_t 
     return MCC_OK;
 }
 
-/* group 0: one plane at a time in a stack buffer instead of scratch. */
+/* group 0: as many planes as fit in a stack buffer instead of scratch, whole
+ * fours when there are four (fill_planes transposes four channels at a time). */
 static MCC_NOINLINE int planar_on_stack(const mcc_depthwise_conv2d_planar_params *p,
                                         const int8_t *input, int8_t *output,
                                         planar_channel channel, int32_t row_bytes)
 {
-    uint32_t plane[MCC_PLANAR_STACK_PLANE / 4];
-    mcc_depthwise_conv2d_planar_params one = *p;
-    if (p->plane_h * p->plane_w > MCC_PLANAR_STACK_PLANE) {
+    uint32_t planes[MCC_PLANAR_STACK_PLANE / 4];
+    mcc_depthwise_conv2d_planar_params fit = *p;
+    const int32_t plane = p->plane_h * p->plane_w;
+    if (plane > MCC_PLANAR_STACK_PLANE) {
         return MCC_ERROR;
     }
-    one.group = 1;
-    return planar_run(&one, input, output, plane, channel, row_bytes);
+    fit.group = MCC_MIN(p->in_c, MCC_PLANAR_STACK_PLANE / plane);
+    if (fit.group >= 4) {
+        fit.group &= ~3;    /* whole fours, as planar_group in conv.py */
+    }
+    return planar_run(&fit, input, output, planes, channel, row_bytes);
 }
 
 int mcc_depthwise_conv2d_planar_3x3_s8(const mcc_depthwise_conv2d_planar_params *p,
@@ -2079,6 +2182,18 @@ static void dw1ch_pixel(const int8_t *r, int32_t stride, int32_t fh, int32_t gro
 static void dw1ch_pixel_3rows(const int8_t *r, int32_t stride, const int32_t *w,
                               const int32_t *channels, int32_t out_c, int8_t *o)
 {
+#if MCC_CONV_ASM
+    if (out_c >= 4) {
+        /* The channels in fours in assembly (GCC kept the C loop's weights and
+         * table rows in single loads and spilled), the last out_c % 4 below. */
+        const int32_t c = out_c & ~3;
+        mcc_dw1ch_s8_3rows_dsp(r, stride, w, channels, c >> 2, o, 1, 0);
+        if (c < out_c) {
+            dw1ch_pixel(r, stride, 3, 1, w + 6 * c, channels + 4 * c, out_c - c, o + c);
+        }
+        return;
+    }
+#endif
 #if MCC_CONV_DSP
     const int32_t x0 = load32(r), x1 = load32(r + stride), x2 = load32(r + 2 * stride);
     const int32_t e0 = __sxtb16(x0), d0 = sxtb16_ror8(x0);
@@ -2133,6 +2248,11 @@ int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
     const int8_t pad = (int8_t)p->pad_value;
     const int32_t *weights = p->weights, *channels = p->channels;
     const int three_rows = fh == 3 && groups == 1;
+#if MCC_CONV_ASM
+    /* Whole fours of channels: the pixels inside the image run in assembly a
+     * row segment at a time (no per-pixel calls). */
+    const int runs = three_rows && (out_c & 3) == 0;
+#endif
     int8_t window[MCC_DW1CH_MAX_WINDOW];
     int8_t *o = output;
     for (int32_t b = 0; b < p->batches; ++b) {
@@ -2147,6 +2267,17 @@ int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
             for (int32_t ox = 0; ox < p->out_w; ++ox, o += out_c) {
                 const int32_t x0 = ox * p->stride_w - p->pad_w;
                 if (rows_inside && x0 >= 0 && x0 <= x_max) {
+#if MCC_CONV_ASM
+                    if (runs) {
+                        /* This pixel and the next ones up to x_max. */
+                        const int32_t n = MCC_MIN((x_max - x0) / p->stride_w + 1, p->out_w - ox);
+                        mcc_dw1ch_s8_3rows_dsp(in_b + y0 * in_w + x0, in_w, weights, channels,
+                                               out_c >> 2, o, n, p->stride_w);
+                        ox += n - 1;
+                        o += (n - 1) * out_c;
+                        continue;
+                    }
+#endif
                     if (three_rows) {
                         dw1ch_pixel_3rows(in_b + y0 * in_w + x0, in_w, weights, channels, out_c, o);
                     } else {
