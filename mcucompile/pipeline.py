@@ -264,7 +264,7 @@ def _fast_one_by_one(graph: Graph, target: KernelTarget, eligible, calls, inplac
 
     def cost(op, call) -> float:
         inputs, outputs = energy.activation_elements(op, graph)
-        return energy.kernel_cost(core, call.function)[0].instructions(call.macs, inputs, outputs)
+        return energy.kernel_cost(core, call.cost_name)[0].instructions(call.macs, inputs, outputs)
 
     step_of = {op.index: step for step, op in enumerate(graph.ops)}
     todo = []

@@ -280,3 +280,21 @@ def test_an_unfitted_kernel_costs_what_the_kernel_whose_loops_it_runs_costs(monk
     monkeypatch.setattr(energy, "KERNEL_COSTS", table)
     cost, origin = energy.kernel_cost("cortex-m7", "mcc_gemm_inplace_s8")
     assert cost == table["cortex-m7"]["mcc_gemm_s8"] and "as mcc_gemm_s8" in origin
+
+
+def test_a_kernel_path_with_its_own_speed_has_its_own_cost(monkeypatch):
+    """The one-channel depthwise kernel runs 3-row filters in an unrolled loop
+    (assembly on DSP cores) and others generically, 2-3x apart per MAC: the
+    estimate keys them apart; a variant never measured costs what its function costs."""
+    from mcucompile import energy
+    from mcucompile.kernels import KernelCall
+    call = KernelCall("mcc_depthwise_conv2d_1ch_s8", "mcc_conv", "p", (), (), cost_variant="3rows")
+    assert call.cost_name == "mcc_depthwise_conv2d_1ch_s8:3rows"
+    assert KernelCall("f", "mcc_conv", "p", (), ()).cost_name == "f"
+    table = {"cortex-m7": {"mcc_depthwise_conv2d_1ch_s8": energy.KernelCost(4.0, 0, 0, 0, 1),
+                           "mcc_depthwise_conv2d_1ch_s8:3rows": energy.KernelCost(2.5, 0, 0, 0, 1)}}
+    monkeypatch.setattr(energy, "KERNEL_COSTS", table)
+    assert energy.kernel_cost("cortex-m7", call.cost_name)[0].per_mac == 2.5
+    del table["cortex-m7"]["mcc_depthwise_conv2d_1ch_s8:3rows"]
+    cost, origin = energy.kernel_cost("cortex-m7", call.cost_name)
+    assert cost.per_mac == 4.0 and origin == "measured"

@@ -172,6 +172,16 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
     cases["depthwise_k5_s1_same_c10_compact"] = ("depthwise_conv2d", dict(
         input_shape=(1, 7, 9, 10), kernel=5, stride=1, padding="same",
         seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_s8")
+    # Planes too big for the stack: strips of output rows, each over the input
+    # rows it reads. Four channels at a time (3 output rows a strip, the last
+    # one 2, then two channels one by one), and one channel at a time at
+    # stride 1 with a 5x5 filter (24 rows, then 6 with the bottom padding).
+    cases["depthwise_k3_s2_same_c6_strips_compact"] = ("depthwise_conv2d", dict(
+        input_shape=(1, 40, 37, 6), kernel=3, stride=2, padding="same", activation="relu6",
+        seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
+    cases["depthwise_k5_s1_same_c3_strips_compact"] = ("depthwise_conv2d", dict(
+        input_shape=(1, 30, 33, 3), kernel=5, stride=1, padding="same",
+        seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_s8")
     # A 1x1 convolution at the peak too deep for the stack block (72 > 64):
     # rows read where they lie (the 2x2 assembly tiles).
     cases["conv_k1_depth72_compact"] = ("conv2d", dict(
@@ -209,17 +219,18 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "band_k3_s2_same_c8_compact", "band_k3_s1_valid_c16_compact",
                        "band_k3_s1_same_c3_first", "depthwise_k3_s2_same_c13_compact",
                        "depthwise_1ch_k3x3_s1_valid_m12_compact",
-                       "depthwise_k5_s1_same_c10_compact"},
+                       "depthwise_k5_s1_same_c10_compact", "depthwise_k3_s2_same_c6_strips_compact",
+                       "depthwise_k5_s1_same_c3_strips_compact"},
            "qemu-m4": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact",
                        "depthwise_1ch_k5x5_s1_valid_m3_compact", "conv_k3_s1_same_depth16_compact",
                        "add_tables", "add_tables_clamped", "conv_k1_depth72_compact",
                        "band_k3_s1_same_c16", "band_k3_s2_same_c8_compact",
                        "depthwise_1ch_k3x2_s1_same_m6_compact",
-                       "depthwise_1ch_k3x3_s1_valid_m12_compact"},
+                       "depthwise_1ch_k3x3_s1_valid_m12_compact", "depthwise_k3_s2_same_c6_strips_compact"},
            "qemu-m3": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k3_s2_same_c8",
                        "depthwise_1ch_k3x3_s2_same_m8_compact", "conv_k3_s1_same_depth16_compact",
                        "depthwise_1ch_k3x2_s1_same_m6_compact", "conv_k3_s1_valid_c3_compact",
-                       "add_tables"}}
+                       "add_tables", "depthwise_k5_s1_same_c3_strips_compact"}}
 
 
 def _params():

@@ -92,6 +92,15 @@ class KernelCall:
     macs: int = 0
     # Set by in-place lowerings: the input tensor whose buffer the output overwrites.
     inplace_input: int | None = None
+    # A path inside the function whose speed differs from its others (e.g. the
+    # one-channel depthwise kernel's three-row loop): the static estimate keeps
+    # separate costs for it (energy.KERNEL_COSTS).
+    cost_variant: str = ""
+
+    @property
+    def cost_name(self) -> str:
+        """The key of this call's cost in energy.KERNEL_COSTS."""
+        return f"{self.function}:{self.cost_variant}" if self.cost_variant else self.function
 
 
 Lowering = Callable[[Op, Graph, KernelTarget], KernelCall]

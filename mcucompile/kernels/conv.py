@@ -565,6 +565,12 @@ def planar_group(in_c: int, plane: int, budget: int) -> int:
     return group - group % 4 if group >= 4 else group
 
 
+def planar_stack_fits(plane_h: int, plane_w: int, filter_h: int) -> bool:
+    """Whether planar_on_stack takes the layer: its planes fit the stack
+    buffer, or strips of output rows do (filter_h rows of one plane at least)."""
+    return plane_h * plane_w <= PLANAR_STACK_PLANE or filter_h * plane_w <= PLANAR_STACK_PLANE
+
+
 def planar_scratch_bytes(group: int, plane_h: int, plane_w: int) -> int:
     """Mirror of mcc_depthwise_conv2d_planar_s8_scratch_bytes."""
     return group * plane_h * plane_w
@@ -640,7 +646,8 @@ def _choose(layer: _Layer, compact: bool = False, dsp: bool = False) -> Choice:
             return stack
         if layer.kind == OpKind.DEPTHWISE_CONV_2D:
             planar = _planar(layer)
-            if planar.variant != Variant.GENERAL and planar.plane_h * planar.plane_w <= PLANAR_STACK_PLANE:
+            if planar.variant != Variant.GENERAL and planar_stack_fits(planar.plane_h, planar.plane_w,
+                                                                       win.filter_h):
                 return _on_stack(planar)
         return Choice(Variant.GENERAL, 0, "no scratch allowed at the memory peak")
     planar = _planar(layer) if layer.kind == OpKind.DEPTHWISE_CONV_2D else None
@@ -884,8 +891,11 @@ def _fast_call(layer: _Layer, choice: Choice, op: Op) -> KernelCall:
                        stride_h=win.stride_h, stride_w=win.stride_w,
                        pad_h=win.pad_h, pad_w=win.pad_w, pad_value=-layer.input_offset) + act
         arrays = _fast_arrays(one_channel_weights(layer.weights), table)
+        # Filters of three one-word rows take the kernel's unrolled loop (assembly on DSP cores).
+        three_rows = win.filter_h == 3 and win.filter_w <= 4
         return KernelCall(choice.variant.value, LIBRARY, "mcc_depthwise_conv2d_1ch_params",
-                          fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs)
+                          fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs,
+                          cost_variant="3rows" if three_rows else "")
     fields = _ints(batches=win.batches, in_h=win.in_h, in_w=win.in_w, in_c=win.in_c,
                    out_h=win.out_h, out_w=win.out_w, out_c=layer.out_c,
                    filter_h=win.filter_h, filter_w=win.filter_w,

@@ -2077,22 +2077,53 @@ static int planar_run(const mcc_depthwise_conv2d_planar_params *p, const int8_t 
 }
 
 /* group 0: as many planes as fit in a stack buffer instead of scratch, whole
- * fours when there are four (fill_planes transposes four channels at a time). */
+ * fours when there are four (fill_planes transposes four channels at a time).
+ * A plane bigger than the buffer runs in strips of output rows, each a
+ * depthwise convolution of its own over the input rows it reads: four
+ * channels at a time where a strip of two rows fits, else one. Without the
+ * strips a big layer at the memory peak took the general kernel, at about
+ * 22 instructions per MAC (MobileNetV2-96's 48x48x48 stride-2 layer). */
 static MCC_NOINLINE int planar_on_stack(const mcc_depthwise_conv2d_planar_params *p,
                                         const int8_t *input, int8_t *output,
                                         planar_channel channel, int32_t row_bytes)
 {
     uint32_t planes[MCC_PLANAR_STACK_PLANE / 4];
     mcc_depthwise_conv2d_planar_params fit = *p;
-    const int32_t plane = p->plane_h * p->plane_w;
-    if (plane > MCC_PLANAR_STACK_PLANE) {
-        return MCC_ERROR;
+    const int32_t pw = p->plane_w, fh = p->filter_h, sh = p->stride_h;
+    if (p->plane_h * pw <= MCC_PLANAR_STACK_PLANE) {
+        fit.group = MCC_MIN(p->in_c, MCC_PLANAR_STACK_PLANE / (p->plane_h * pw));
+        if (fit.group >= 4) {
+            fit.group &= ~3;    /* whole fours, as planar_group in conv.py */
+        }
+        return planar_run(&fit, input, output, planes, channel, row_bytes);
     }
-    fit.group = MCC_MIN(p->in_c, MCC_PLANAR_STACK_PLANE / plane);
-    if (fit.group >= 4) {
-        fit.group &= ~3;    /* whole fours, as planar_group in conv.py */
+    fit.group = p->in_c >= 4 && 4 * (fh + sh) * pw <= MCC_PLANAR_STACK_PLANE ? 4 : 1;
+    const int32_t strip = (MCC_PLANAR_STACK_PLANE / (fit.group * pw) - fh) / sh + 1;
+    if (strip < 1) {
+        return MCC_ERROR;       /* conv.py planar_stack_fits: never chosen */
     }
-    return planar_run(&fit, input, output, planes, channel, row_bytes);
+    const int32_t in_row = p->in_w * p->in_c, out_row = p->out_w * p->out_c;
+    fit.batches = 1;
+    for (int32_t b = 0; b < p->batches; ++b) {
+        const int8_t *in_b = input + (size_t)b * p->in_h * in_row;
+        int8_t *out_b = output + (size_t)b * p->out_h * out_row;
+        for (int32_t oy = 0; oy < p->out_h; oy += strip) {
+            const int32_t rows = MCC_MIN(strip, p->out_h - oy);
+            const int32_t top = oy * sh - p->pad_h;     /* first input row read, maybe padding */
+            const int32_t r0 = MCC_MAX(top, 0);
+            const int32_t r1 = MCC_MIN(p->in_h, top + (rows - 1) * sh + fh);
+            fit.pad_h = r0 - top;
+            fit.in_h = MCC_MAX(r1 - r0, 0);
+            fit.out_h = rows;
+            fit.plane_h = (rows - 1) * sh + fh;
+            const int status = planar_run(&fit, in_b + (size_t)r0 * in_row, out_b + (size_t)oy * out_row,
+                                          planes, channel, row_bytes);
+            if (status != MCC_OK) {
+                return status;
+            }
+        }
+    }
+    return MCC_OK;
 }
 
 int mcc_depthwise_conv2d_planar_3x3_s8(const mcc_depthwise_conv2d_planar_params *p,

@@ -287,8 +287,9 @@ size_t mcc_conv2d_band_s8_scratch_bytes(const mcc_conv2d_band_params *p);
  * plane_h >= (out_h - 1) * stride_h + filter_h and >= pad_h + in_h;
  * plane_w >= (out_w - 1) * stride_w + row_bytes and >= pad_w + in_w,
  * a multiple of 4.
- * group 0: as many planes as fit on the stack (plane_h * plane_w at most
- * MCC_PLANAR_STACK_PLANE bytes), no scratch: for a layer at the memory peak.
+ * group 0: as many planes as fit on the stack (MCC_PLANAR_STACK_PLANE
+ * bytes), no scratch: for a layer at the memory peak. A bigger plane runs in
+ * strips of output rows; filter_h * plane_w must fit.
  */
 typedef struct {
     int32_t batches;
