@@ -14,7 +14,8 @@ placement of whole buffers can beat it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
 import numpy as np
@@ -112,15 +113,29 @@ def _descendants_in(graph: Graph, tid: int, group: set[int]) -> set[int]:
     return out
 
 
-def buffers_of(graph: Graph, scratch: dict[int, int] | None = None,
-               inplace: dict[int, int] | None = None) -> list[Buffer]:
-    """Buffers with lifetimes. Step i is the i-th op; graph inputs are live from
-    step 0 and graph outputs until the last step. `scratch` maps op index -> bytes;
-    `inplace` (output -> input) merges an in-place op's output into its input's buffer."""
-    root = alias_roots(graph, inplace)
+@dataclass(frozen=True)
+class _Steps:
+    """Each activation tensor's steps in one graph: touched first and last (any
+    use), born (produced) and dies (last read)."""
+    seen: dict[int, int]
+    used: dict[int, int]
+    born: dict[int, int]
+    dies: dict[int, int]
+    activations: tuple[int, ...]     # ids of the tensors that are not constants
+    # (tensor, first, last) -> the Buffer of a tensor that shares no bytes
+    whole: dict[tuple[int, int, int], Buffer] = field(default_factory=dict)
+
+
+# Per graph (frozen, so it cannot go stale): the trial plans of one compile ask
+# for a graph's buffers hundreds of times with different in-place choices.
+_STEPS: weakref.WeakKeyDictionary[Graph, _Steps] = weakref.WeakKeyDictionary()
+
+
+def _steps_of(graph: Graph) -> _Steps:
+    cached = _STEPS.get(graph)
+    if cached is not None:
+        return cached
     last_step = max(len(graph.ops) - 1, 0)
-    # Each tensor's own steps, in one pass (steps only grow): touched first and
-    # last (any use), born (produced) and dies (last read).
     seen: dict[int, int] = {t: 0 for t in graph.inputs}
     used: dict[int, int] = dict(seen)
     born: dict[int, int] = dict(seen)
@@ -137,22 +152,42 @@ def buffers_of(graph: Graph, scratch: dict[int, int] | None = None,
     for t in graph.outputs:
         seen.setdefault(t, last_step)
         used[t] = dies[t] = last_step
+    activations = tuple(t.id for t in graph.tensors if not t.is_const)
+    _STEPS[graph] = cached = _Steps(seen, used, born, dies, activations)
+    return cached
+
+
+def buffers_of(graph: Graph, scratch: dict[int, int] | None = None,
+               inplace: dict[int, int] | None = None) -> list[Buffer]:
+    """Buffers with lifetimes. Step i is the i-th op; graph inputs are live from
+    step 0 and graph outputs until the last step. `scratch` maps op index -> bytes;
+    `inplace` (output -> input) merges an in-place op's output into its input's buffer."""
+    root = alias_roots(graph, inplace)
+    st = _steps_of(graph)
     # Groups of tensors sharing a buffer: live from their first member's first
     # use to their last member's last.
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     members: dict[int, list[int]] = {}
-    for t, step in seen.items():
+    for t, step in st.seen.items():
         r = root.get(t, t)
         if graph.tensors[r].is_const:
             continue
         first[r] = min(first.get(r, step), step)
-        last[r] = max(last.get(r, used[t]), used[t])
-    for t in graph.tensors:
-        r = root.get(t.id, t.id)
+        last[r] = max(last.get(r, st.used[t]), st.used[t])
+    for t in st.activations:
+        r = root.get(t, t)
         if r in first:
-            members.setdefault(r, []).append(t.id)
-    bufs = [_group_buffer(graph, r, members[r], first[r], last[r], born, dies) for r in sorted(first)]
+            members.setdefault(r, []).append(t)
+    bufs = []
+    for r in sorted(first):
+        key = (r, first[r], last[r])
+        buf = st.whole.get(key) if len(members[r]) == 1 else None
+        if buf is None:
+            buf = _group_buffer(graph, r, members[r], first[r], last[r], st.born, st.dies)
+            if len(members[r]) == 1:
+                st.whole[key] = buf
+        bufs.append(buf)
     for step, op in enumerate(graph.ops):
         size = (scratch or {}).get(op.index, 0)
         if size:
@@ -166,7 +201,7 @@ def _group_buffer(graph: Graph, root: int, members: list[int], first: int, last:
     group from its producer (born) to its last reader (dies); at each step the
     group is as large as its largest member alive then."""
     name = graph.tensor(root).name
-    if len(members) == 1 or len({graph.tensor(m).nbytes for m in members}) == 1:
+    if len(members) == 1 or len({graph.tensors[m].nbytes for m in members}) == 1:
         return Buffer(("t", root), _align(graph.tensor(root).nbytes), first, last, name)
     steps = [0] * (last - first + 1)
     for m in members:

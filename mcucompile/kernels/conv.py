@@ -59,6 +59,8 @@ faster.
 from __future__ import annotations
 
 import enum
+import functools
+import weakref
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -167,12 +169,15 @@ def window(op: Op, attrs: Conv2DAttrs | DepthwiseConv2DAttrs, inp: Tensor, filt:
 
 # --- quantization -----------------------------------------------------------
 
+@functools.lru_cache(maxsize=4096)
 def per_channel_multipliers(input_scale: float, filter_scales: tuple[float, ...],
                             output_scale: float, channels: int) -> tuple[np.ndarray, np.ndarray]:
     """(multiplier, shift) int32 arrays, TFLite's PopulateConvolutionQuantizationParams.
 
     Scales are float32 in the model; the products are taken in double.
     A single (per-tensor) filter scale is broadcast to every channel.
+    Cached, read-only: a patch plan lowers the same layer once per patch and
+    per trial plan.
     """
     if len(filter_scales) not in (1, channels):
         raise ValueError(f"{len(filter_scales)} filter scales for {channels} channels")
@@ -182,6 +187,8 @@ def per_channel_multipliers(input_scale: float, filter_scales: tuple[float, ...]
         fs = filter_scales[c if len(filter_scales) > 1 else 0]
         real = f32(input_scale) * f32(fs) / f32(output_scale)
         mult[c], shift[c] = quantize_multiplier(real)
+    mult.setflags(write=False)
+    shift.setflags(write=False)
     return mult, shift
 
 
@@ -398,8 +405,17 @@ _PREPARE = {OpKind.CONV_2D: _prepare_conv2d, OpKind.DEPTHWISE_CONV_2D: _prepare_
             OpKind.FULLY_CONNECTED: _prepare_fully_connected}
 
 
+# Per graph (frozen, so a layer cannot go stale): the patch search and the
+# trial plans lower each op of a graph many times.
+_PREPARED: weakref.WeakKeyDictionary[Graph, dict[Op, _Layer]] = weakref.WeakKeyDictionary()
+
+
 def _prepare(op: Op, graph: Graph) -> _Layer:
-    return _PREPARE[op.kind](op, graph)
+    layers = _PREPARED.setdefault(graph, {})
+    layer = layers.get(op)
+    if layer is None:
+        layer = layers[op] = _PREPARE[op.kind](op, graph)
+    return layer
 
 
 # --- the general kernels -------------------------------------------------------
@@ -597,7 +613,23 @@ def fast_channel_table(layer: _Layer) -> tuple[np.ndarray | None, str]:
     int32 overflow for any int8 input: |acc| < 2^30 (acc is doubled), the
     running sums below 2^30 (some kernels accumulate 2 * acc directly, with
     doubled weights), and |hi_base| < 2^30.
+
+    Cached per layer, read-only.
     """
+    cached = _FAST_TABLES.get(layer)
+    if cached is None:
+        cached = _FAST_TABLES[layer] = _fast_channel_table(layer)
+        if cached[0] is not None:
+            cached[0].setflags(write=False)
+    return cached
+
+
+_FAST_TABLES: weakref.WeakKeyDictionary[_Layer, tuple[np.ndarray | None, str]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _fast_channel_table(layer: _Layer) -> tuple[np.ndarray | None, str]:
+    """fast_channel_table, computed."""
     out_c = layer.out_c
     mult = np.broadcast_to(layer.mult.astype(np.int64), (out_c,))
     shift = np.broadcast_to(layer.shift.astype(np.int64), (out_c,))

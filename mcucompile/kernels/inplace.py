@@ -77,6 +77,7 @@ yet, so it does not.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -99,15 +100,41 @@ def input_dies_at(graph: Graph, op: Op, tid: int) -> bool:
     it) and it is not a graph output: then `op` may overwrite it."""
     if tid < 0 or graph.tensor(tid).is_const:
         return False
-    root: dict[int, int] = {}
-    for o in graph.ops:
-        if o.kind in ALIAS_KINDS:
-            root[o.outputs[0]] = root.get(o.inputs[0], o.inputs[0])
-    group = {t.id for t in graph.tensors if root.get(t.id, t.id) == root.get(tid, tid)}
-    if group & set(graph.outputs):
+    reads = _reads_of(graph)
+    root = reads.root.get(tid, tid)
+    if root in reads.output_roots:
         return False
-    position = next(i for i, o in enumerate(graph.ops) if o is op or o.index == op.index)
-    return not any(t in group for later in graph.ops[position + 1:] for t in later.inputs)
+    return reads.last_read.get(root, -1) <= reads.position[op.index]
+
+
+@dataclass(frozen=True)
+class _Reads:
+    root: dict[int, int]            # tensor -> first tensor of its RESHAPE/SQUEEZE group
+    last_read: dict[int, int]       # group root -> position of the last op reading it
+    output_roots: frozenset[int]
+    position: dict[int, int]        # op index -> position in graph.ops
+
+
+# Per graph (frozen): lowering asks once per op and per trial plan.
+_READS: weakref.WeakKeyDictionary[Graph, _Reads] = weakref.WeakKeyDictionary()
+
+
+def _reads_of(graph: Graph) -> _Reads:
+    cached = _READS.get(graph)
+    if cached is None:
+        root: dict[int, int] = {}
+        for o in graph.ops:
+            if o.kind in ALIAS_KINDS:
+                root[o.outputs[0]] = root.get(o.inputs[0], o.inputs[0])
+        last_read: dict[int, int] = {}
+        for i, o in enumerate(graph.ops):
+            for t in o.inputs:
+                if t >= 0:
+                    last_read[root.get(t, t)] = i
+        cached = _READS[graph] = _Reads(
+            root, last_read, frozenset(root.get(t, t) for t in graph.outputs),
+            {o.index: i for i, o in enumerate(graph.ops)})
+    return cached
 
 
 def _ints(**values: int) -> tuple[Field, ...]:
