@@ -182,6 +182,25 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
     cases["depthwise_k5_s1_same_c3_strips_compact"] = ("depthwise_conv2d", dict(
         input_shape=(1, 30, 33, 3), kernel=5, stride=1, padding="same",
         seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_s8")
+    # 3x3 at stride 1 runs pairs of output rows in 2x2 blocks, then an odd
+    # last column (both rows) and an odd last row (the pair loop): even and
+    # odd out_h and out_w, one column, two rows, one row, and strips of
+    # output rows (five a strip here, so each ends on a lone row).
+    cases["depthwise_k3_s1_same_even_h_odd_w_m2"] = ("depthwise_conv2d", dict(
+        input_shape=(1, 8, 11, odd(3, 7)), kernel=3, stride=1, padding="same", depth_multiplier=2,
+        activation="relu6", seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
+    cases["depthwise_k3_s1_valid_one_column"] = ("depthwise_conv2d", dict(
+        input_shape=(1, 10, 3, odd(3, 9)), kernel=3, stride=1, padding="valid",
+        seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
+    cases["depthwise_k3_s1_valid_two_rows"] = ("depthwise_conv2d", dict(
+        input_shape=(1, 4, 9, odd(3, 9)), kernel=3, stride=1, padding="valid",
+        seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
+    cases["depthwise_k3_s1_valid_one_row"] = ("depthwise_conv2d", dict(
+        input_shape=(1, 3, 8, odd(3, 9)), kernel=3, stride=1, padding="valid",
+        seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
+    cases["depthwise_k3_s1_same_c5_strips_compact"] = ("depthwise_conv2d", dict(
+        input_shape=(1, 40, 37, 5), kernel=3, stride=1, padding="same", activation="relu",
+        seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
     # A 1x1 convolution at the peak too deep for the stack block (72 > 64):
     # rows read where they lie (the 2x2 assembly tiles).
     cases["conv_k1_depth72_compact"] = ("conv2d", dict(
@@ -220,13 +239,17 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "band_k3_s1_same_c3_first", "depthwise_k3_s2_same_c13_compact",
                        "depthwise_1ch_k3x3_s1_valid_m12_compact",
                        "depthwise_k5_s1_same_c10_compact", "depthwise_k3_s2_same_c6_strips_compact",
-                       "depthwise_k5_s1_same_c3_strips_compact"},
+                       "depthwise_k5_s1_same_c3_strips_compact",
+                       "depthwise_k3_s1_same_even_h_odd_w_m2", "depthwise_k3_s1_valid_one_column",
+                       "depthwise_k3_s1_valid_two_rows", "depthwise_k3_s1_valid_one_row",
+                       "depthwise_k3_s1_same_c5_strips_compact"},
            "qemu-m4": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact",
                        "depthwise_1ch_k5x5_s1_valid_m3_compact", "conv_k3_s1_same_depth16_compact",
                        "add_tables", "add_tables_clamped", "conv_k1_depth72_compact",
                        "band_k3_s1_same_c16", "band_k3_s2_same_c8_compact",
                        "depthwise_1ch_k3x2_s1_same_m6_compact",
-                       "depthwise_1ch_k3x3_s1_valid_m12_compact", "depthwise_k3_s2_same_c6_strips_compact"},
+                       "depthwise_1ch_k3x3_s1_valid_m12_compact", "depthwise_k3_s2_same_c6_strips_compact",
+                       "depthwise_k3_s1_same_even_h_odd_w_m2", "depthwise_k3_s1_same_c5_strips_compact"},
            "qemu-m3": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k3_s2_same_c8",
                        "depthwise_1ch_k3x3_s2_same_m8_compact", "conv_k3_s1_same_depth16_compact",
                        "depthwise_1ch_k3x2_s1_same_m6_compact", "conv_k3_s1_valid_c3_compact",

@@ -415,6 +415,7 @@ def _prepare(op: Op, graph: Graph) -> _Layer:
     layer = layers.get(op)
     if layer is None:
         layer = layers[op] = _PREPARE[op.kind](op, graph)
+        layer.fold.setflags(write=False)    # shared by every lowering of the op
     return layer
 
 
