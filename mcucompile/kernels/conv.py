@@ -937,8 +937,11 @@ def _fast_call(layer: _Layer, choice: Choice, op: Op) -> KernelCall:
                    pad_h=win.pad_h, pad_w=win.pad_w, pad_value=-layer.input_offset,
                    plane_h=choice.plane_h, plane_w=choice.plane_w, group=choice.group) + act
     arrays = _fast_arrays(planar_weights(layer.weights, _planar_row_bytes(win)), table)
+    # 3x3 at stride 1 takes output rows two at a time (2x2 blocks on DSP cores).
+    two_rows = choice.variant == Variant.PLANAR_3X3 and win.stride_h == win.stride_w == 1
     return KernelCall(choice.variant.value, LIBRARY, "mcc_depthwise_conv2d_planar_params",
-                      fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs)
+                      fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs,
+                      cost_variant="2rows" if two_rows else "")
 
 
 # --- the lowerings ------------------------------------------------------------

@@ -2033,6 +2033,10 @@ static void dw3x3_channel(const mcc_depthwise_conv2d_planar_params *p, const int
         mcc_dw3x3_s8_pairs_s2_dsp(plane, out, &kc);
         return;
     }
+    if (row_step != pw) {           /* stride_h 2 or more: row by row */
+        mcc_dw3x3_s8_pairs_dsp(plane, out, &kc);
+        return;
+    }
     /* Stride 1: pairs of rows in 2x2 blocks, an odd last row in pairs. */
     const int32_t out_row = ow * out_c;
     const int32_t row_pairs = oh >> 1;
