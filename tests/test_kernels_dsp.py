@@ -184,9 +184,10 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
         seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_s8")
     # 3x3 at stride 1 runs pairs of output rows in 2x2 blocks, then an odd
     # last column (both rows) and an odd last row (the pair loop): even and
-    # odd out_h and out_w, one column, two rows, one row, and strips of
-    # output rows (five a strip here, so each ends on a lone row); stride 2
-    # in one direction only (2x1 takes the pair loop row by row).
+    # odd out_h and out_w (and two batches), one column, one, two and three
+    # rows, and strips of output rows (five a strip here, so each ends on a
+    # lone row); stride 2 in one direction only (2x1 takes the pair loop row
+    # by row).
     cases["depthwise_k3_s1_same_even_h_odd_w_m2"] = ("depthwise_conv2d", dict(
         input_shape=(1, 8, 11, odd(3, 7)), kernel=3, stride=1, padding="same", depth_multiplier=2,
         activation="relu6", seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
@@ -198,6 +199,12 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
         seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
     cases["depthwise_k3_s1_valid_one_row"] = ("depthwise_conv2d", dict(
         input_shape=(1, 3, 8, odd(3, 9)), kernel=3, stride=1, padding="valid",
+        seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
+    cases["depthwise_k3_s1_same_even_hw_batch2"] = ("depthwise_conv2d", dict(
+        input_shape=(2, 6, 8, odd(3, 7)), kernel=3, stride=1, padding="same",
+        seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
+    cases["depthwise_k3_s1_valid_three_rows"] = ("depthwise_conv2d", dict(
+        input_shape=(1, 5, 7, odd(3, 7)), kernel=3, stride=1, padding="valid",
         seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
     cases["depthwise_k3_s2x1_same"] = ("depthwise_conv2d", dict(
         input_shape=(1, 11, 9, odd(3, 9)), kernel=3, stride=(2, 1), padding="same",
@@ -250,6 +257,7 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "depthwise_k3_s1_same_even_h_odd_w_m2", "depthwise_k3_s1_valid_one_column",
                        "depthwise_k3_s1_valid_two_rows", "depthwise_k3_s1_valid_one_row",
                        "depthwise_k3_s2x1_same", "depthwise_k3_s1x2_valid",
+                       "depthwise_k3_s1_same_even_hw_batch2", "depthwise_k3_s1_valid_three_rows",
                        "depthwise_k3_s1_same_c5_strips_compact"},
            "qemu-m4": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact",
                        "depthwise_1ch_k5x5_s1_valid_m3_compact", "conv_k3_s1_same_depth16_compact",
