@@ -122,8 +122,8 @@ class _Steps:
     born: dict[int, int]
     dies: dict[int, int]
     activations: tuple[int, ...]     # ids of the tensors that are not constants
-    # (tensor, first, last) -> the Buffer of a tensor that shares no bytes
-    whole: dict[tuple[int, int, int], Buffer] = field(default_factory=dict)
+    # (root, members, first, last) -> the Buffer of a group of tensors sharing bytes
+    groups: dict[tuple[int, tuple[int, ...], int, int], Buffer] = field(default_factory=dict)
 
 
 # Per graph (frozen, so it cannot go stale): the trial plans of one compile ask
@@ -181,12 +181,11 @@ def buffers_of(graph: Graph, scratch: dict[int, int] | None = None,
             members.setdefault(r, []).append(t)
     bufs = []
     for r in sorted(first):
-        key = (r, first[r], last[r])
-        buf = st.whole.get(key) if len(members[r]) == 1 else None
+        key = (r, tuple(members[r]), first[r], last[r])
+        buf = st.groups.get(key)
         if buf is None:
-            buf = _group_buffer(graph, r, members[r], first[r], last[r], st.born, st.dies)
-            if len(members[r]) == 1:
-                st.whole[key] = buf
+            buf = st.groups[key] = _group_buffer(graph, r, members[r], first[r], last[r],
+                                                 st.born, st.dies)
         bufs.append(buf)
     for step, op in enumerate(graph.ops):
         size = (scratch or {}).get(op.index, 0)
