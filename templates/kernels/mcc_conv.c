@@ -198,7 +198,7 @@ int mcc_conv2d_1x1_s8(const mcc_fully_connected_params *p,
 #include "mcc_simd.h"
 
 /* The hottest loops (the 4x2 tiles of the GEMM and the 3x3 bands, and the
- * 3x3 depthwise pairs) need all 14 allocatable registers; in C the
+ * 3x3 depthwise pairs and blocks) need all 14 allocatable registers; in C the
  * compiler keeps some of their values on the stack. They are written here as
  * assembly functions (ARMv7E-M Thumb-2, AAPCS), so no compiler's register
  * allocation can make them fail or spill. -DMCC_NO_ASM takes the C loops. */
