@@ -188,30 +188,19 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
     # rows, and strips of output rows (five a strip here, so each ends on a
     # lone row); stride 2 in one direction only (2x1 takes the pair loop row
     # by row).
-    cases["depthwise_k3_s1_same_even_h_odd_w_m2"] = ("depthwise_conv2d", dict(
-        input_shape=(1, 8, 11, odd(3, 7)), kernel=3, stride=1, padding="same", depth_multiplier=2,
-        activation="relu6", seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
-    cases["depthwise_k3_s1_valid_one_column"] = ("depthwise_conv2d", dict(
-        input_shape=(1, 10, 3, odd(3, 9)), kernel=3, stride=1, padding="valid",
-        seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
-    cases["depthwise_k3_s1_valid_two_rows"] = ("depthwise_conv2d", dict(
-        input_shape=(1, 4, 9, odd(3, 9)), kernel=3, stride=1, padding="valid",
-        seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
-    cases["depthwise_k3_s1_valid_one_row"] = ("depthwise_conv2d", dict(
-        input_shape=(1, 3, 8, odd(3, 9)), kernel=3, stride=1, padding="valid",
-        seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
-    cases["depthwise_k3_s1_same_even_hw_batch2"] = ("depthwise_conv2d", dict(
-        input_shape=(2, 6, 8, odd(3, 7)), kernel=3, stride=1, padding="same",
-        seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
-    cases["depthwise_k3_s1_valid_three_rows"] = ("depthwise_conv2d", dict(
-        input_shape=(1, 5, 7, odd(3, 7)), kernel=3, stride=1, padding="valid",
-        seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
-    cases["depthwise_k3_s2x1_same"] = ("depthwise_conv2d", dict(
-        input_shape=(1, 11, 9, odd(3, 9)), kernel=3, stride=(2, 1), padding="same",
-        seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
-    cases["depthwise_k3_s1x2_valid"] = ("depthwise_conv2d", dict(
-        input_shape=(1, 10, 11, odd(3, 9)), kernel=3, stride=(1, 2), padding="valid",
-        seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
+    for name, (n, h, w), max_c, stride, padding, extra in [
+            ("s1_same_even_h_odd_w_m2", (1, 8, 11), 7, 1, "same",
+             dict(depth_multiplier=2, activation="relu6")),
+            ("s1_valid_one_column", (1, 10, 3), 9, 1, "valid", {}),
+            ("s1_valid_two_rows", (1, 4, 9), 9, 1, "valid", {}),
+            ("s1_valid_one_row", (1, 3, 8), 9, 1, "valid", {}),
+            ("s1_same_even_hw_batch2", (2, 6, 8), 7, 1, "same", {}),
+            ("s1_valid_three_rows", (1, 5, 7), 7, 1, "valid", {}),
+            ("s2x1_same", (1, 11, 9), 9, (2, 1), "same", {}),
+            ("s1x2_valid", (1, 10, 11), 9, (1, 2), "valid", {})]:
+        cases[f"depthwise_k3_{name}"] = ("depthwise_conv2d", dict(
+            input_shape=(n, h, w, odd(3, max_c)), kernel=3, stride=stride, padding=padding,
+            seed=int(rng.integers(100)), **extra), "mcc_depthwise_conv2d_planar_3x3_s8")
     cases["depthwise_k3_s1_same_c5_strips_compact"] = ("depthwise_conv2d", dict(
         input_shape=(1, 40, 37, 5), kernel=3, stride=1, padding="same", activation="relu",
         seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")

@@ -723,11 +723,14 @@ void mcc_dw3x3_s8_quads_dsp(const int8_t *r, int8_t *o, const dw_quad_consts *k)
     LOAD                                                                       \
     "sxtb16 r2, lr, ror #8\n\t"                                                \
     "sxtb16 lr, lr\n\t"
-/* Output pair (A0, A1) += the row against filter row (E, M): E the row's
- * (w0, w2) pair, M.M_HALF its middle tap. */
+/* Output A (taps t0..t2) += the row against filter row (E, M): E the
+ * filter row's (w0, w2) pair, M's HALF half ("b" or "t") its middle tap. */
+#define MCC_DW_COL(A, E, M, HALF)                                              \
+    "smlad  " A ", lr, " E ", " A "\n\t"                                       \
+    "smlab" HALF " " A ", r2, " M ", " A "\n\t"
+/* The same for the output pair (A0, A1), A1 one column right (taps t1..t3). */
 #define MCC_DW_ROW(A0, A1, E, M, HALF)                                         \
-    "smlad  " A0 ", lr, " E ", " A0 "\n\t"                                     \
-    "smlab" HALF " " A0 ", r2, " M ", " A0 "\n\t"                              \
+    MCC_DW_COL(A0, E, M, HALF)                                                 \
     "smlad  " A1 ", r2, " E ", " A1 "\n\t"                                     \
     "smlat" HALF " " A1 ", lr, " M ", " A1 "\n\t"
 /* fast_requant_doubled of A with mult in lr, hib in r2 and post in r8; r3 is
@@ -795,22 +798,16 @@ __asm__(".pushsection .text.mcc_dw3x3_s8_quads_dsp,\"ax\",%progbits\n\t"
         "beq    3f\n\t"
         "ldrd   r9, r11, [sp]\n\t"
         MCC_DW_SPLIT("ldr    lr, [r0]\n\t")
-        "smlad  r9, lr, r4, r9\n\t"
-        "smlabb r9, r2, r7, r9\n\t"
+        MCC_DW_COL("r9", "r4", "r7", "b")
         MCC_DW_SPLIT("ldr    lr, [r0, r3]\n\t")
-        "smlad  r9, lr, r5, r9\n\t"
-        "smlabt r9, r2, r7, r9\n\t"
-        "smlad  r11, lr, r4, r11\n\t"
-        "smlabb r11, r2, r7, r11\n\t"
+        MCC_DW_COL("r9", "r5", "r7", "t")
+        MCC_DW_COL("r11", "r4", "r7", "b")
         MCC_DW_SPLIT("ldr    lr, [r0, r3, lsl #1]\n\t")
-        "smlad  r9, lr, r6, r9\n\t"
-        "smlabt r9, r2, r8, r9\n\t"
-        "smlad  r11, lr, r5, r11\n\t"
-        "smlabt r11, r2, r7, r11\n\t"
+        MCC_DW_COL("r9", "r6", "r8", "t")
+        MCC_DW_COL("r11", "r5", "r7", "t")
         MCC_DW_SPLIT("add    lr, r3, r3, lsl #1\n\t"
                      "ldr    lr, [r0, lr]\n\t")
-        "smlad  r11, lr, r6, r11\n\t"
-        "smlabt r11, r2, r8, r11\n\t"
+        MCC_DW_COL("r11", "r6", "r8", "t")
         "ldrd   lr, r2, [sp, #8]\n\t"
         MCC_DW_REQUANT("r9")
         "strb   r9, [r1]\n\t"
@@ -836,6 +833,7 @@ __asm__(".pushsection .text.mcc_dw3x3_s8_quads_dsp,\"ax\",%progbits\n\t"
         ".size mcc_dw3x3_s8_quads_dsp, .-mcc_dw3x3_s8_quads_dsp\n\t"
         ".popsection");
 #undef MCC_DW_SPLIT
+#undef MCC_DW_COL
 #undef MCC_DW_ROW
 #undef MCC_DW_REQUANT
 
