@@ -96,13 +96,17 @@ def compile_firmware(out: Path, board: Board, variant: str = "qemu") -> Firmware
     model_sources = sorted(out.glob(vdesc["model_sources"]))
     if not model_sources:
         raise McuCompileError(f"{out / vdesc['model_sources']} matches no file: build the model first")
-    jobs = [(out / s, objdir / f"fw_{Path(s).stem}.o") for s in vdesc["sources"]]
-    jobs += [(s, objdir / f"model_{s.stem}.o") for s in model_sources]
+    size_sources = set(vdesc.get("size_sources", ()))
+    size_cflags = list(desc.get("size_cflags", ()))
+    jobs = [(out / s, objdir / f"fw_{Path(s).stem}.o", size_cflags if s in size_sources else [])
+            for s in vdesc["sources"]]
+    jobs += [(s, objdir / f"model_{s.stem}.o", []) for s in model_sources]
     warnings = []
     # One compiler process per source, as many at once as there are CPUs.
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        results = list(pool.map(lambda job: _run([gcc, *cflags, "-c", str(job[0]), "-o", str(job[1])]), jobs))
-    for (src, _), r in zip(jobs, results):
+        results = list(pool.map(lambda job: _run([gcc, *cflags, *job[2], "-c", str(job[0]), "-o", str(job[1])]),
+                                jobs))
+    for (src, _, _), r in zip(jobs, results):
         if r.returncode != 0:
             raise ToolchainError(f"arm-none-eabi-gcc failed on {src}:\n{r.stderr.strip()}")
         if r.stderr.strip():
@@ -110,11 +114,11 @@ def compile_firmware(out: Path, board: Board, variant: str = "qemu") -> Firmware
 
     elf = build / f"{desc['model_prefix']}.elf"
     mapfile = build / f"{desc['model_prefix']}.map"
-    link = [gcc, *desc["cflags"], *(str(o) for _, o in jobs), "-T", str(out / vdesc["linker_script"]),
+    link = [gcc, *desc["cflags"], *(str(o) for _, o, _ in jobs), "-T", str(out / vdesc["linker_script"]),
             *desc["ldflags"], f"-Wl,-Map={mapfile}", "-o", str(elf)]
     r = _run(link)
     if r.returncode != 0:
-        _link_failed(r.stderr, board, spec, [o for _, o in jobs])
+        _link_failed(r.stderr, board, spec, [o for _, o, _ in jobs])
     if r.stderr.strip():
         warnings.append(r.stderr.strip())
 

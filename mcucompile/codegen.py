@@ -23,7 +23,7 @@ import numpy as np
 
 from . import __version__
 from .ir import DType, Graph
-from .kernels import ArrayRef, FloatValue, KernelCall, TensorArg, TensorPtrs
+from .kernels import ArrayRef, FloatValue, KernelCall, TensorArg, TensorPtrs, omitted_paths
 from .planner import MemoryPlan
 from .resources import data_dir
 
@@ -132,6 +132,12 @@ class ModelView:
     name_table_size: int        # C has no zero-length arrays
     input_bytes: int
     output_bytes: int
+
+
+@dataclass(frozen=True)
+class ConfigView:
+    header_lines: tuple[str, ...]
+    omitted: tuple[str, ...]    # kernel paths no layer takes (kernels.OPTIONAL_PATHS)
 
 
 def c_identifier(name: str) -> str:
@@ -295,8 +301,10 @@ def generate(graph: Graph, plan: MemoryPlan, calls: dict[int, KernelCall | None]
                      input_bytes=sum(graph.tensor(t).nbytes for t in graph.inputs),
                      output_bytes=sum(graph.tensor(t).nbytes for t in graph.outputs))
     env = _environment()
+    config = ConfigView(header_lines=header_lines, omitted=omitted_paths(calls.values()))
     files = {f"{prefix}.h": env.get_template("model.h.j2").render(m=view),
-             f"{prefix}.c": env.get_template("model.c.j2").render(m=view)}
+             f"{prefix}.c": env.get_template("model.c.j2").render(m=view),
+             "mcc_config.h": env.get_template("mcc_config.h.j2").render(c=config)}
     kernels = data_dir("templates") / "kernels"
     for lib in ("mcc_common", "mcc_simd") + libraries:
         for ext in (".h", ".c"):

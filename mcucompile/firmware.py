@@ -51,6 +51,12 @@ UART_HELPERS = {
 
 CFLAGS = ("-std=c99", "-O2", "-g", "-Wall", "-Wextra", "-ffunction-sections", "-fdata-sections",
           "-DMCC_PROFILE_HOOKS")
+# The runtime that runs between inferences (start-up, clock and UART set-up, the
+# serial protocol, number formatting) is compiled for size: it is half the code
+# beyond the weights and none of the time. What runs inside an inference stays at
+# -O2 with the model: the profiling hooks and the counter they read.
+SIZE_CFLAGS = ("-Os",)
+INFERENCE_SOURCES = ("fw_time.c",)
 LDFLAGS = ("-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections")
 
 QEMU_ICOUNT_HZ = 1_000_000_000  # `-icount shift=0`: one instruction per virtual nanosecond
@@ -84,6 +90,12 @@ class Variant:
         files = COMMON_SOURCES + (f"clock_{self.clock_driver}.c", f"uart_{self.uart.kind}.c",
                                   *UART_HELPERS.get(self.uart.kind, ()), f"counter_{self.counter.kind}.c")
         return files + (("cache_cm7.c",) if self.l1_caches else ())
+
+    @property
+    def size_sources(self) -> tuple[str, ...]:
+        """The sources compiled with SIZE_CFLAGS: all but the inference path's."""
+        return tuple(s for s in self.sources
+                     if s not in INFERENCE_SOURCES and s != f"counter_{self.counter.kind}.c")
 
 
 def variant(board: Board, name: str) -> Variant:
@@ -145,6 +157,7 @@ def write_firmware(out: Path, board: Board, name: str) -> Path:
         "model_prefix": name,
         "compiler": "arm-none-eabi-gcc",
         "cflags": [*board.gcc_flags(), *CFLAGS],
+        "size_cflags": list(SIZE_CFLAGS),
         "ldflags": list(LDFLAGS),
         "variants": {},
     }
@@ -158,6 +171,8 @@ def write_firmware(out: Path, board: Board, name: str) -> Path:
             "unit": v.unit,
             "include_dirs": [f"firmware/{v.name}", "firmware/src", "model"],
             "sources": [f"firmware/src/{s}" for s in v.sources] + ["firmware/model_glue.c"],
+            # Compiled with cflags then size_cflags (gcc keeps the last -O).
+            "size_sources": [f"firmware/src/{s}" for s in v.size_sources] + ["firmware/model_glue.c"],
             "model_sources": "model/*.c",
             "linker_script": f"firmware/{v.name}/link.ld",
             "flash": _region_json(v.flash),

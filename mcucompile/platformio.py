@@ -32,6 +32,7 @@ from .resources import data_dir
 
 INI = "platformio.ini"
 LINK_SCRIPT = "firmware/platformio_link.py"
+SIZE_SCRIPT = "firmware/platformio_size.py"
 INSTALL_HINT = "install it with `pip install platformio` (https://platformio.org)"
 # The C library of a plain C firmware (see platformio_link.py.j2).
 LIBS = ("c", "m", "gcc")
@@ -67,6 +68,9 @@ class _ProjectView:
     link_script: str
     link_flags: str          # a Python list literal
     libs: str
+    size_script: str
+    size_sources: str        # a Python list literal: the runtime compiled for size
+    size_cflags: str         # a Python list literal
 
 
 def write_platformio(out: Path, board: Board, name: str) -> Path | None:
@@ -97,12 +101,15 @@ def write_platformio(out: Path, board: Board, name: str) -> Path | None:
         sources=(*variant["sources"], variant["model_sources"]),
         build_flags=(" ".join(cflags), " ".join(f"-I{d}" for d in variant["include_dirs"])),
         link_script=LINK_SCRIPT,
-        link_flags=json.dumps(cpu_flags + list(desc["ldflags"])), libs=json.dumps(list(LIBS)))
+        link_flags=json.dumps(cpu_flags + list(desc["ldflags"])), libs=json.dumps(list(LIBS)),
+        size_script=SIZE_SCRIPT, size_sources=json.dumps(list(variant.get("size_sources", ()))),
+        size_cflags=json.dumps(list(desc.get("size_cflags", ()))))
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(data_dir("firmware") / "templates")),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
     ini.write_text(env.get_template("platformio.ini.j2").render(p=view))
     (out / LINK_SCRIPT).write_text(env.get_template("platformio_link.py.j2").render(p=view))
+    (out / SIZE_SCRIPT).write_text(env.get_template("platformio_size.py.j2").render(p=view))
     return ini
 
 

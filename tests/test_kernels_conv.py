@@ -793,12 +793,22 @@ ONE_CHANNEL_FAST = {"k3x3_s1_same_m8", "k3x3_s2_valid_m3", "k5x5_s2_same_m1", "k
 COMPACT_LAYER = dict(memory="layer", compact_at_peak=True)
 
 
-def _assert_one_channel_kernel(model: bytes) -> None:
+def _assert_one_channel_kernel(model: bytes, general: bool | None = None) -> None:
+    """`general`: whether the layer needs the kernel's general path, which the
+    model's mcc_config.h then keeps (else it compiles it out)."""
     from harness import host_board
     from mcucompile.pipeline import CompileOptions, compile_model
     compiled = compile_model(model, host_board(), CompileOptions(**COMPACT_LAYER))
     layers = [(layer.kernel, layer.scratch_bytes) for layer in compiled.report.layers]
     assert layers == [("mcc_depthwise_conv2d_1ch_s8", 0)], layers
+    if general is not None:
+        omitted = "#define MCC_OMIT_DW1CH_GENERAL 1" in compiled.files["mcc_config.h"]
+        assert omitted == (not general), compiled.files["mcc_config.h"]
+
+
+def _needs_general_path(case: dict) -> bool:
+    kh, kw = (case["kernel"],) * 2 if isinstance(case["kernel"], int) else case["kernel"]
+    return not (kh == 3 and kw <= 4 and case["depth_multiplier"] % 4 == 0)
 
 
 @pytest.mark.tf
@@ -810,8 +820,36 @@ def test_one_channel_depthwise_at_the_peak_bit_exact(name):
     from harness import assert_bit_exact
     from mcucompile.pipeline import CompileOptions
     model = mg.depthwise_conv2d(**ONE_CHANNEL_CASES[name])
-    _assert_one_channel_kernel(model)
+    _assert_one_channel_kernel(model, general=_needs_general_path(ONE_CHANNEL_CASES[name]))
     assert_bit_exact(model, options=CompileOptions(**COMPACT_LAYER))
+
+
+@pytest.mark.tf
+def test_an_omitted_kernel_path_fails_the_invoke_instead_of_computing(tmp_path):
+    # mcc_config.h is the generator's promise that no layer takes a path. Should
+    # it be wrong (here: forced), the kernel reports an error, never wrong bytes.
+    import modelgen as mg
+    from harness import host_board
+    from mcucompile.errors import MismatchError
+    from mcucompile.pipeline import CompileOptions, compile_model
+    from mcucompile.verify import build_host_runner, random_inputs, run_host
+    model = mg.depthwise_conv2d(**ONE_CHANNEL_CASES["k5x5_s2_same_m1"])
+    compiled = compile_model(model, host_board(), CompileOptions(**COMPACT_LAYER))
+    assert "MCC_OMIT_DW1CH_GENERAL" not in compiled.files["mcc_config.h"]
+    compiled.files["mcc_config.h"] = compiled.files["mcc_config.h"].replace(
+        "#endif /* MCC_CONFIG_H */", "#define MCC_OMIT_DW1CH_GENERAL 1\n#endif /* MCC_CONFIG_H */")
+    exe = build_host_runner(compiled, tmp_path)
+    with pytest.raises(MismatchError, match="invoke failed with status 1"):
+        run_host(exe, compiled, random_inputs(compiled.graph, 1))
+
+
+def test_every_optional_kernel_path_is_one_the_library_can_omit():
+    from mcucompile.kernels import OPTIONAL_PATHS
+    from mcucompile.resources import data_dir
+    for library, paths in OPTIONAL_PATHS.items():
+        source = (data_dir("templates") / "kernels" / f"{library}.c").read_text()
+        for path in paths:
+            assert f"#if defined(MCC_OMIT_{path})" in source, (library, path)
 
 
 @pytest.mark.tf

@@ -76,6 +76,7 @@ def test_project_names_the_real_platform_and_our_files(projects, board):
     assert f"upload_protocol = {b.platformio.upload_protocol}" in ini
     link = (out / platformio.LINK_SCRIPT).read_text()
     compile(link, platformio.LINK_SCRIPT, "exec")  # valid Python for SCons
+    compile((out / platformio.SIZE_SCRIPT).read_text(), platformio.SIZE_SCRIPT, "exec")
     assert '"--specs=nano.specs"' in link and f'"{b.gcc_flags()[-1]}"' in link
 
 
@@ -99,7 +100,8 @@ def test_pio_project_config_parses_the_ini(projects, board, tmp_path):
     sections = dict(json.loads(r.stdout))
     env = dict(sections[f"env:{b.name}"])
     assert (env["platform"], env["board"]) == (b.platformio.platform, b.platformio.board)
-    assert env["extra_scripts"] == [f"post:{platformio.LINK_SCRIPT}"] and env["build_unflags"] == ["-Os"]
+    assert env["extra_scripts"] == [f"pre:{platformio.SIZE_SCRIPT}", f"post:{platformio.LINK_SCRIPT}"]
+    assert env["build_unflags"] == ["-Os"]
     assert env["board_build.ldscript"] == "firmware/board/link.ld"
     assert dict(sections["platformio"])["default_envs"] == [b.name]
 
@@ -194,7 +196,13 @@ def test_pio_run_builds_the_project_with_our_flags_and_linker_script(projects, t
     sources = json.loads((out / "firmware" / "firmware.json").read_text())["variants"]["board"]["sources"]
     assert sorted(c.split()[-1] for c in compiles) == sorted(sources + [str(p.relative_to(out))
                                                                          for p in out.glob("model/*.c")])
-    assert all("-O2" in c and " -Os " not in c and "-Ifirmware/board" in c for c in compiles)
+    # The model and the profiling hooks at -O2; the runtime around them for size (-Os after -O2).
+    size_sources = json.loads((out / "firmware" / "firmware.json").read_text())["variants"]["board"]["size_sources"]
+    assert "firmware/src/protocol.c" in size_sources and "firmware/src/fw_time.c" not in size_sources
+    for c in compiles:
+        assert "-O2" in c and "-Ifirmware/board" in c, c
+        flags = c.split()
+        assert (flags[-1] in size_sources) == ("-Os" in flags and flags.index("-Os") > flags.index("-O2")), c
 
     with (out / ".pio" / "build" / "stm32f746" / "firmware.elf").open("rb") as f:
         elf = ELFFile(f)

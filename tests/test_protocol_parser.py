@@ -354,3 +354,49 @@ def test_float_format_is_correctly_rounded(fmt, value):
     # except within 1e-15 (relative) of a rounding boundary: its truncations.
     text, gap = _rounded_text(value)
     assert fmt(value) == text or gap < Decimal("1e-15"), (value, fmt(value), text)
+
+
+# ---------------------------------------------------------------- 64-bit division and dequantization
+
+
+@pytest.fixture(scope="module")
+def fmtlib(tmp_path_factory):
+    lib = tmp_path_factory.mktemp("fmtlib") / "libfwformat.so"
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-shared", "-fPIC",
+                    "-fsanitize=undefined", "-fno-sanitize-recover=all",
+                    str(SRC / "fw_format.c"), "-o", str(lib)], check=True, capture_output=True, text=True)
+    so = ctypes.CDLL(str(lib))
+    so.fw_div_u64.argtypes = [ctypes.c_uint64, ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32)]
+    so.fw_div_u64.restype = ctypes.c_uint64
+    so.fw_dequantize.argtypes = [ctypes.c_int32, ctypes.c_int32, ctypes.c_float]
+    so.fw_dequantize.restype = ctypes.c_float
+    so.fw_fmt_u64.argtypes = [ctypes.c_char_p, ctypes.c_uint64]
+    so.fw_fmt_u64.restype = ctypes.c_size_t
+    return so
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(st.integers(0, 2**64 - 1), st.integers(0, 2**32 - 1), st.integers(2**32, 2**33)),
+       st.one_of(st.integers(1, 2**32 - 1), st.sampled_from([1, 10, 1_000_000, 216_000_000, 10**9,
+                                                               2**31, 2**32 - 1])))
+def test_division_is_exact(fmtlib, n, d):
+    rem = ctypes.c_uint32(12345)
+    assert fmtlib.fw_div_u64(n, d, ctypes.byref(rem)) == n // d and rem.value == n % d
+    assert fmtlib.fw_div_u64(n, d, None) == n // d
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, 2**64 - 1))
+def test_u64_prints_in_decimal(fmtlib, v):
+    buf = ctypes.create_string_buffer(32)
+    n = fmtlib.fw_fmt_u64(buf, v)
+    assert buf.raw[:n].decode() == str(v) and n <= 20  # FW_FMT_U64_CHARS
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.integers(-2**31, 2**31 - 1), st.integers(-2**31, 2**31 - 1),
+       st.floats(width=32, min_value=2.0**-100, max_value=2.0**33))
+def test_dequantize_rounds_the_difference_once(fmtlib, q, zero_point, scale):
+    # (q - zero_point) can take 33 bits; it becomes a float in one rounding.
+    want = np.float32(np.float32(q - zero_point) * np.float32(scale))
+    assert np.float32(fmtlib.fw_dequantize(q, zero_point, scale)) == want

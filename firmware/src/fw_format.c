@@ -1,20 +1,62 @@
 /* fw_format.c: decimal, hex and float formatting for the protocol's replies.
  * The firmware has no printf: newlib's would cost flash and, for floats,
  * heap. Floats are printed from their bits with integer arithmetic, so the
- * firmware links no double-precision library (about 3.5 KB of flash). */
+ * firmware links no double-precision library (about 3.5 KB of flash), and
+ * 64-bit numbers are divided here, so it links no 64-bit division either. */
 #include "fw_format.h"
 
 #include <string.h>
 
 static const char hex_digits[] = "0123456789abcdef";
 
+uint64_t fw_div_u64(uint64_t n, uint32_t d, uint32_t *rem)
+{
+    const uint32_t hi = (uint32_t)(n >> 32);
+    uint32_t lo = (uint32_t)n;
+    uint32_t q = 0;
+    uint32_t r;
+    if (hi == 0u) {                             /* most numbers: one 32-bit divide */
+        q = lo / d;
+        r = lo - q * d;
+    } else {
+        /* The high word with the core's divide, then the low word a bit at a
+         * time; r < d, so r:bit fits 33 bits and the comparison is made in 64. */
+        uint64_t r64 = hi % d;
+        for (int i = 0; i < 32; i++) {
+            r64 = (r64 << 1) | (lo >> 31);
+            lo <<= 1;
+            q <<= 1;
+            if (r64 >= d) {
+                r64 -= d;
+                q |= 1u;
+            }
+        }
+        r = (uint32_t)r64;
+    }
+    if (rem != NULL) {
+        *rem = r;
+    }
+    return ((uint64_t)(hi / d) << 32) | q;
+}
+
+float fw_dequantize(int32_t q, int32_t zero_point, float scale)
+{
+    /* |q - zero_point| < 2^32: its magnitude converts from uint32_t in one
+     * rounding (a single instruction with an FPU), which is the rounding of the
+     * signed 33-bit value; an int64_t conversion would pull in soft-float code. */
+    const int64_t diff = (int64_t)q - zero_point;
+    const float magnitude = (float)(uint32_t)(diff < 0 ? -diff : diff);
+    return scale * (diff < 0 ? -magnitude : magnitude);
+}
+
 size_t fw_fmt_u64(char *dst, uint64_t v)
 {
     char tmp[FW_FMT_U64_CHARS];
     size_t n = 0;
     do {
-        tmp[n++] = (char)('0' + (int)(v % 10u));
-        v /= 10u;
+        uint32_t digit;
+        v = fw_div_u64(v, 10u, &digit);
+        tmp[n++] = (char)('0' + (int)digit);
     } while (v != 0u);
     for (size_t i = 0; i < n; i++) {
         dst[i] = tmp[n - 1 - i];
@@ -89,13 +131,14 @@ size_t fw_fmt_float(char *dst, float value)
     if (fixed) {
         const uint64_t scaled = m == 0u ? 0u
                               : e >= 0 ? p << e : (p + (UINT64_C(1) << (-e - 1))) >> -e;
-        n += fw_fmt_u64(dst + n, scaled / 1000000u);
-        return n + six_decimals(dst + n, (uint32_t)(scaled % 1000000u));
+        uint32_t decimals;
+        n += fw_fmt_u64(dst + n, fw_div_u64(scaled, 1000000u, &decimals));
+        return n + six_decimals(dst + n, decimals);
     }
     int exponent = 0;                           /* |v| = m * 2^e * 10^exponent */
     while (e > 0) {
         if (m >> 63) {
-            m /= 10u;
+            m = fw_div_u64(m, 10u, NULL);
             exponent++;
         } else {
             m <<= 1;
@@ -112,17 +155,17 @@ size_t fw_fmt_float(char *dst, float value)
         }
     }
     while (m >= 100000000u) {                   /* eight digits left (m >= 2^59 here) */
-        m /= 10u;
+        m = fw_div_u64(m, 10u, NULL);
         exponent++;
     }
-    uint64_t digits = (m + 5u) / 10u;           /* seven, rounded */
+    uint32_t digits = ((uint32_t)m + 5u) / 10u; /* seven, rounded */
     exponent += 7;
     if (digits >= 10000000u) {                  /* 9999999.5 rounded up to 10^7 */
         digits /= 10u;
         exponent++;
     }
     dst[n++] = (char)('0' + (int)(digits / 1000000u));
-    n += six_decimals(dst + n, (uint32_t)(digits % 1000000u));
+    n += six_decimals(dst + n, digits % 1000000u);
     dst[n++] = 'e';
     dst[n++] = exponent < 0 ? '-' : '+';
     if (exponent < 0) {

@@ -7,12 +7,16 @@
  * is read at least once per wrap (171 s for a 25 MHz timer, 19.9 s for DWT at
  * 216 MHz): inference code reads it at every layer.
  */
+#include "fw_format.h"
 #include "fw_hal.h"
 #include "fw_port.h"
 
 /* Per-layer tick table sized for the model (model_glue.c). */
 extern uint32_t fw_layer_ticks[];
 extern const int fw_layer_capacity;
+
+/* fw_div_u64 divides by 32 bits: a second's units must fit them (at most 1e9). */
+typedef char fw_units_per_second_fits_32_bits[FW_UNITS_PER_SECOND <= 0xffffffffu ? 1 : -1];
 
 static uint64_t total_ticks;
 static uint32_t previous_ticks;
@@ -31,8 +35,9 @@ uint64_t fw_port_now(void) { return now_ticks() * FW_UNITS_PER_TICK; }
 uint64_t fw_port_units_to_us(uint64_t units)
 {
     /* Split so that units * 1e6 cannot overflow. */
-    const uint64_t per_second = FW_UNITS_PER_SECOND;
-    return units / per_second * 1000000u + units % per_second * 1000000u / per_second;
+    uint32_t part;
+    const uint64_t seconds = fw_div_u64(units, FW_UNITS_PER_SECOND, &part);
+    return seconds * 1000000u + fw_div_u64((uint64_t)part * 1000000u, FW_UNITS_PER_SECOND, NULL);
 }
 
 void mcc_profile_layer_begin(int i);

@@ -69,8 +69,11 @@ static void put_error(const char *message)
 
 static int token_is(token t, const char *word)
 {
-    size_t n = strlen(word);
-    return t.n == n && memcmp(t.s, word, n) == 0;
+    size_t i = 0;
+    while (i < t.n && word[i] != '\0' && t.s[i] == word[i]) {
+        i++;
+    }
+    return i == t.n && word[i] == '\0';
 }
 
 /* Splits cmd into at most MAX_TOKENS tokens; returns the count, or MAX_TOKENS + 1 if more. */
@@ -209,7 +212,7 @@ static float output_value(const uint8_t *data, int dtype, size_t k, float scale,
         return f;
     }
     }
-    return scale * (float)((int64_t)q - zero_point);
+    return fw_dequantize(q, zero_point, scale);
 }
 
 /* ---------------------------------------------------------------- commands */

@@ -96,11 +96,32 @@ class KernelCall:
     # one-channel depthwise kernel's three-row loop): the static estimate keeps
     # separate costs for it (energy.KERNEL_COSTS).
     cost_variant: str = ""
+    # The optional paths of its library (OPTIONAL_PATHS) this call takes.
+    paths: frozenset[str] = frozenset()
 
     @property
     def cost_name(self) -> str:
         """The key of this call's cost in energy.KERNEL_COSTS."""
         return f"{self.function}:{self.cost_variant}" if self.cost_variant else self.function
+
+
+# Paths of a kernel library that a model's layers may not need. The generated
+# mcc_config.h defines MCC_OMIT_<path> for each one no call takes, and the
+# library compiles it out; a call that reaches an omitted path returns
+# MCC_ERROR instead. No config (a kernel built on its own) keeps them all.
+OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
+    # mcc_depthwise_conv2d_1ch_s8 for filters other than three rows of one
+    # word, and for out_c % 4 channels: dw1ch_pixel (580 B on the M7).
+    "mcc_conv": ("DW1CH_GENERAL",),
+}
+
+
+def omitted_paths(calls) -> tuple[str, ...]:
+    """The optional paths of the calls' libraries that none of the calls takes."""
+    calls = [c for c in calls if c is not None]
+    taken = set().union(*(c.paths for c in calls))
+    libraries = sorted({c.library for c in calls})
+    return tuple(p for lib in libraries for p in OPTIONAL_PATHS.get(lib, ()) if p not in taken)
 
 
 Lowering = Callable[[Op, Graph, KernelTarget], KernelCall]

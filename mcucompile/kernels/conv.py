@@ -924,11 +924,14 @@ def _fast_call(layer: _Layer, choice: Choice, op: Op) -> KernelCall:
                        stride_h=win.stride_h, stride_w=win.stride_w,
                        pad_h=win.pad_h, pad_w=win.pad_w, pad_value=-layer.input_offset) + act
         arrays = _fast_arrays(one_channel_weights(layer.weights), table)
-        # Filters of three one-word rows take the kernel's unrolled loop (assembly on DSP cores).
+        # Filters of three one-word rows take the kernel's unrolled loop (assembly on DSP cores);
+        # other filters, and the last out_c % 4 channels, its general path.
         three_rows = win.filter_h == 3 and win.filter_w <= 4
+        general = not three_rows or layer.out_c % 4 != 0
         return KernelCall(choice.variant.value, LIBRARY, "mcc_depthwise_conv2d_1ch_params",
                           fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs,
-                          cost_variant="3rows" if three_rows else "")
+                          cost_variant="3rows" if three_rows else "",
+                          paths=frozenset({"DW1CH_GENERAL"}) if general else frozenset())
     fields = _ints(batches=win.batches, in_h=win.in_h, in_w=win.in_w, in_c=win.in_c,
                    out_h=win.out_h, out_w=win.out_w, out_c=layer.out_c,
                    filter_h=win.filter_h, filter_w=win.filter_w,

@@ -11,6 +11,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The model's kernel configuration (which optional paths it omits), written
+ * beside the kernels by mcucompile; a kernel compiled on its own has none and
+ * keeps every path. */
+#if defined(__has_include)
+#if __has_include("mcc_config.h")
+#include "mcc_config.h"
+#endif
+#endif
+
 #define MCC_OK 0
 #define MCC_ERROR 1
 

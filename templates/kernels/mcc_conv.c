@@ -2316,6 +2316,14 @@ size_t mcc_depthwise_conv2d_1ch_s8_scratch_bytes(const mcc_depthwise_conv2d_1ch_
     return 0u;
 }
 
+/* Filters other than three rows of one word, and out_c % 4 channels: an
+ * optional path (mcc_config.h). */
+#if defined(MCC_OMIT_DW1CH_GENERAL)
+#define DW1CH_GENERAL 0
+#else
+#define DW1CH_GENERAL 1
+#endif
+
 /* The out_c outputs of one pixel: its filter rows start at r, `stride` bytes
  * apart, `groups` words each (weights and table: mcc_conv.h). */
 static void dw1ch_pixel(const int8_t *r, int32_t stride, int32_t fh, int32_t groups,
@@ -2383,7 +2391,7 @@ static void dw1ch_pixel_3rows(const int8_t *r, int32_t stride, const int32_t *w,
          * table rows in single loads and spilled), the last out_c % 4 below. */
         const int32_t c = out_c & ~3;
         mcc_dw1ch_s8_3rows_dsp(r, stride, w, channels, c >> 2, o, 1, 0);
-        if (c < out_c) {
+        if (DW1CH_GENERAL && c < out_c) {
             dw1ch_pixel(r, stride, 3, 1, w + 6 * c, channels + 4 * c, out_c - c, o + c);
         }
         return;
@@ -2425,7 +2433,7 @@ static void dw1ch_pixel_3rows(const int8_t *r, int32_t stride, const int32_t *w,
     }
 #undef MCC_DW1CH_DOT
 #undef MCC_DW1CH_PAIR
-    if (c < out_c) {
+    if (DW1CH_GENERAL && c < out_c) {
         /* The last out_c % 4 channels: their weights are two words a row. */
         dw1ch_pixel(r, stride, 3, 1, w, channels + 4 * c, out_c - c, o);
     }
@@ -2443,6 +2451,9 @@ int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
     const int8_t pad = (int8_t)p->pad_value;
     const int32_t *weights = p->weights, *channels = p->channels;
     const int three_rows = fh == 3 && groups == 1;
+    if (!DW1CH_GENERAL && !(three_rows && (out_c & 3) == 0)) {
+        return MCC_ERROR;   /* compiled out: the generator saw no such layer */
+    }
 #if MCC_CONV_ASM
     /* Whole fours of channels: the pixels inside the image run in assembly a
      * row segment at a time (no per-pixel calls). */
@@ -2473,7 +2484,7 @@ int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
                         continue;
                     }
 #endif
-                    if (three_rows) {
+                    if (three_rows || !DW1CH_GENERAL) {
                         dw1ch_pixel_3rows(in_b + y0 * in_w + x0, in_w, weights, channels, out_c, o);
                     } else {
                         dw1ch_pixel(in_b + y0 * in_w + x0, in_w, fh, groups, weights, channels,
@@ -2490,7 +2501,7 @@ int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
                         *dst++ = y_ok && x >= 0 && x < in_w && kx < fw ? in_b[y * in_w + x] : pad;
                     }
                 }
-                if (three_rows) {
+                if (three_rows || !DW1CH_GENERAL) {
                     dw1ch_pixel_3rows(window, row_bytes, weights, channels, out_c, o);
                 } else {
                     dw1ch_pixel(window, row_bytes, fh, groups, weights, channels, out_c, o);
