@@ -107,6 +107,9 @@ def test_board_variant_drivers_come_from_the_family(board, drivers):
     qemu_sources = variant(b, "qemu").sources
     assert {"clock_fixed.c", "uart_cmsdk.c", "counter_cmsdk_timer.c"} <= set(qemu_sources)
     assert not set(drivers) & set(qemu_sources)
+    # Compiled for size: all but what runs inside an inference (the hooks, the counter).
+    for v in (variant(b, "board"), variant(b, "qemu")):
+        assert set(v.sources) - set(v.size_sources) == {"fw_time.c", f"counter_{v.counter.kind}.c"}
 
 
 def test_variants():

@@ -513,6 +513,7 @@ def _c_scratch_cases():
     from mcucompile.kernels import conv
     for macro, value in [("MCC_BAND_STACK_BYTES", conv.BAND_STACK),
                          ("MCC_IM2COL_STACK_PATCH", conv.IM2COL_STACK_PATCH),
+                         ("MCC_IM2COL_STACK_BLOCK", conv.IM2COL_STACK_BLOCK),
                          ("MCC_GEMM_STACK_BLOCK", conv.GEMM_STACK_BLOCK),
                          ("MCC_PLANAR_STACK_PLANE", conv.PLANAR_STACK_PLANE)]:
         cases.append((f"printf(\"%d\\n\", (int)({macro}));", value))
@@ -841,6 +842,75 @@ def test_an_omitted_kernel_path_fails_the_invoke_instead_of_computing(tmp_path):
     exe = build_host_runner(compiled, tmp_path)
     with pytest.raises(MismatchError, match="invoke failed with status 1"):
         run_host(exe, compiled, random_inputs(compiled.graph, 1))
+
+
+IM2COL_DISPATCH = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "mcc_conv.c"
+
+/* Each line: batches in_h in_w in_c out_h out_w out_c fh fw sh sw pad_h pad_w row_block.
+ * Prints the kernel's status: 0, or MCC_ERROR where its path is compiled out. */
+int main(void)
+{
+    static int8_t input[1 << 16], output[1 << 16], weights[1 << 16], scratch[1 << 16];
+    static int32_t channels[4 * 64];
+    for (int c = 0; c < 64; ++c) {
+        channels[4 * c + 1] = 1 << 30;
+        channels[4 * c + 2] = 1;
+        channels[4 * c + 3] = 1;
+    }
+    mcc_conv2d_im2col_params p = { 0 };
+    while (scanf("%d %d %d %d %d %d %d %d %d %d %d %d %d %d", &p.batches, &p.in_h, &p.in_w, &p.in_c,
+                 &p.out_h, &p.out_w, &p.out_c, &p.filter_h, &p.filter_w, &p.stride_h, &p.stride_w,
+                 &p.pad_h, &p.pad_w, &p.row_block) == 14) {
+        p.dilation_h = p.dilation_w = 1;
+        p.act_min = -128;
+        p.act_max = 127;
+        p.weights = weights;
+        p.channels = channels;
+        printf("%d\n", mcc_conv2d_im2col_s8(&p, input, output, scratch));
+    }
+    return 0;
+}
+"""
+
+
+def test_im2col_paths_mirror_the_kernels_dispatch(tmp_path):
+    # One host build per im2col path, the other two compiled out: on random
+    # layers, exactly the build that keeps conv.im2col_paths' path runs them.
+    import subprocess
+    from mcucompile.kernels.conv import im2col_paths
+    from mcucompile.resources import data_dir
+    from mcucompile.verify import host_compiler
+    rng = np.random.default_rng(3)
+    cases = []
+    while len(cases) < 300:
+        b, ih, iw, ic, oc = (int(rng.integers(1, 3)), int(rng.integers(1, 13)), int(rng.integers(1, 13)),
+                             int(rng.integers(1, 41)), int(rng.integers(1, 10)))
+        fh, fw, sh, sw = (*(int(v) for v in rng.integers(1, 4, 2)), *(int(v) for v in rng.integers(1, 3, 2)))
+        ph, pw = (int(v) for v in rng.integers(0, 2, 2))
+        oh, ow = (ih + 2 * ph - fh) // sh + 1, (iw + 2 * pw - fw) // sw + 1
+        if oh >= 1 and ow >= 1 and b * ih * iw * ic <= 1 << 16 and b * oh * ow * oc <= 1 << 16:
+            cases.append((b, ih, iw, ic, oh, ow, oc, fh, fw, sh, sw, ph, pw, int(rng.choice([1, 2, 4]))))
+    stdin = "".join(" ".join(map(str, c)) + "\n" for c in cases)
+    src = tmp_path / "dispatch.c"
+    src.write_text(IM2COL_DISPATCH)
+    paths = ("IM2COL_WIDENED", "IM2COL_PATCHES", "IM2COL_STACK_PAIRS")
+    runs = {}
+    for keep in paths:
+        exe = tmp_path / keep.lower()
+        subprocess.run([host_compiler(), "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror",
+                        *(f"-DMCC_OMIT_{p}" for p in paths if p != keep),
+                        f"-I{data_dir('templates') / 'kernels'}", str(src), "-o", str(exe)], check=True)
+        out = subprocess.run([str(exe)], input=stdin, capture_output=True, text=True, check=True)
+        runs[keep] = [int(v) for v in out.stdout.split()]
+    seen = set()
+    for i, (b, ih, iw, ic, oh, ow, oc, fh, fw, sh, sw, ph, pw, rb) in enumerate(cases):
+        (want,) = im2col_paths(b * oh * ow, fh * fw * ic, rb, ic)
+        seen.add(want)
+        assert {k: runs[k][i] for k in paths} == {k: int(k != want) for k in paths}, cases[i]
+    assert seen == set(paths)
 
 
 def test_every_optional_kernel_path_is_one_the_library_can_omit():

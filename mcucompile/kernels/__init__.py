@@ -110,9 +110,15 @@ class KernelCall:
 # library compiles it out; a call that reaches an omitted path returns
 # MCC_ERROR instead. No config (a kernel built on its own) keeps them all.
 OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
-    # mcc_depthwise_conv2d_1ch_s8 for filters other than three rows of one
-    # word, and for out_c % 4 channels: dw1ch_pixel (580 B on the M7).
-    "mcc_conv": ("DW1CH_GENERAL",),
+    "mcc_conv": (
+        # mcc_depthwise_conv2d_1ch_s8 for filters other than three rows of one
+        # word, and for out_c % 4 channels: dw1ch_pixel (580 B on the M7).
+        "DW1CH_GENERAL",
+        # mcc_conv2d_im2col_s8's three ways (conv.im2col_paths): patches widened
+        # straight into int16 blocks (in_c % 4 == 0), gathered as int8 first, or
+        # two at a time on the stack. A model takes one or two (1.3 KB saved).
+        "IM2COL_WIDENED", "IM2COL_PATCHES", "IM2COL_STACK_PAIRS",
+    ),
 }
 
 

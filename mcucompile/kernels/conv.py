@@ -501,6 +501,8 @@ IM2COL_MAX_PATCH = 4096
 # MCC_IM2COL_STACK_PATCH (mcc_conv.h): the scratch-free im2col keeps two
 # patches of at most this many bytes on the stack.
 IM2COL_STACK_PATCH = 576
+# MCC_IM2COL_STACK_BLOCK: its blocks of four patches on the stack, when they fit.
+IM2COL_STACK_BLOCK = 2 * IM2COL_STACK_PATCH
 # MCC_GEMM_STACK_BLOCK (mcc_conv.h): the scratch-free GEMM keeps its int16
 # block of four rows on the stack when it is at most this big (depth <= 64).
 GEMM_STACK_BLOCK = 512
@@ -560,6 +562,18 @@ def im2col_scratch_bytes(pixels: int, patch: int, row_block: int, in_c: int) -> 
     if row_block != 4 or pixels < 4:
         return 4 * _groups(patch)
     return (32 if in_c % 4 == 0 else 48) * _groups(patch)
+
+
+def im2col_paths(pixels: int, patch: int, row_block: int, in_c: int) -> frozenset[str]:
+    """Mirror of mcc_conv2d_im2col_s8's dispatch: the optional path (kernels.OPTIONAL_PATHS)
+    it takes. Patches are widened straight into int16 blocks when in_c is a multiple of 4,
+    else gathered as int8 first; at row_block 2 blocks too big for the stack take pairs."""
+    direct = in_c % 4 == 0
+    if row_block == 2:
+        if (32 if direct else 48) * _groups(patch) > IM2COL_STACK_BLOCK:
+            return frozenset({"IM2COL_STACK_PAIRS"})
+        return frozenset({"IM2COL_WIDENED" if direct else "IM2COL_PATCHES"})
+    return frozenset({"IM2COL_WIDENED" if row_block == 4 and pixels >= 4 and direct else "IM2COL_PATCHES"})
 
 
 def band_column_bytes(in_c: int, stride: int) -> int:
@@ -906,8 +920,11 @@ def _fast_call(layer: _Layer, choice: Choice, op: Op) -> KernelCall:
                        pad_h=win.pad_h, pad_w=win.pad_w, pad_value=-layer.input_offset,
                        row_block=choice.row_block) + act
         arrays = _fast_arrays(gemm_weights(layer.rows_by_depth()), table)
+        paths = im2col_paths(win.batches * win.out_h * win.out_w,
+                             win.filter_h * win.filter_w * win.in_c, choice.row_block, win.in_c)
         return KernelCall(choice.variant.value, LIBRARY, "mcc_conv2d_im2col_params",
-                          fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs)
+                          fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs,
+                          paths=paths)
     if choice.variant == Variant.BAND:
         fields = _ints(batches=win.batches, in_h=win.in_h, in_w=win.in_w, in_c=win.in_c,
                        out_h=win.out_h, out_w=win.out_w, out_c=layer.out_c,

@@ -7,6 +7,31 @@
  */
 #include "mcc_conv.h"
 
+/* Optional paths (kernels.OPTIONAL_PATHS): the model's mcc_config.h omits
+ * those no layer takes, and they compile out; a call that would take one
+ * returns MCC_ERROR. 1ch: filters other than three rows of one word, and
+ * out_c % 4 channels. im2col: its three ways (mcc_conv2d_im2col_s8). */
+#if defined(MCC_OMIT_DW1CH_GENERAL)
+#define DW1CH_GENERAL 0
+#else
+#define DW1CH_GENERAL 1
+#endif
+#if defined(MCC_OMIT_IM2COL_WIDENED)
+#define IM2COL_WIDENED 0
+#else
+#define IM2COL_WIDENED 1
+#endif
+#if defined(MCC_OMIT_IM2COL_PATCHES)
+#define IM2COL_PATCHES 0
+#else
+#define IM2COL_PATCHES 1
+#endif
+#if defined(MCC_OMIT_IM2COL_STACK_PAIRS)
+#define IM2COL_STACK_PAIRS 0
+#else
+#define IM2COL_STACK_PAIRS 1
+#endif
+
 /* sum(a[i] * b[i]) for i < n. Each product fits in 16 bits; the int32 sum
  * cannot overflow for any depth a TFLite model uses (< 2^16 terms). */
 static inline int32_t dot_s8(const int8_t *a, const int8_t *b, int32_t n)
@@ -1606,12 +1631,12 @@ static void im2col_patches(const mcc_conv2d_im2col_params *p, const int8_t *inpu
  * scratch on the stack. Not inlined, so that its frame and
  * im2col_stack_pairs' never add up. */
 static MCC_NOINLINE void im2col_stack_blocks(const mcc_conv2d_im2col_params *p,
-                                             const int8_t *input, int8_t *output)
+                                             const int8_t *input, int8_t *output, int widened)
 {
     uint32_t words[MCC_IM2COL_STACK_BLOCK / 4];
-    if (widens_directly(p)) {
+    if (IM2COL_WIDENED && widened) {
         im2col_widened(p, input, output, words);
-    } else {
+    } else if (IM2COL_PATCHES) {
         im2col_patches(p, input, output, words, 1);
     }
 }
@@ -1620,15 +1645,22 @@ int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
                          int8_t *output, void *scratch)
 {
     const int32_t total_px = p->batches * p->out_h * p->out_w;
-    if (p->row_block == 2) {
-        /* No scratch: blocks of four on the stack where they fit its bound. */
-        if (blocks_bytes(p) > MCC_IM2COL_STACK_BLOCK) {
-            return im2col_stack_pairs(p, input, output);
-        }
-        im2col_stack_blocks(p, input, output);
-    } else if (p->row_block == 4 && total_px >= 4 && widens_directly(p)) {
+    /* No scratch (row_block 2): blocks of four on the stack where they fit its
+     * bound, else two patches at a time. */
+    const int stack = p->row_block == 2;
+    const int pairs = stack && blocks_bytes(p) > MCC_IM2COL_STACK_BLOCK;
+    const int widened = !pairs && widens_directly(p) && (stack || (p->row_block == 4 && total_px >= 4));
+    if (pairs ? !IM2COL_STACK_PAIRS : widened ? !IM2COL_WIDENED : !IM2COL_PATCHES) {
+        return MCC_ERROR;   /* compiled out: the generator saw no such layer */
+    }
+    if (IM2COL_STACK_PAIRS && pairs) {
+        return im2col_stack_pairs(p, input, output);
+    }
+    if (stack) {
+        im2col_stack_blocks(p, input, output, widened);
+    } else if (IM2COL_WIDENED && widened) {
         im2col_widened(p, input, output, scratch);
-    } else {
+    } else if (IM2COL_PATCHES) {
         im2col_patches(p, input, output, scratch, p->row_block == 4);
     }
     clamp_activation(output, total_px * p->out_c, p->act_min, p->act_max);
@@ -2315,14 +2347,6 @@ size_t mcc_depthwise_conv2d_1ch_s8_scratch_bytes(const mcc_depthwise_conv2d_1ch_
     (void)p;
     return 0u;
 }
-
-/* Filters other than three rows of one word, and out_c % 4 channels: an
- * optional path (mcc_config.h). */
-#if defined(MCC_OMIT_DW1CH_GENERAL)
-#define DW1CH_GENERAL 0
-#else
-#define DW1CH_GENERAL 1
-#endif
 
 /* The out_c outputs of one pixel: its filter rows start at r, `stride` bytes
  * apart, `groups` words each (weights and table: mcc_conv.h). */
