@@ -132,6 +132,7 @@ class ModelView:
     name_table_size: int        # C has no zero-length arrays
     input_bytes: int
     output_bytes: int
+    paths: tuple[str, ...] = ()  # the optional kernel paths its layers take (kernels.OPTIONAL_PATHS)
 
 
 @dataclass(frozen=True)
@@ -299,7 +300,8 @@ def generate(graph: Graph, plan: MemoryPlan, calls: dict[int, KernelCall | None]
                      outputs=tuple(_io(graph, plan, t) for t in graph.outputs),
                      name_table_size=max(len(layers), 1),
                      input_bytes=sum(graph.tensor(t).nbytes for t in graph.inputs),
-                     output_bytes=sum(graph.tensor(t).nbytes for t in graph.outputs))
+                     output_bytes=sum(graph.tensor(t).nbytes for t in graph.outputs),
+                     paths=tuple(sorted(set().union(*(c.paths for c in calls.values() if c is not None)))))
     env = _environment()
     config = ConfigView(header_lines=header_lines, omitted=omitted_paths(calls.values()))
     files = {f"{prefix}.h": env.get_template("model.h.j2").render(m=view),

@@ -273,13 +273,16 @@ class Candidate:
 
 
 def search(graph: Graph, max_recompute: float, max_grid: int = 8, keep: int = 3,
-           bound: Callable[[Graph], int] | None = None) -> list[Candidate]:
+           bound: Callable[[Graph], int] | None = None, slack: float = 0.0) -> list[Candidate]:
     """Patched graphs within the recompute budget, smallest liveness bound first.
 
     The bound ranks candidates cheaply; the caller lowers and plans the best
     few for real, since scratch and placement change the final arena. The
     caller's `bound` should count the ops its kernels can run in place (the
-    pipeline's does); without one, only the pastes are in place."""
+    pipeline's does); without one, only the pastes are in place. With `slack`
+    (the arena the caller may give up for speed, as a fraction), up to
+    SLACK_EXTRA more whose bound is within it of the best: coarser grids,
+    fewer and bigger patches."""
     from .planner import lower_bound
     if bound is None:
         bound = lambda g: lower_bound(g, paste_inplace(g))  # noqa: E731
@@ -294,4 +297,8 @@ def search(graph: Graph, max_recompute: float, max_grid: int = 8, keep: int = 3,
                 break  # finer grids only recompute more
             found.append(Candidate(PatchConfig(k, (n, n)), g, bound(g), m))
     found.sort(key=lambda c: (c.bound, c.macs, c.config.stage_ops))
-    return found[:keep]
+    near = [c for c in found[keep:] if found and c.bound <= found[0].bound * (1.0 + slack)]
+    return found[:keep] + near[:SLACK_EXTRA]
+
+
+SLACK_EXTRA = 5

@@ -32,6 +32,7 @@ class CompileOptions:
     check_ir: bool = False       # verify the IR after every pass
     memory: str = "auto"         # auto (smallest arena of the rest), layer, inplace or patch
     max_recompute: float = 0.15  # patch-based inference: extra MACs allowed, as a fraction
+    memory_slack: float = 0.0    # arena above the smallest allowed for a faster plan, as a fraction
     patch_stage_ops: int | None = None        # force the split: ops run per patch
     patch_grid: tuple[int, int] | None = None  # force the patch grid (rows, columns)
     compare_tflm: bool = False   # measure TFLM's arena for the report (tflite-micro, in a subprocess)
@@ -51,6 +52,7 @@ class StrategyReport:
     patch_stage_ops: int | None = None
     patch_grid: list | None = None
     split_tensor: str | None = None
+    chosen: bool = False         # the plan the build uses
 
 
 @dataclass(frozen=True)
@@ -338,7 +340,8 @@ def _strategies(graph: Graph, target: KernelTarget, options: CompileOptions) -> 
             patched = [(config, patching.apply(graph, config))]
         else:
             patched = [(c.config, c.graph) for c in patching.search(
-                graph, options.max_recompute, bound=lambda g: _inplace_bound(g, target))]
+                graph, options.max_recompute, bound=lambda g: _inplace_bound(g, target),
+                slack=options.memory_slack)]
             if not patched and options.memory == "patch":
                 raise McuCompileError(
                     f"patch-based inference finds no split within --max-recompute "
@@ -352,9 +355,27 @@ def _strategies(graph: Graph, target: KernelTarget, options: CompileOptions) -> 
     return out
 
 
-def _smallest(candidates: list[Planned]) -> Planned:
-    # Smallest arena wins; on a tie, fewer MACs, then the simpler strategy (listed first).
-    return min(candidates, key=lambda c: (c.plan.arena_bytes, patching.conv_macs(c.graph)))
+def _pick(candidates: list[Planned], board, slack: float = 0.0) -> Planned:
+    """The smallest arena; on a tie, fewer MACs, then the simpler strategy (listed first).
+    With `slack`, the fastest plan by the static estimate among those whose arena is
+    within that fraction of the smallest (person_detect: 2.5% more arena for 4.8% fewer
+    instructions, README)."""
+    smallest = min(candidates, key=lambda c: (c.plan.arena_bytes, patching.conv_macs(c.graph)))
+    if slack <= 0:
+        return smallest
+    core = board.core.mcpu if board.core is not None else ("cortex-m4" if board.dsp else "cortex-m3")
+    near = [c for c in candidates if c.plan.arena_bytes <= smallest.plan.arena_bytes * (1.0 + slack)]
+    return min(near, key=lambda c: (_estimated_instructions(c, core), c.plan.arena_bytes))
+
+
+def _estimated_instructions(c: Planned, core: str) -> float:
+    total = 0.0
+    for op in c.graph.ops:
+        call = c.calls.get(op.index)
+        if call is not None:
+            inputs, outputs = energy.activation_elements(op, c.graph)
+            total += energy.kernel_cost(core, call.cost_name)[0].instructions(call.macs, inputs, outputs)
+    return total
 
 
 def plan_graph(graph: Graph, board, options: CompileOptions = CompileOptions()) -> Planned:
@@ -363,7 +384,7 @@ def plan_graph(graph: Graph, board, options: CompileOptions = CompileOptions()) 
     For tools that ask "what would this network need on this board" many times (the
     architecture search): the arena is exactly the one `build` would report."""
     graph = passes.run_passes(graph, check=options.check_ir)
-    return _smallest(_strategies(graph, target_of(board), options))
+    return _pick(_strategies(graph, target_of(board), options), board, options.memory_slack)
 
 
 def _default_stage(graph: Graph) -> int:
@@ -382,13 +403,15 @@ def compile_model(model: bytes, board, options: CompileOptions = CompileOptions(
     graph = passes.run_passes(graph, check=options.check_ir)
     candidates = _strategies(graph, target_of(board), options)
     base_macs = patching.conv_macs(graph)
-    chosen = _smallest(candidates)
+    chosen = _pick(candidates, board, options.memory_slack)
     sha = hashlib.sha256(model).hexdigest()
-    header = codegen.header_lines(sha, board.name, {
-        "name": options.name, "memory": f"{options.memory} -> {chosen.strategy}",
-        "max_recompute": f"{options.max_recompute:g}"})
+    header_options = {"name": options.name, "memory": f"{options.memory} -> {chosen.strategy}",
+                      "max_recompute": f"{options.max_recompute:g}"}
+    if options.memory_slack:
+        header_options["memory_slack"] = f"{options.memory_slack:g}"
+    header = codegen.header_lines(sha, board.name, header_options)
     files = codegen.generate(chosen.graph, chosen.plan, chosen.calls, options.name, header)
-    strategies = [_strategy_report(c, base_macs) for c in candidates]
+    strategies = [_strategy_report(c, base_macs, c is chosen) for c in candidates]
     tflm = _tflm_arena(model) if options.compare_tflm else None
     report = _report(chosen, board, model_name, sha, strategies, tflm,
                      layerwise_bound=planner.lower_bound(graph))
@@ -399,7 +422,7 @@ def compile_model(model: bytes, board, options: CompileOptions = CompileOptions(
                     replace(report, estimate=estimate.to_dict()))
 
 
-def _strategy_report(c: Planned, base_macs: int) -> StrategyReport:
+def _strategy_report(c: Planned, base_macs: int, chosen: bool) -> StrategyReport:
     macs = patching.conv_macs(c.graph)
     split = None
     if c.patch:
@@ -411,7 +434,7 @@ def _strategy_report(c: Planned, base_macs: int) -> StrategyReport:
         recompute=round(macs / base_macs - 1.0, 4) if base_macs else 0.0,
         inplace_ops=len(c.inplace) - (len(patching.paste_inplace(c.graph)) if c.patch else 0),
         patch_stage_ops=c.patch.stage_ops if c.patch else None,
-        patch_grid=list(c.patch.grid) if c.patch else None, split_tensor=split)
+        patch_grid=list(c.patch.grid) if c.patch else None, split_tensor=split, chosen=chosen)
 
 
 _TFLM_ARENA = ("import sys; from mcucompile.reference import tflm_arena_bytes; "

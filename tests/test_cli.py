@@ -71,14 +71,26 @@ def test_name_changes_the_prefix_and_two_models_link_together(shared_models, tmp
     main.write_text('#include "speech.h"\n#include "sine.h"\n'
                     "int main(void) { return speech_invoke() | sine_invoke() |"
                     " (SPEECH_ARENA_BYTES == 0) | (SINE_ARENA_BYTES == 0); }\n")
-    # The kernel library is shared: compile one copy of each library file.
-    lib = {p.name: p for d in ("sine", "speech") for p in (tmp_path / d / "model").glob("mcc_*.c")}
-    cmd = ["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-I", str(tmp_path / "speech" / "model"),
-           "-I", str(tmp_path / "sine" / "model"), str(main), str(tmp_path / "speech" / "model" / "speech.c"),
-           str(tmp_path / "sine" / "model" / "sine.c"), *map(str, lib.values()), "-o", str(tmp_path / "both")]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert subprocess.run([str(tmp_path / "both")]).returncode == 0
+    # The kernel library is shared: compile one copy of each library file, with
+    # every optional path (each model's mcc_config.h omits what that model skips).
+    def link(copy_from: str, *flags: str) -> subprocess.CompletedProcess:
+        # Every library file either model needs; copy_from's copy where both have one.
+        order = sorted(("sine", "speech"), key=lambda d: d == copy_from)
+        lib = {p.name: p for d in order for p in (tmp_path / d / "model").glob("mcc_*.c")}.values()
+        cmd = ["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", *flags,
+               "-I", str(tmp_path / "speech" / "model"), "-I", str(tmp_path / "sine" / "model"), str(main),
+               str(tmp_path / "speech" / "model" / "speech.c"), str(tmp_path / "sine" / "model" / "sine.c"),
+               *map(str, lib), "-o", str(tmp_path / "both")]
+        return subprocess.run(cmd, capture_output=True, text=True)
+    for copy_from in ("sine", "speech"):
+        r = link(copy_from, "-DMCC_ALL_PATHS")
+        assert r.returncode == 0, r.stderr
+        assert subprocess.run([str(tmp_path / "both")]).returncode == 0
+    # Without it, sine's copy lacks the path speech's 10x8 filter takes: a link
+    # error that names it, not an MCC_ERROR at run time.
+    assert "#define MCC_OMIT_DW1CH_GENERAL" in (tmp_path / "sine" / "model" / "mcc_config.h").read_text()
+    r = link("sine")
+    assert r.returncode != 0 and "mcc_has_path_DW1CH_GENERAL" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("compiler", ["gcc", "clang"])
@@ -152,6 +164,14 @@ def test_bad_name_is_rejected(shared_models, tmp_path):
     out = tmp_path / "out"
     _assert_clean_failure(mcucompile("build", str(shared_models / "hello_world_int8.tflite"), "--board",
                                      "host", "-o", str(out), "--name", "9lives"), out, "C prefix")
+
+
+@pytest.mark.parametrize("flag, value", [("--memory-slack", "-3"), ("--memory-slack", "nan"),
+                                         ("--max-recompute", "-1"), ("--max-recompute", "nan")])
+def test_negative_memory_options_are_rejected(shared_models, tmp_path, flag, value):
+    out = tmp_path / "out"
+    _assert_clean_failure(mcucompile("build", str(shared_models / "hello_world_int8.tflite"), "--board",
+                                     "host", "-o", str(out), flag, value), out, f"{flag} must be 0 or more")
 
 
 @pytest.mark.tf

@@ -826,20 +826,27 @@ def test_one_channel_depthwise_at_the_peak_bit_exact(name):
 
 
 @pytest.mark.tf
-def test_an_omitted_kernel_path_fails_the_invoke_instead_of_computing(tmp_path):
-    # mcc_config.h is the generator's promise that no layer takes a path. Should
-    # it be wrong (here: forced), the kernel reports an error, never wrong bytes.
+def test_an_omitted_kernel_path_fails_the_link_or_the_invoke_never_computes(tmp_path):
+    # mcc_config.h is the generator's promise that no layer takes a path. Kernels
+    # built without a path the model takes do not link with it; and were the
+    # generator's mirror of the dispatch wrong (here: its guard removed), the
+    # kernel would report an error, never wrong bytes.
     import modelgen as mg
     from harness import host_board
-    from mcucompile.errors import MismatchError
+    from mcucompile.errors import MismatchError, ToolchainError
     from mcucompile.pipeline import CompileOptions, compile_model
     from mcucompile.verify import build_host_runner, random_inputs, run_host
     model = mg.depthwise_conv2d(**ONE_CHANNEL_CASES["k5x5_s2_same_m1"])
     compiled = compile_model(model, host_board(), CompileOptions(**COMPACT_LAYER))
     assert "MCC_OMIT_DW1CH_GENERAL" not in compiled.files["mcc_config.h"]
+    assert "!mcc_has_path_DW1CH_GENERAL" in compiled.files["model.c"]
     compiled.files["mcc_config.h"] = compiled.files["mcc_config.h"].replace(
         "#endif /* MCC_CONFIG_H */", "#define MCC_OMIT_DW1CH_GENERAL 1\n#endif /* MCC_CONFIG_H */")
-    exe = build_host_runner(compiled, tmp_path)
+    with pytest.raises(ToolchainError, match="undefined reference to .mcc_has_path_DW1CH_GENERAL"):
+        build_host_runner(compiled, tmp_path / "link")
+    compiled.files["model.c"] = compiled.files["model.c"].replace("!mcc_has_path_DW1CH_GENERAL", "0").replace(
+        "extern const uint8_t mcc_has_path_DW1CH_GENERAL;", "")
+    exe = build_host_runner(compiled, tmp_path / "run")
     with pytest.raises(MismatchError, match="invoke failed with status 1"):
         run_host(exe, compiled, random_inputs(compiled.graph, 1))
 

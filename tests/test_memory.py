@@ -95,6 +95,26 @@ def test_patch_search_ranks_splits_by_the_bound_with_ops_in_place(shared_models)
     assert old.config == patching.PatchConfig(8, (3, 3)) and old.macs > ranked[0].macs
 
 
+def test_memory_slack_trades_a_little_arena_for_a_faster_plan(shared_models):
+    # By default the smallest arena (8x8 patches); allowed 3% more, the plan the
+    # static estimate finds fastest within it (6x6: 19,932 B); 10%, coarser grids
+    # join the search (4x4: 21,196 B). Exactly one strategy is marked chosen.
+    from mcucompile import boards
+    board = boards.load("stm32f746")
+    model = _shared(shared_models, "person_detect")
+    plans = {slack: pipeline.compile_model(model, board, CompileOptions(memory_slack=slack))
+             for slack in (0.0, 0.03, 0.10)}
+    arenas = {slack: c.plan.arena_bytes for slack, c in plans.items()}
+    assert arenas == {0.0: 19444, 0.03: 19932, 0.10: 21196}
+    estimates = [plans[slack].report.estimate["instructions"] for slack in (0.0, 0.03, 0.10)]
+    assert estimates == sorted(estimates, reverse=True) and estimates[2] < 0.95 * estimates[0]
+    for slack, c in plans.items():
+        chosen = [s for s in c.report.strategies if s.chosen]
+        assert len(chosen) == 1 and chosen[0].arena_bytes == c.plan.arena_bytes
+        assert chosen[0].arena_bytes <= 19444 * (1 + slack)
+    assert "memory_slack=0.03" in plans[0.03].files["model.h"] and "memory_slack" not in plans[0.0].files["model.h"]
+
+
 @pytest.mark.tf
 @pytest.mark.parametrize("resolution", [96, 160])
 def test_patches_cut_mobilenet_v2_peak_threefold(resolution):

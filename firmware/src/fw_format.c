@@ -12,6 +12,7 @@ static const char hex_digits[] = "0123456789abcdef";
 uint64_t fw_div_u64(uint64_t n, uint32_t d, uint32_t *rem)
 {
     const uint32_t hi = (uint32_t)(n >> 32);
+    const uint32_t q_hi = hi / d;
     uint32_t lo = (uint32_t)n;
     uint32_t q = 0;
     uint32_t r;
@@ -21,7 +22,7 @@ uint64_t fw_div_u64(uint64_t n, uint32_t d, uint32_t *rem)
     } else {
         /* The high word with the core's divide, then the low word a bit at a
          * time; r < d, so r:bit fits 33 bits and the comparison is made in 64. */
-        uint64_t r64 = hi % d;
+        uint64_t r64 = hi - q_hi * d;
         for (int i = 0; i < 32; i++) {
             r64 = (r64 << 1) | (lo >> 31);
             lo <<= 1;
@@ -36,7 +37,7 @@ uint64_t fw_div_u64(uint64_t n, uint32_t d, uint32_t *rem)
     if (rem != NULL) {
         *rem = r;
     }
-    return ((uint64_t)(hi / d) << 32) | q;
+    return ((uint64_t)q_hi << 32) | q;
 }
 
 float fw_dequantize(int32_t q, int32_t zero_point, float scale)

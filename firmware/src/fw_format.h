@@ -12,7 +12,7 @@
 /* n / d, and n % d in *rem when rem is not NULL. The firmware's only 64-bit
  * division: libgcc's general one (__aeabi_uldivmod) would add 700 B of flash. */
 uint64_t fw_div_u64(uint64_t n, uint32_t d, uint32_t *rem);
-/* (q - zero_point) * scale in float, the difference converted exactly once. */
+/* (q - zero_point) * scale in float, the 33-bit difference rounded to float once. */
 float fw_dequantize(int32_t q, int32_t zero_point, float scale);
 
 size_t fw_fmt_u64(char *dst, uint64_t v);

@@ -15,7 +15,7 @@
 extern uint32_t fw_layer_ticks[];
 extern const int fw_layer_capacity;
 
-/* fw_div_u64 divides by 32 bits: a second's units must fit them (at most 1e9). */
+/* fw_div_u64 divides by 32 bits: a second's units must fit them (QEMU's 1e9 is the most in use). */
 typedef char fw_units_per_second_fits_32_bits[FW_UNITS_PER_SECOND <= 0xffffffffu ? 1 : -1];
 
 static uint64_t total_ticks;

@@ -17,6 +17,9 @@ def add_memory_arguments(p: argparse.ArgumentParser) -> None:
                    help="activation memory strategy (default: auto, the smallest arena)")
     g.add_argument("--max-recompute", type=float, default=15.0, metavar="PERCENT",
                    help="patch-based inference: extra MACs allowed, in percent (default: 15)")
+    g.add_argument("--memory-slack", type=float, default=0.0, metavar="PERCENT",
+                   help="accept up to PERCENT more arena than the smallest for a faster plan, by the "
+                        "static estimate (default: 0, the smallest arena)")
     g.add_argument("--patch-split", type=int, default=None, metavar="OPS",
                    help="force the split: run the first OPS ops patch by patch")
     g.add_argument("--patches", default=None, metavar="RxC",
@@ -35,13 +38,17 @@ def compile_options(args):
             grid = (r, c)
         except ValueError:
             raise McuCompileError(f"--patches {args.patches!r}: write rows x columns, e.g. 3x3") from None
-    if args.max_recompute < 0:
+    # `not x >= 0`: NaN is refused too.
+    if not args.max_recompute >= 0:
         raise McuCompileError("--max-recompute must be 0 or more (percent)")
+    if not args.memory_slack >= 0:
+        raise McuCompileError("--memory-slack must be 0 or more (percent)")
     memory = args.memory
     if (grid or args.patch_split) and memory == "auto":
         memory = "patch"
     return CompileOptions(name=getattr(args, "name", "model"), check_ir=getattr(args, "check_ir", False),
                           memory=memory, max_recompute=args.max_recompute / 100.0,
+                          memory_slack=args.memory_slack / 100.0,
                           patch_stage_ops=args.patch_split, patch_grid=grid,
                           compare_tflm=getattr(args, "compare_tflm", True),
                           compact_at_peak=not args.fast_at_peak)
@@ -54,11 +61,6 @@ def load_board(name: str):
 
 def _kb(n: int | None) -> str:
     return "-" if n is None else f"{n:,} B"
-
-
-def _is_chosen(r: Report, s) -> bool:
-    best = min((x for x in r.strategies if x.strategy == r.memory_strategy), key=lambda x: x.arena_bytes)
-    return s is best
 
 
 def format_report(r: Report) -> str:
@@ -85,7 +87,7 @@ def format_report(r: Report) -> str:
         "memory strategies (* = used):",
     ]
     for s in r.strategies:
-        mark = "*" if s.strategy == r.memory_strategy and _is_chosen(r, s) else " "
+        mark = "*" if s.chosen else " "
         extra = ""
         if s.patch_grid:
             extra = (f"  first {s.patch_stage_ops} ops in {s.patch_grid[0]}x{s.patch_grid[1]} patches "

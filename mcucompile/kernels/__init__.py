@@ -108,15 +108,17 @@ class KernelCall:
 # Paths of a kernel library that a model's layers may not need. The generated
 # mcc_config.h defines MCC_OMIT_<path> for each one no call takes, and the
 # library compiles it out; a call that reaches an omitted path returns
-# MCC_ERROR instead. No config (a kernel built on its own) keeps them all.
+# MCC_ERROR instead. No config (a kernel built on its own) or MCC_ALL_PATHS
+# keeps them all. The model reads mcc_has_path_<path> for each path it takes,
+# so kernels built without one of them do not link with it.
 OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
     "mcc_conv": (
         # mcc_depthwise_conv2d_1ch_s8 for filters other than three rows of one
-        # word, and for out_c % 4 channels: dw1ch_pixel (580 B on the M7).
+        # word, and for out_c % 4 channels: dw1ch_pixel (900 B of code on the M7).
         "DW1CH_GENERAL",
         # mcc_conv2d_im2col_s8's three ways (conv.im2col_paths): patches widened
         # straight into int16 blocks (in_c % 4 == 0), gathered as int8 first, or
-        # two at a time on the stack. A model takes one or two (1.3 KB saved).
+        # two at a time on the stack. A model takes one or two (1.4 KB saved).
         "IM2COL_WIDENED", "IM2COL_PATCHES", "IM2COL_STACK_PAIRS",
     ),
 }

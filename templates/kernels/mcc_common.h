@@ -12,9 +12,10 @@
 #include <stdint.h>
 
 /* The model's kernel configuration (which optional paths it omits), written
- * beside the kernels by mcucompile; a kernel compiled on its own has none and
- * keeps every path. */
-#if defined(__has_include)
+ * beside the kernels by mcucompile. A kernel compiled on its own has none, and
+ * MCC_ALL_PATHS ignores it: both keep every path (one copy of the kernels
+ * shared by several models: compile it with -DMCC_ALL_PATHS). */
+#if defined(__has_include) && !defined(MCC_ALL_PATHS)
 #if __has_include("mcc_config.h")
 #include "mcc_config.h"
 #endif

@@ -31,6 +31,20 @@
 #else
 #define IM2COL_STACK_PAIRS 1
 #endif
+/* Each path compiled in defines its symbol; a model that takes a path reads
+ * it, so kernels built without the path do not link with that model. */
+#if DW1CH_GENERAL
+const uint8_t mcc_has_path_DW1CH_GENERAL = 1;
+#endif
+#if IM2COL_WIDENED
+const uint8_t mcc_has_path_IM2COL_WIDENED = 1;
+#endif
+#if IM2COL_PATCHES
+const uint8_t mcc_has_path_IM2COL_PATCHES = 1;
+#endif
+#if IM2COL_STACK_PAIRS
+const uint8_t mcc_has_path_IM2COL_STACK_PAIRS = 1;
+#endif
 
 /* sum(a[i] * b[i]) for i < n. Each product fits in 16 bits; the int32 sum
  * cannot overflow for any depth a TFLite model uses (< 2^16 terms). */
@@ -1650,7 +1664,15 @@ int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
     const int stack = p->row_block == 2;
     const int pairs = stack && blocks_bytes(p) > MCC_IM2COL_STACK_BLOCK;
     const int widened = !pairs && widens_directly(p) && (stack || (p->row_block == 4 && total_px >= 4));
-    if (pairs ? !IM2COL_STACK_PAIRS : widened ? !IM2COL_WIDENED : !IM2COL_PATCHES) {
+    int omitted;
+    if (pairs) {
+        omitted = !IM2COL_STACK_PAIRS;
+    } else if (widened) {
+        omitted = !IM2COL_WIDENED;
+    } else {
+        omitted = !IM2COL_PATCHES;
+    }
+    if (omitted) {
         return MCC_ERROR;   /* compiled out: the generator saw no such layer */
     }
     if (IM2COL_STACK_PAIRS && pairs) {
