@@ -42,7 +42,7 @@ def row(name: str, model: bytes) -> str:
             r = compile_model(model, board, CompileOptions(memory=memory)).report
             arenas[memory] = r.arena_bytes
             if memory == "patch":
-                recompute = min(s.recompute for s in r.strategies if s.arena_bytes == r.arena_bytes)
+                recompute = next(s.recompute for s in r.strategies if s.chosen)
         except McuCompileError:
             arenas[memory] = None
     fmt = lambda v: f"{v:,}" if v else "-"  # noqa: E731

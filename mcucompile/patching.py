@@ -281,8 +281,8 @@ def search(graph: Graph, max_recompute: float, max_grid: int = 8, keep: int = 3,
     caller's `bound` should count the ops its kernels can run in place (the
     pipeline's does); without one, only the pastes are in place. With `slack`
     (the arena the caller may give up for speed, as a fraction), up to
-    SLACK_EXTRA more whose bound is within it of the best: coarser grids,
-    fewer and bigger patches."""
+    SLACK_EXTRA more, the next by bound within it of the best (coarser grids
+    among them: fewer, bigger patches that recompute less)."""
     from .planner import lower_bound
     if bound is None:
         bound = lambda g: lower_bound(g, paste_inplace(g))  # noqa: E731
@@ -297,7 +297,7 @@ def search(graph: Graph, max_recompute: float, max_grid: int = 8, keep: int = 3,
                 break  # finer grids only recompute more
             found.append(Candidate(PatchConfig(k, (n, n)), g, bound(g), m))
     found.sort(key=lambda c: (c.bound, c.macs, c.config.stage_ops))
-    near = [c for c in found[keep:] if found and c.bound <= found[0].bound * (1.0 + slack)]
+    near = [c for c in found[keep:] if c.bound <= found[0].bound * (1.0 + slack)] if slack > 0 else []
     return found[:keep] + near[:SLACK_EXTRA]
 
 

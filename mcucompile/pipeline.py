@@ -361,10 +361,13 @@ def _pick(candidates: list[Planned], board, slack: float = 0.0) -> Planned:
     within that fraction of the smallest (person_detect: 2.5% more arena for 4.8% fewer
     instructions, README)."""
     smallest = min(candidates, key=lambda c: (c.plan.arena_bytes, patching.conv_macs(c.graph)))
-    if slack <= 0:
+    if not slack > 0:
         return smallest
     core = board.core.mcpu if board.core is not None else ("cortex-m4" if board.dsp else "cortex-m3")
-    near = [c for c in candidates if c.plan.arena_bytes <= smallest.plan.arena_bytes * (1.0 + slack)]
+    limit = smallest.plan.arena_bytes * (1.0 + slack)
+    if not board.is_host and board.sram_bytes is not None:
+        limit = min(limit, board.sram_bytes)     # never trade the fit away
+    near = [c for c in candidates if c.plan.arena_bytes <= limit] or [smallest]
     return min(near, key=lambda c: (_estimated_instructions(c, core), c.plan.arena_bytes))
 
 

@@ -31,6 +31,7 @@ def test_build_writes_model_sources_and_report(shared_models, tmp_path):
     layer = next(s for s in report["strategies"] if s["strategy"] == "layer")
     assert layer["arena_bytes"] == 55296
     assert report["arena_bytes"] == min(s["arena_bytes"] for s in report["strategies"]) <= 27648
+    assert [s["arena_bytes"] for s in report["strategies"] if s["chosen"]] == [report["arena_bytes"]]
     assert report["memory_strategy"] == "patch"
     r2 = mcucompile("build", str(shared_models / "person_detect.tflite"), "--board", "host", "-o",
                     str(tmp_path / "layer"), "--memory", "layer")

@@ -925,8 +925,11 @@ def test_every_optional_kernel_path_is_one_the_library_can_omit():
     from mcucompile.resources import data_dir
     for library, paths in OPTIONAL_PATHS.items():
         source = (data_dir("templates") / "kernels" / f"{library}.c").read_text()
+        header = (data_dir("templates") / "kernels" / f"{library}.h").read_text()
         for path in paths:
             assert f"#if defined(MCC_OMIT_{path})" in source, (library, path)
+            assert f"const uint8_t mcc_has_path_{path} = 1;" in source, (library, path)
+            assert f"extern const uint8_t mcc_has_path_{path};" in header, (library, path)
 
 
 @pytest.mark.tf

@@ -1,6 +1,8 @@
 """Memory strategies: every one is bit-exact, patches cut the peak, and bad requests are refused."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from harness import assert_bit_exact, host_board
@@ -66,7 +68,8 @@ def test_person_detect_patches_halve_the_layerwise_bound(shared_models):
     r = c.report
     assert r.liveness_lower_bound_bytes == 55296
     assert r.arena_bytes <= 27648
-    chosen = min(r.strategies, key=lambda s: s.arena_bytes)
+    (chosen,) = [s for s in r.strategies if s.chosen]
+    assert chosen.arena_bytes == min(s.arena_bytes for s in r.strategies) == r.arena_bytes
     assert chosen.strategy == r.memory_strategy == "patch" and chosen.recompute <= 0.15
     assert r.tflm_arena_bytes in (None, 85264)
 
@@ -88,7 +91,7 @@ def test_patch_search_ranks_splits_by_the_bound_with_ops_in_place(shared_models)
         assert cand.bound <= real.plan.arena_bytes
     c = pipeline.compile_model(_shared(shared_models, "person_detect"), host_board())
     assert c.plan.arena_bytes == 19444 and c.report.memory_strategy == "patch"
-    chosen = min(c.report.strategies, key=lambda s: s.arena_bytes)
+    (chosen,) = [s for s in c.report.strategies if s.chosen]
     assert (chosen.patch_stage_ops, list(chosen.patch_grid)) == (4, [8, 8])
     # The old ranking's first pick, for the record: bigger and more MACs.
     old = patching.search(g, 0.15)[0]
@@ -113,6 +116,23 @@ def test_memory_slack_trades_a_little_arena_for_a_faster_plan(shared_models):
         assert len(chosen) == 1 and chosen[0].arena_bytes == c.plan.arena_bytes
         assert chosen[0].arena_bytes <= 19444 * (1 + slack)
     assert "memory_slack=0.03" in plans[0.03].files["model.h"] and "memory_slack" not in plans[0.0].files["model.h"]
+    # At slack 0 the search plans its usual best three, ties in the bound or not.
+    g = pipeline.passes.run_passes(tflite.load(model))
+    target = pipeline.target_of(board)
+    assert len(patching.search(g, 0.15, bound=lambda pg: pipeline._inplace_bound(pg, target))) == 3
+    # Not past the board's SRAM, however much slack (the smallest stays the fallback).
+    small = dataclasses.replace(board, sram=dataclasses.replace(board.sram, size=19444))
+    assert pipeline.compile_model(model, small, CompileOptions(memory_slack=0.5)).plan.arena_bytes == 19444
+
+
+@pytest.mark.tf
+def test_patch_search_adds_no_candidates_at_slack_0_when_bounds_tie():
+    import modelgen
+    g = pipeline.passes.run_passes(tflite.load(modelgen.branchy_cnn()))
+    target = pipeline.target_of(host_board())
+    bound = lambda pg: pipeline._inplace_bound(pg, target)  # noqa: E731
+    assert len(patching.search(g, 0.15, bound=bound)) <= 3
+    assert len(patching.search(g, 0.15, bound=bound, slack=0.5)) > 3
 
 
 @pytest.mark.tf

@@ -14,7 +14,8 @@ def add_board_argument(p: argparse.ArgumentParser, required: bool = True) -> Non
 def add_memory_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("memory")
     g.add_argument("--memory", choices=("auto", "layer", "inplace", "patch"), default="auto",
-                   help="activation memory strategy (default: auto, the smallest arena)")
+                   help="activation memory strategy (default: auto, the smallest arena, or the "
+                        "fastest within --memory-slack of it)")
     g.add_argument("--max-recompute", type=float, default=15.0, metavar="PERCENT",
                    help="patch-based inference: extra MACs allowed, in percent (default: 15)")
     g.add_argument("--memory-slack", type=float, default=0.0, metavar="PERCENT",

@@ -353,4 +353,12 @@ int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
                                 const int8_t *input, int8_t *output, void *scratch);
 size_t mcc_depthwise_conv2d_1ch_s8_scratch_bytes(const mcc_depthwise_conv2d_1ch_params *p);
 
+/* The optional paths compiled in (mcc_config.h, kernels.OPTIONAL_PATHS): each
+ * is defined only when its path is, and a model that takes it reads it, so a
+ * library built without a path the model needs does not link. */
+extern const uint8_t mcc_has_path_DW1CH_GENERAL;
+extern const uint8_t mcc_has_path_IM2COL_WIDENED;
+extern const uint8_t mcc_has_path_IM2COL_PATCHES;
+extern const uint8_t mcc_has_path_IM2COL_STACK_PAIRS;
+
 #endif /* MCC_CONV_H */
