@@ -53,6 +53,7 @@ class StrategyReport:
     patch_grid: list | None = None
     split_tensor: str | None = None
     chosen: bool = False         # the plan the build uses
+    estimated_instructions: int | None = None  # static estimate (energy.KERNEL_COSTS), the core's table
 
 
 @dataclass(frozen=True)
@@ -363,12 +364,18 @@ def _pick(candidates: list[Planned], board, slack: float = 0.0) -> Planned:
     smallest = min(candidates, key=lambda c: (c.plan.arena_bytes, patching.conv_macs(c.graph)))
     if not slack > 0:
         return smallest
-    core = board.core.mcpu if board.core is not None else ("cortex-m4" if board.dsp else "cortex-m3")
+    core = _estimate_core(board)
     limit = smallest.plan.arena_bytes * (1.0 + slack)
     if not board.is_host and board.sram_bytes is not None:
         limit = min(limit, board.sram_bytes)     # never trade the fit away
     near = [c for c in candidates if c.plan.arena_bytes <= limit] or [smallest]
     return min(near, key=lambda c: (_estimated_instructions(c, core), c.plan.arena_bytes))
+
+
+def _estimate_core(board) -> str:
+    """The KERNEL_COSTS table that ranks plans: the board's core, else (the host) the
+    table of the kernels' instruction set."""
+    return board.core.mcpu if board.core is not None else ("cortex-m4" if board.dsp else "cortex-m3")
 
 
 def _estimated_instructions(c: Planned, core: str) -> float:
@@ -414,7 +421,9 @@ def compile_model(model: bytes, board, options: CompileOptions = CompileOptions(
         header_options["memory_slack"] = f"{options.memory_slack:g}"
     header = codegen.header_lines(sha, board.name, header_options)
     files = codegen.generate(chosen.graph, chosen.plan, chosen.calls, options.name, header)
-    strategies = [_strategy_report(c, base_macs, c is chosen) for c in candidates]
+    core = _estimate_core(board)
+    strategies = [_strategy_report(c, base_macs, c is chosen, round(_estimated_instructions(c, core)))
+                  for c in candidates]
     tflm = _tflm_arena(model) if options.compare_tflm else None
     report = _report(chosen, board, model_name, sha, strategies, tflm,
                      layerwise_bound=planner.lower_bound(graph))
@@ -425,7 +434,7 @@ def compile_model(model: bytes, board, options: CompileOptions = CompileOptions(
                     replace(report, estimate=estimate.to_dict()))
 
 
-def _strategy_report(c: Planned, base_macs: int, chosen: bool) -> StrategyReport:
+def _strategy_report(c: Planned, base_macs: int, chosen: bool, instructions: int) -> StrategyReport:
     macs = patching.conv_macs(c.graph)
     split = None
     if c.patch:
@@ -437,7 +446,8 @@ def _strategy_report(c: Planned, base_macs: int, chosen: bool) -> StrategyReport
         recompute=round(macs / base_macs - 1.0, 4) if base_macs else 0.0,
         inplace_ops=len(c.inplace) - (len(patching.paste_inplace(c.graph)) if c.patch else 0),
         patch_stage_ops=c.patch.stage_ops if c.patch else None,
-        patch_grid=list(c.patch.grid) if c.patch else None, split_tensor=split, chosen=chosen)
+        patch_grid=list(c.patch.grid) if c.patch else None, split_tensor=split, chosen=chosen,
+        estimated_instructions=instructions)
 
 
 _TFLM_ARENA = ("import sys; from mcucompile.reference import tflm_arena_bytes; "

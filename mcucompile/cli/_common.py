@@ -85,7 +85,7 @@ def format_report(r: Report) -> str:
         f"TFLM arena       {_kb(r.tflm_arena_bytes)}" if r.tflm_arena_bytes else
         "TFLM arena       - (pip install tflite-micro to compare)",
         "",
-        "memory strategies (* = used):",
+        "memory strategies (* = used; ~instructions: the static estimate, see --memory-slack):",
     ]
     for s in r.strategies:
         mark = "*" if s.chosen else " "
@@ -95,7 +95,8 @@ def format_report(r: Report) -> str:
                      f"(split at {s.split_tensor}), +{100 * s.recompute:.1f}% MACs")
         elif s.inplace_ops:
             extra = f"  {s.inplace_ops} ops in place"
-        lines.append(f"  {mark} {s.strategy:<8} {_kb(s.arena_bytes):>12}{extra}")
+        speed = f"  ~{s.estimated_instructions / 1e6:.2f} M instructions" if s.estimated_instructions else ""
+        lines.append(f"  {mark} {s.strategy:<8} {_kb(s.arena_bytes):>12}{speed}{extra}")
     e = r.estimate or {}
     if e.get("instructions"):
         lines.append(f"estimate         {e['instructions']:,} instructions ({e['instructions_per_mac']:.2f} per MAC)"
