@@ -23,7 +23,7 @@ import numpy as np
 
 from . import __version__
 from .ir import DType, Graph
-from .kernels import ArrayRef, FloatValue, KernelCall, TensorArg, TensorPtrs, omitted_paths
+from .kernels import ArrayRef, FloatValue, KernelCall, TensorArg, TensorPtrs, omitted_paths, taken_paths
 from .planner import MemoryPlan
 from .resources import data_dir
 
@@ -301,7 +301,7 @@ def generate(graph: Graph, plan: MemoryPlan, calls: dict[int, KernelCall | None]
                      name_table_size=max(len(layers), 1),
                      input_bytes=sum(graph.tensor(t).nbytes for t in graph.inputs),
                      output_bytes=sum(graph.tensor(t).nbytes for t in graph.outputs),
-                     paths=tuple(sorted(set().union(*(c.paths for c in calls.values() if c is not None)))))
+                     paths=taken_paths(calls.values()))
     env = _environment()
     config = ConfigView(header_lines=header_lines, omitted=omitted_paths(calls.values()))
     files = {f"{prefix}.h": env.get_template("model.h.j2").render(m=view),

@@ -266,8 +266,7 @@ def _fast_one_by_one(graph: Graph, target: KernelTarget, eligible, calls, inplac
     core = "cortex-m4" if target.dsp else "cortex-m3"
 
     def cost(op, call) -> float:
-        inputs, outputs = energy.activation_elements(op, graph)
-        return energy.kernel_cost(core, call.cost_name)[0].instructions(call.macs, inputs, outputs)
+        return _call_instructions(graph, op, call, core)
 
     step_of = {op.index: step for step, op in enumerate(graph.ops)}
     todo = []
@@ -378,14 +377,15 @@ def _estimate_core(board) -> str:
     return board.core.mcpu if board.core is not None else ("cortex-m4" if board.dsp else "cortex-m3")
 
 
+def _call_instructions(graph: Graph, op, call: KernelCall, core: str) -> float:
+    """The static estimate of one kernel call (energy.KERNEL_COSTS)."""
+    inputs, outputs = energy.activation_elements(op, graph)
+    return energy.kernel_cost(core, call.cost_name)[0].instructions(call.macs, inputs, outputs)
+
+
 def _estimated_instructions(c: Planned, core: str) -> float:
-    total = 0.0
-    for op in c.graph.ops:
-        call = c.calls.get(op.index)
-        if call is not None:
-            inputs, outputs = energy.activation_elements(op, c.graph)
-            total += energy.kernel_cost(core, call.cost_name)[0].instructions(call.macs, inputs, outputs)
-    return total
+    return sum(_call_instructions(c.graph, op, c.calls[op.index], core)
+               for op in c.graph.ops if c.calls.get(op.index) is not None)
 
 
 def plan_graph(graph: Graph, board, options: CompileOptions = CompileOptions()) -> Planned:

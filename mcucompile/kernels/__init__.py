@@ -124,10 +124,15 @@ OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
 }
 
 
+def taken_paths(calls) -> tuple[str, ...]:
+    """The optional paths the calls take, sorted."""
+    return tuple(sorted(set().union(*(c.paths for c in calls if c is not None))))
+
+
 def omitted_paths(calls) -> tuple[str, ...]:
     """The optional paths of the calls' libraries that none of the calls takes."""
     calls = [c for c in calls if c is not None]
-    taken = set().union(*(c.paths for c in calls))
+    taken = taken_paths(calls)
     libraries = sorted({c.library for c in calls})
     return tuple(p for lib in libraries for p in OPTIONAL_PATHS.get(lib, ()) if p not in taken)
 
