@@ -372,9 +372,12 @@ def _pick(candidates: list[Planned], board, slack: float = 0.0) -> Planned:
 
 
 def _estimate_core(board) -> str:
-    """The KERNEL_COSTS table that ranks plans: the board's core, else (the host) the
-    table of the kernels' instruction set."""
-    return board.core.mcpu if board.core is not None else ("cortex-m4" if board.dsp else "cortex-m3")
+    """The KERNEL_COSTS table that ranks plans: the board's core (its portable
+    kernels' table when built without DSP), else (the host) the table of the
+    kernels' instruction set."""
+    if board.core is None:
+        return "cortex-m4" if board.dsp else "cortex-m3"
+    return energy.cost_core(board.core.mcpu, bool(board.dsp))
 
 
 def _call_instructions(graph: Graph, op, call: KernelCall, core: str) -> float:

@@ -217,6 +217,25 @@ def test_static_estimate_falls_back_and_says_so(hello, monkeypatch):
     assert m3.layers[0].instructions == round(fb.per_mac * 16 + fb.per_input * 1 + fb.per_output * 16 + fb.per_call)
 
 
+def test_kernels_built_without_dsp_are_costed_as_the_portable_loops(hello, monkeypatch):
+    """`bench --portable` builds an M7's kernels without DSP: their costs are the M3's
+    table (the portable C loops), for the estimate and for ranking memory plans."""
+    from mcucompile import pipeline
+    kernel = _kernel(hello)
+    monkeypatch.setattr(energy, "KERNEL_COSTS", {
+        "cortex-m7": {kernel: energy.KernelCost(1.0, 0.0, 0.0, 0.0, 1)},
+        "cortex-m3": {kernel: energy.KernelCost(3.0, 0.0, 0.0, 0.0, 1)}})
+    dsp = energy.estimate_static(hello, _board())
+    portable = energy.estimate_static(hello, _board(dsp=False))
+    assert [x.instructions for x in dsp.layers] == [16, 256, 16]
+    assert [x.instructions for x in portable.layers] == [48, 768, 48]
+    assert "measured on QEMU cortex-m3" in portable.assumptions[0]
+    assert portable.core == "cortex-m7"                 # the CPI is still the M7's
+    assert pipeline._estimate_core(_board()) == "cortex-m7"
+    assert pipeline._estimate_core(_board(dsp=False)) == "cortex-m3"
+    assert pipeline._estimate_core(_board("qemu-m3")) == "cortex-m3"
+
+
 def test_static_estimate_for_the_host_has_no_core(hello):
     est = energy.estimate_static(hello, boards.load("host"))
     assert est.instructions is None and est.latency_ms is None and est.energy_uj is None

@@ -146,8 +146,8 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
     # 3x3 convolutions in bands of four rows (mcc_conv2d_band_s8, DSP cores;
     # the M3 takes im2col): stride 1 and 2, SAME and VALID, an odd last
     # channel, out_h % 4 (the last band moved up), a buffer that fills up
-    # (columns moved to its start), at the peak on the stack, and a first
-    # layer's 3 channels padded to 4.
+    # (columns moved to its start), at the peak on the stack, and 6 input
+    # channels padded to 8.
     cases["band_k3_s1_same_c16"] = ("conv2d", dict(
         input_shape=(1, 11, odd(25, 31), 16), filters=odd(3, 9), kernel=3, padding="same",
         activation="relu", seed=int(rng.integers(100))), BAND)
@@ -160,8 +160,8 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
     cases["band_k3_s1_valid_c16_compact"] = ("conv2d", dict(
         input_shape=(1, 8, odd(9, 13), 16), filters=odd(3, 9), kernel=3, padding="valid",
         seed=int(rng.integers(100))), BAND)
-    cases["band_k3_s1_same_c3_first"] = ("conv2d", dict(
-        input_shape=(1, 10, odd(9, 13), 3), filters=17, kernel=3, padding="same",
+    cases["band_k3_s1_same_c6_padded"] = ("conv2d", dict(
+        input_shape=(1, 10, odd(9, 13), 6), filters=17, kernel=3, padding="same",
         activation="relu", seed=int(rng.integers(100))), BAND)
     # Depthwise at the peak: the planar kernel's planes on the stack, as many
     # as fit (eight here: four channels transposed at a time), then the rest
@@ -217,6 +217,20 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
     cases["add_tables_clamped"] = (_add_clamped, dict(shape_a=(1, 11, 13, 9),
                                                       shape_b=(1, 11, 13, 9), activation="relu"),
                                    "mcc_add_s8")
+    # RGB first layers (3 channels, 3x3): blocks of four pixels inside the
+    # image widened straight from the input (widen_rgb3x3_block on DSP cores),
+    # the border pixels through int8 patches. Stride 2 with SAME padding, 17
+    # filters at stride 1 (which the band kernel took before), and rows
+    # dilated by 2 (the pitch between a patch's rows).
+    cases["conv_rgb3x3_s2_same"] = ("conv2d", dict(
+        input_shape=(1, 15, 37, 3), filters=9, kernel=3, stride=2, padding="same",
+        activation="relu6", seed=5), "mcc_conv2d_im2col_s8")
+    cases["conv_rgb3x3_s1_same_f17"] = ("conv2d", dict(
+        input_shape=(1, 10, 13, 3), filters=17, kernel=3, padding="same", activation="relu",
+        seed=6), "mcc_conv2d_im2col_s8")
+    cases["conv_rgb3x3_s1_valid_dh2"] = ("conv2d", dict(
+        input_shape=(1, 13, 17, 3), filters=8, kernel=3, dilation=(2, 1), padding="valid",
+        seed=7), "mcc_conv2d_im2col_s8")
     return cases
 
 
@@ -239,7 +253,7 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "conv_k3_s1_same_c12_compact", "conv_k3_s1_valid_c3_compact",
                        "conv_k3_s1_same_c11_compact", "band_k3_s1_same_c16", "band_k3_s2_valid_c12",
                        "band_k3_s2_same_c8_compact", "band_k3_s1_valid_c16_compact",
-                       "band_k3_s1_same_c3_first", "depthwise_k3_s2_same_c13_compact",
+                       "band_k3_s1_same_c6_padded", "depthwise_k3_s2_same_c13_compact",
                        "depthwise_1ch_k3x3_s1_valid_m12_compact",
                        "depthwise_k5_s1_same_c10_compact", "depthwise_k3_s2_same_c6_strips_compact",
                        "depthwise_k5_s1_same_c3_strips_compact",
@@ -247,8 +261,9 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "depthwise_k3_s1_valid_two_rows", "depthwise_k3_s1_valid_one_row",
                        "depthwise_k3_s2x1_same", "depthwise_k3_s1x2_valid",
                        "depthwise_k3_s1_same_even_hw_batch2", "depthwise_k3_s1_valid_three_rows",
-                       "depthwise_k3_s1_same_c5_strips_compact"},
-           "qemu-m4": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact",
+                       "depthwise_k3_s1_same_c5_strips_compact", "conv_rgb3x3_s2_same",
+                       "conv_rgb3x3_s1_same_f17", "conv_rgb3x3_s1_valid_dh2"},
+           "qemu-m4": {"conv_rgb3x3_s2_same", "conv_rgb3x3_s1_valid_dh2", "conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact",
                        "depthwise_1ch_k5x5_s1_valid_m3_compact", "conv_k3_s1_same_depth16_compact",
                        "add_tables", "add_tables_clamped", "conv_k1_depth72_compact",
                        "band_k3_s1_same_c16", "band_k3_s2_same_c8_compact",
@@ -258,7 +273,8 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
            "qemu-m3": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k3_s2_same_c8",
                        "depthwise_1ch_k3x3_s2_same_m8_compact", "conv_k3_s1_same_depth16_compact",
                        "depthwise_1ch_k3x2_s1_same_m6_compact", "conv_k3_s1_valid_c3_compact",
-                       "add_tables", "depthwise_k5_s1_same_c3_strips_compact"}}
+                       "add_tables", "depthwise_k5_s1_same_c3_strips_compact",
+                       "conv_rgb3x3_s2_same"}}
 
 
 def _params():

@@ -204,7 +204,8 @@ def test_pio_run_builds_the_project_with_our_flags_and_linker_script(projects, t
         flags = c.split()
         assert (flags[-1] in size_sources) == ("-Os" in flags and flags.index("-Os") > flags.index("-O2")), c
 
-    with (out / ".pio" / "build" / "stm32f746" / "firmware.elf").open("rb") as f:
+    elf_path = out / ".pio" / "build" / "stm32f746" / "firmware.elf"
+    with elf_path.open("rb") as f:
         elf = ELFFile(f)
         symbols = {s.name: s["st_value"] for s in elf.get_section_by_name(".symtab").iter_symbols()}
         vectors = elf.get_section_by_name(".vectors")
@@ -212,6 +213,24 @@ def test_pio_run_builds_the_project_with_our_flags_and_linker_script(projects, t
         assert symbols["__stack_end"] == b.sram.origin + b.stack_bytes
         assert symbols["Reset_Handler"] & ~1 == elf.header["e_entry"] & ~1
         assert "fw_clock_init" in symbols and "fw_caches_enable" in symbols
+
+    # The size script fails the build, before the link, rather than leave a
+    # runtime source at -O2 without a word: one it never met (a QEMU driver,
+    # in the project but not in the board's build), one that does not exist.
+    script = out / platformio.SIZE_SCRIPT
+    original = script.read_text()
+    qemu_only = next(s for s in json.loads((out / "firmware" / "firmware.json").read_text())["variants"]["qemu"]
+                     ["sources"] if s not in sources)
+    for extra, message in ((qemu_only, f"were not compiled with -Os: {qemu_only}"),
+                           ("firmware/src/gone.c", "names runtime sources that are not in the project: "
+                                                   "firmware/src/gone.c")):
+        script.write_text(original.replace(" for s in [", f" for s in [{extra!r}, ", 1))
+        elf_path.unlink(missing_ok=True)
+        r = subprocess.run([platformio.pio_binary(), "run", "-d", str(out)], capture_output=True, text=True,
+                           env=pio_env(home), timeout=300)
+        assert r.returncode != 0 and message in r.stdout + r.stderr, r.stdout + r.stderr
+        assert not elf_path.exists()
+    script.write_text(original)
 
     # `mcucompile flash` runs the upload; the stand-in's uploader finds no board.
     monkeypatch.setenv("PLATFORMIO_CORE_DIR", str(home))

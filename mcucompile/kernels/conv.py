@@ -29,8 +29,8 @@ Kernels. `choose()` is the one place that picks a kernel (the lowering and
   padding) as int8 GEMM, four rows x two output channels per pass.
 * mcc_conv2d_band_s8 (DSP targets): 3x3 CONV_2D at stride 1 or 2 on both axes,
   out_h >= 4, in_c a multiple of 4 (or padded to one at stride 1 with 16 or
-  more filters): bands of four output rows, each input column widened once
-  and multiplied in place by the GEMM's tile.
+  more filters, but for an RGB first layer's 3): bands of four output rows,
+  each input column widened once and multiplied in place by the GEMM's tile.
 * mcc_conv2d_im2col_s8: every other ungrouped CONV_2D, and a DEPTHWISE_CONV_2D
   over one input channel that the planar kernel does not take (patches of
   four pixels gathered into scratch, then the same GEMM).
@@ -724,12 +724,15 @@ def _band(layer: _Layer, on_stack: bool) -> Choice | None:
     win = layer.win
     if layer.kind != OpKind.CONV_2D or layer.groups != 1 or win.out_h < 4:
         return None
-    # Input channels are padded to groups of four: at most a third more MACs (a
-    # first layer's 3 channels). That beats im2col's int8 patches at stride 1
-    # with 16 or more filters (ResNet-8's first layer: 1.66 against 1.90
-    # instructions/MAC), not at stride 2 (MobileNetV2's: 9 rows widened per
-    # column for 8 filters, 1.93 against 1.79).
-    if win.in_c % 4 and (3 * 4 * _groups(win.in_c) > 4 * win.in_c
+    # Input channels are padded to groups of four: at most a third more MACs.
+    # That beats im2col's int8 patches at stride 1 with 16 or more filters, not
+    # at stride 2 (MobileNetV2's first layer: 9 rows widened per column for 8
+    # filters, 1.93 against 1.79 instructions/MAC). An RGB first layer (3
+    # channels, 3x3) takes im2col, which widens its patches straight from the
+    # input (widen_rgb3x3_block in C): ResNet-8's first layer whole costs 745 K
+    # instructions there against the band's 734 K, but in the 12-column
+    # patches of its default plan 130 K against 150 K.
+    if win.in_c % 4 and (win.in_c == 3 or 3 * 4 * _groups(win.in_c) > 4 * win.in_c
                          or win.stride_h != 1 or layer.out_c < 16):
         return None
     if (win.filter_h, win.filter_w, win.dilation_h, win.dilation_w) != (3, 3, 1, 1):
