@@ -2,8 +2,8 @@
 
     python benchmarks/speed_models.py [--models DIR] [--json results.json] [--no-generated]
 
-For every model in ../shared/models and two generated MobileNetV2-style models
-(tests/modelgen.py, needs TensorFlow), builds the firmware and runs it in QEMU
+For every model in ../shared/models and the generated ones (tests/modelgen.py,
+needs TensorFlow: two MobileNetV2-style models, MLPerf Tiny's ResNet-8 and DS-CNN), builds the firmware and runs it in QEMU
 (`mcucompile bench`'s measure(): -icount shift=0, deterministic instruction
 counts) on four configurations:
 
@@ -48,7 +48,10 @@ TFLM = {
 GENERATED = (("mobilenet_v2_96_a035", "mobilenet_v2", dict(resolution=96, alpha=0.35)),
              ("mobilenet_v2_64_a050", "mobilenet_v2", dict(resolution=64, alpha=0.5)),
              # MLPerf Tiny's image classification network (CIFAR-10 ResNet-8): 3x3 convolutions.
-             ("resnet8_mlperf_ic", "resnet8", dict()))
+             ("resnet8_mlperf_ic", "resnet8", dict()),
+             # MLPerf Tiny's keyword spotting network (DS-CNN): a 10x4 conv over one channel,
+             # then depthwise-separable blocks of 64 channels.
+             ("ds_cnn_mlperf_kws", "ds_cnn", dict()))
 
 
 def generated_models(directory: Path) -> list[Path]:
@@ -171,7 +174,7 @@ def provenance() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", type=Path, default=DEFAULT_MODELS, help="directory of .tflite models")
-    ap.add_argument("--no-generated", action="store_true", help="skip the MobileNetV2-style models")
+    ap.add_argument("--no-generated", action="store_true", help="skip the generated models")
     ap.add_argument("--memory", default="auto", help="memory strategy to build with (default: auto)")
     ap.add_argument("--json", type=Path, default=None, help="write every measurement here")
     args = ap.parse_args()

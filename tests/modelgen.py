@@ -609,14 +609,48 @@ def resnet8(*, resolution: int = 32, widths: Sequence[int] = (16, 32, 64), num_c
             y = conv(y, c, 3, act=None)
             shortcut = x if n == 0 else conv(x, c, 1, s, act=None)
             x = L.ReLU()(L.Add()([shortcut, y]))
-        x = L.AveragePooling2D(x.shape[1])(x)
-        x = L.Flatten()(x)
-        i = next(seeds)
-        x = L.Dense(num_classes, kernel_initializer=tf.keras.initializers.GlorotUniform(seed=i))(x)
-        x = L.Softmax()(x)
-        return tf.keras.Model(inp, x)
+        return tf.keras.Model(inp, _classifier(tf, x, num_classes, next(seeds)))
 
     return _cached("resnet8", cfg, build)
+
+
+def _classifier(tf, x, num_classes: int, seed: int):
+    """The MLPerf Tiny networks' head: average pooling over the whole map, dense, softmax."""
+    L = tf.keras.layers
+    x = L.AveragePooling2D((x.shape[1], x.shape[2]))(x)
+    x = L.Flatten()(x)
+    x = L.Dense(num_classes, kernel_initializer=tf.keras.initializers.GlorotUniform(seed=seed))(x)
+    return L.Softmax()(x)
+
+
+def ds_cnn(*, input_shape: Shape = (1, 49, 10, 1), filters: int = 64, blocks: int = 4,
+           num_classes: int = 12, per_channel: bool = True, float_io: bool = False,
+           seed: int = 0) -> bytes:
+    """MLPerf Tiny's keyword-spotting network (DS-CNN, 49x10 MFCC frames): a
+    10x4 stride-2 conv over the one input channel, `blocks` depthwise-separable
+    blocks (3x3 depthwise, 1x1 conv, each with ReLU), average pooling over the
+    whole map, dense, softmax. Untrained weights: for speed and bit-exactness."""
+    cfg = _config(locals())
+
+    def build(tf):
+        L = tf.keras.layers
+        (inp,) = _inputs(tf, [input_shape])
+        seeds = iter(range(seed, seed + 10_000, 2))
+
+        def init(weights: str = "kernel_initializer") -> dict:
+            """He-uniform weights and small random biases, each layer its own seeds."""
+            i = next(seeds)
+            return {weights: tf.keras.initializers.VarianceScaling(2.0, "fan_in", "uniform", seed=i),
+                    "bias_initializer": tf.keras.initializers.RandomUniform(-0.05, 0.05, seed=i + 1)}
+
+        x = L.Conv2D(filters, (10, 4), strides=2, padding="same", activation="relu", **init())(inp)
+        for _ in range(blocks):
+            x = L.DepthwiseConv2D(3, padding="same", activation="relu",
+                                  **init("depthwise_initializer"))(x)
+            x = L.Conv2D(filters, 1, activation="relu", **init())(x)
+        return tf.keras.Model(inp, _classifier(tf, x, num_classes, next(seeds)))
+
+    return _cached("ds_cnn", cfg, build)
 
 
 def branchy_cnn(*, input_shape: Shape = (1, 16, 16, 3), width: int = 8, num_classes: int = 5,

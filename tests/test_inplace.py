@@ -584,13 +584,14 @@ def test_planar_depthwise_in_place_is_bit_exact(kw):
 # The fast in-place form of a 1x1 convolution: mcc_gemm_s8 in blocks of four
 # pixels, first to last (out_c <= in_c) or last to first (out_c > in_c), the
 # leftover pixels (rows % 4) through the block with their outputs via scratch:
-# on the stack where block and outputs fit MCC_GEMM_STACK_BLOCK, else the arena.
+# on the stack where block and outputs fit MCC_GEMM_INPLACE_STACK_BLOCK, else the arena.
 GEMM_INPLACE = {
     "expand_leftover_3": (dict(input_shape=(1, 5, 7, 3), filters=11, activation="relu6"), 2),
     "project_leftover_1": (dict(input_shape=(1, 3, 7, 12), filters=5), 1),
     "equal_whole_blocks": (dict(input_shape=(1, 4, 6, 8), filters=8, activation="relu"), 1),
     "expand_batch2": (dict(input_shape=(2, 3, 3, 4), filters=9), 2),
-    "project_deep_arena": (dict(input_shape=(1, 3, 5, 72), filters=40), 1),
+    "equal_64_stack": (dict(input_shape=(1, 5, 3, 64), filters=64, activation="relu"), 1),
+    "project_deep_arena": (dict(input_shape=(1, 3, 5, 200), filters=40), 1),
 }
 
 
@@ -607,7 +608,7 @@ def test_gemm_1x1_in_place_is_bit_exact(name):
     (call,) = [c for c in compiled.calls.values() if c is not None]
     fields = {f.name: f.value for f in call.fields}
     assert call.function == "mcc_gemm_inplace_s8" and call.inplace_input is not None
-    on_stack = inplace.gemm_inplace_stack_bytes(fields["depth"], fields["out_c"]) <= 512
+    on_stack = inplace.gemm_inplace_stack_bytes(fields["depth"], fields["out_c"]) <= 1152
     assert fields["inplace"] == order and fields["row_block"] == (2 if on_stack else 4)
     assert on_stack == (name != "project_deep_arena")
     assert call.scratch_bytes == (0 if on_stack else

@@ -515,6 +515,7 @@ def _c_scratch_cases():
                          ("MCC_IM2COL_STACK_PATCH", conv.IM2COL_STACK_PATCH),
                          ("MCC_IM2COL_STACK_BLOCK", conv.IM2COL_STACK_BLOCK),
                          ("MCC_GEMM_STACK_BLOCK", conv.GEMM_STACK_BLOCK),
+                         ("MCC_GEMM_INPLACE_STACK_BLOCK", conv.GEMM_INPLACE_STACK_BLOCK),
                          ("MCC_PLANAR_STACK_PLANE", conv.PLANAR_STACK_PLANE)]:
         cases.append((f"printf(\"%d\\n\", (int)({macro}));", value))
     return cases
@@ -900,6 +901,9 @@ def test_im2col_paths_mirror_the_kernels_dispatch(tmp_path):
         oh, ow = (ih + 2 * ph - fh) // sh + 1, (iw + 2 * pw - fw) // sw + 1
         if oh >= 1 and ow >= 1 and b * ih * iw * ic <= 1 << 16 and b * oh * ow * oc <= 1 << 16:
             cases.append((b, ih, iw, ic, oh, ow, oc, fh, fw, sh, sw, ph, pw, int(rng.choice([1, 2, 4]))))
+    # RGB first layers (rare above): blocks in scratch, on the stack, and one by one.
+    cases += [(1, 9, 12, 3, 7, 10, 5, 3, 3, 1, 1, 0, 0, 4), (2, 11, 11, 3, 6, 6, 4, 3, 3, 2, 2, 1, 1, 2),
+              (1, 9, 12, 3, 7, 10, 5, 3, 3, 1, 1, 0, 0, 1)]
     stdin = "".join(" ".join(map(str, c)) + "\n" for c in cases)
     src = tmp_path / "dispatch.c"
     src.write_text(IM2COL_DISPATCH)
@@ -914,10 +918,16 @@ def test_im2col_paths_mirror_the_kernels_dispatch(tmp_path):
         runs[keep] = [int(v) for v in out.stdout.split()]
     seen = set()
     for i, (b, ih, iw, ic, oh, ow, oc, fh, fw, sh, sw, ph, pw, rb) in enumerate(cases):
-        (want,) = im2col_paths(b * oh * ow, fh * fw * ic, rb, ic)
+        rgb = (ic, fh, fw) == (3, 3, 3)
+        taken = im2col_paths(b * oh * ow, fh * fw * ic, rb, ic, rgb)
+        (want,) = taken - {"IM2COL_RGB"}
         seen.add(want)
         assert {k: runs[k][i] for k in paths} == {k: int(k != want) for k in paths}, cases[i]
-    assert seen == set(paths)
+        # The RGB widening (DSP builds only, so not in these) within the int8 way's blocks.
+        blocks = want == "IM2COL_PATCHES" and rb in (2, 4) and b * oh * ow >= 4
+        assert ("IM2COL_RGB" in taken) == (rgb and blocks), cases[i]
+        seen.update(taken)
+    assert seen == set(paths) | {"IM2COL_RGB"}
 
 
 def test_every_optional_kernel_path_is_one_the_library_can_omit():
@@ -990,9 +1000,9 @@ def test_patches_too_big_for_the_stack_take_the_general_kernel():
     (dict(input_shape=(1, 13, 12, 12), filters=5, kernel=3, stride=2, padding="valid"), False),
     (dict(input_shape=(1, 9, 13, 8), filters=9, kernel=3, stride=2, padding="same"), True),
     (dict(input_shape=(1, 8, 11, 16), filters=4, kernel=3, padding="valid"), True),
-    (dict(input_shape=(1, 10, 9, 3), filters=17, kernel=3, padding="same"), False),
+    (dict(input_shape=(1, 10, 9, 6), filters=17, kernel=3, padding="same"), False),
 ], ids=["s1_same_c16_buffer_fills", "s2_valid_c12", "s2_same_c8_stack", "s1_valid_c16_stack",
-        "s1_c3_padded_to_4"])
+        "s1_c6_padded_to_8"])
 def test_band_conv_portable_loops_bit_exact(kw, compact):
     import modelgen as mg
     from harness import assert_bit_exact

@@ -328,6 +328,12 @@ def test_fast_kernel_is_bit_exact_on_qemu(name, board, model_dir, tmp_path):
         assert layer.scratch_bytes == 32 * 18, layer  # the block alone, no int8 patches
     elif name == "band_k3_s1_same_c16" and kernel == BAND:
         assert layer.scratch_bytes == 4096 // 192 * 192, layer  # fewer columns than the band reads
+    if name.startswith("conv_rgb3x3") or name in ("conv_k3_s2_same_c5_compact", "conv_k3_s1_same_c11_compact"):
+        # Only an RGB layer keeps the direct widening compiled in, and has its own cost.
+        rgb = name.startswith("conv_rgb3x3")
+        (call,) = [c for c in compiled.calls.values() if c is not None]
+        assert ("#define MCC_OMIT_IM2COL_RGB 1" in compiled.files["mcc_config.h"]) == (not rgb)
+        assert call.cost_variant == ("rgb3x3" if rgb else "")
     assert report.compared and report.samples == 2
     assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)
 
@@ -368,4 +374,25 @@ def test_resnet8_default_build_is_bit_exact_on_qemu(board, model_dir, tmp_path):
     stack = [c for c in compiled.calls.values() if c and c.function == conv
              and {f.name: f.value for f in c.fields}[on_stack[0]] == on_stack[1]]
     assert stack, f"no {conv} layer at the peak"
+    assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)
+
+
+@pytest.mark.parametrize("board", ["qemu-m7", pytest.param("qemu-m4", marks=pytest.mark.slow),
+                                   pytest.param("qemu-m3", marks=pytest.mark.slow)])
+def test_ds_cnn_default_build_is_bit_exact_on_qemu(board, model_dir, tmp_path):
+    # MLPerf Tiny's KWS network, fewer frames, built as `build` builds it: its
+    # 64-channel 1x1 layers run in place at the memory peak, as the GEMM with
+    # its block and leftover outputs on the stack (MCC_GEMM_INPLACE_STACK_BLOCK),
+    # the 10x4 first layer through im2col's int8 patches.
+    import modelgen as mg
+    from harness import run_on_qemu
+    from mcucompile.pipeline import CompileOptions
+    path = model_dir / "ds_cnn_25.tflite"
+    if not path.exists():
+        path.write_bytes(mg.ds_cnn(input_shape=(1, 25, 10, 1)))
+    compiled, report = run_on_qemu(path, board, tmp_path / "build", runs=1, options=CompileOptions())
+    inplace = [{f.name: f.value for f in c.fields} for c in compiled.calls.values()
+               if c and c.function == "mcc_gemm_inplace_s8"]
+    assert inplace and all(f["row_block"] == 2 and f["depth"] == 64 for f in inplace), inplace
+    assert "mcc_conv2d_im2col_s8" in {c.function for c in compiled.calls.values() if c}
     assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)

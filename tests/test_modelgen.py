@@ -67,6 +67,9 @@ CASES = {
                                          "CONCATENATION", "CONV_2D", "ADD", "AVERAGE_POOL_2D", "RESHAPE",
                                          "FULLY_CONNECTED"]),
     "mobilenet_v2": (mg.mobilenet_v2, {}, None),  # checked separately below
+    "ds_cnn": (mg.ds_cnn, dict(input_shape=(1, 13, 10, 1), blocks=2),
+               ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D",
+                "AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX"]),
 }
 
 

@@ -231,6 +231,17 @@ def test_pio_run_builds_the_project_with_our_flags_and_linker_script(projects, t
         assert r.returncode != 0 and message in r.stdout + r.stderr, r.stdout + r.stderr
         assert not elf_path.exists()
     script.write_text(original)
+    # Either extra script dropped from platformio.ini: said, not a traceback or a silent -O2.
+    ini = out / "platformio.ini"
+    ini_text = ini.read_text()
+    for line, message in ((f"pre:{platformio.SIZE_SCRIPT}", f"lacks pre:{platformio.SIZE_SCRIPT}"),
+                          (f"post:{platformio.LINK_SCRIPT}", f"lacks post:{platformio.LINK_SCRIPT}")):
+        ini.write_text(ini_text.replace(f"    {line}\n", ""))
+        r = subprocess.run([platformio.pio_binary(), "run", "-d", str(out)], capture_output=True, text=True,
+                           env=pio_env(home), timeout=300)
+        assert r.returncode != 0 and message in r.stdout + r.stderr, r.stdout + r.stderr
+        assert "Traceback" not in r.stdout + r.stderr
+    ini.write_text(ini_text)
 
     # `mcucompile flash` runs the upload; the stand-in's uploader finds no board.
     monkeypatch.setenv("PLATFORMIO_CORE_DIR", str(home))

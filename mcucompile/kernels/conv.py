@@ -506,6 +506,8 @@ IM2COL_STACK_BLOCK = 2 * IM2COL_STACK_PATCH
 # MCC_GEMM_STACK_BLOCK (mcc_conv.h): the scratch-free GEMM keeps its int16
 # block of four rows on the stack when it is at most this big (depth <= 64).
 GEMM_STACK_BLOCK = 512
+# MCC_GEMM_INPLACE_STACK_BLOCK: the in-place GEMM's block and leftover outputs.
+GEMM_INPLACE_STACK_BLOCK = 1152
 # mcc_conv2d_band_s8: as many widened input columns in scratch as fit in this
 # many bytes, at least 3; MCC_BAND_STACK_BYTES (mcc_conv.h): at the memory peak,
 # at least 3 on the stack in this many.
@@ -564,16 +566,27 @@ def im2col_scratch_bytes(pixels: int, patch: int, row_block: int, in_c: int) -> 
     return (32 if in_c % 4 == 0 else 48) * _groups(patch)
 
 
-def im2col_paths(pixels: int, patch: int, row_block: int, in_c: int) -> frozenset[str]:
-    """Mirror of mcc_conv2d_im2col_s8's dispatch: the optional path (kernels.OPTIONAL_PATHS)
+def im2col_paths(pixels: int, patch: int, row_block: int, in_c: int,
+                 rgb: bool = False) -> frozenset[str]:
+    """Mirror of mcc_conv2d_im2col_s8's dispatch: the optional paths (kernels.OPTIONAL_PATHS)
     it takes. Patches are widened straight into int16 blocks when in_c is a multiple of 4,
-    else gathered as int8 first; at row_block 2 blocks too big for the stack take pairs."""
+    else gathered as int8 first; at row_block 2 blocks too big for the stack take pairs.
+    `rgb` (is_rgb3x3): the int8 way's blocks of four pixels take IM2COL_RGB too."""
     direct = in_c % 4 == 0
     if row_block == 2:
         if (32 if direct else 48) * _groups(patch) > IM2COL_STACK_BLOCK:
             return frozenset({"IM2COL_STACK_PAIRS"})
-        return frozenset({"IM2COL_WIDENED" if direct else "IM2COL_PATCHES"})
-    return frozenset({"IM2COL_WIDENED" if row_block == 4 and pixels >= 4 and direct else "IM2COL_PATCHES"})
+        way = "IM2COL_WIDENED" if direct else "IM2COL_PATCHES"
+    else:
+        way = "IM2COL_WIDENED" if row_block == 4 and pixels >= 4 and direct else "IM2COL_PATCHES"
+    blocks = row_block in (2, 4) and pixels >= 4
+    return frozenset({way, "IM2COL_RGB"} if way == "IM2COL_PATCHES" and blocks and rgb else {way})
+
+
+def is_rgb3x3(in_c: int, filter_h: int, filter_w: int, dilation_w: int) -> bool:
+    """An RGB first layer, in mcc_conv.c's rgb3x3 sense: 3 channels under a 3x3 filter,
+    undilated along x."""
+    return (in_c, filter_h, filter_w, dilation_w) == (3, 3, 3, 1)
 
 
 def band_column_bytes(in_c: int, stride: int) -> int:
@@ -726,13 +739,13 @@ def _band(layer: _Layer, on_stack: bool) -> Choice | None:
         return None
     # Input channels are padded to groups of four: at most a third more MACs.
     # That beats im2col's int8 patches at stride 1 with 16 or more filters, not
-    # at stride 2 (MobileNetV2's first layer: 9 rows widened per column for 8
-    # filters, 1.93 against 1.79 instructions/MAC). An RGB first layer (3
-    # channels, 3x3) takes im2col, which widens its patches straight from the
-    # input (widen_rgb3x3_block in C): ResNet-8's first layer whole costs 745 K
+    # at stride 2 (the band widens 9 rows per column there). An RGB first layer
+    # (3 channels, 3x3) takes im2col, which widens its patches straight from
+    # the input (IM2COL_RGB): ResNet-8's first layer whole costs 745 K
     # instructions there against the band's 734 K, but in the 12-column
     # patches of its default plan 130 K against 150 K.
-    if win.in_c % 4 and (win.in_c == 3 or 3 * 4 * _groups(win.in_c) > 4 * win.in_c
+    rgb = is_rgb3x3(win.in_c, win.filter_h, win.filter_w, win.dilation_w)
+    if win.in_c % 4 and (rgb or 3 * 4 * _groups(win.in_c) > 4 * win.in_c
                          or win.stride_h != 1 or layer.out_c < 16):
         return None
     if (win.filter_h, win.filter_w, win.dilation_h, win.dilation_w) != (3, 3, 1, 1):
@@ -923,11 +936,15 @@ def _fast_call(layer: _Layer, choice: Choice, op: Op) -> KernelCall:
                        pad_h=win.pad_h, pad_w=win.pad_w, pad_value=-layer.input_offset,
                        row_block=choice.row_block) + act
         arrays = _fast_arrays(gemm_weights(layer.rows_by_depth()), table)
+        rgb = (layer.kind == OpKind.CONV_2D
+               and is_rgb3x3(win.in_c, win.filter_h, win.filter_w, win.dilation_w))
         paths = im2col_paths(win.batches * win.out_h * win.out_w,
-                             win.filter_h * win.filter_w * win.in_c, choice.row_block, win.in_c)
+                             win.filter_h * win.filter_w * win.in_c, choice.row_block, win.in_c, rgb)
+        # The RGB blocks run at their own speed (on DSP cores; the portable
+        # build's figure is fitted apart all the same).
         return KernelCall(choice.variant.value, LIBRARY, "mcc_conv2d_im2col_params",
                           fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs,
-                          paths=paths)
+                          cost_variant="rgb3x3" if "IM2COL_RGB" in paths else "", paths=paths)
     if choice.variant == Variant.BAND:
         fields = _ints(batches=win.batches, in_h=win.in_h, in_w=win.in_w, in_c=win.in_c,
                        out_h=win.out_h, out_w=win.out_w, out_c=layer.out_c,

@@ -86,7 +86,7 @@ from ..ir import ALIAS_KINDS, DType, Graph, Op, OpKind, Pool2DAttrs
 from ..quant import activation_range
 from . import (LOWERINGS, SCRATCH, ArrayRef, ConstArray, Field, KernelCall, KernelTarget, TensorArg,
                fast_inplace_lowering, inplace_lowering)
-from .conv import (GEMM_STACK_BLOCK, _prepare, fast_channel_table, gemm_weights, planar_one_plane,
+from .conv import (GEMM_INPLACE_STACK_BLOCK, _prepare, fast_channel_table, gemm_weights, planar_one_plane,
                    planar_weights, window)
 from .pool import pool_geometry
 
@@ -412,7 +412,7 @@ def conv2d_1x1_inplace_gemm(op: Op, graph: Graph, target: KernelTarget) -> Kerne
     # Small enough, the block and the leftover outputs go on the stack (as
     # mcc_gemm_s8's at the peak): no arena scratch, so this form fits wherever
     # the lean one does, also at the memory peak.
-    row_block = 2 if gemm_inplace_stack_bytes(g["depth"], g["out_c"]) <= GEMM_STACK_BLOCK else 4
+    row_block = 2 if gemm_inplace_stack_bytes(g["depth"], g["out_c"]) <= GEMM_INPLACE_STACK_BLOCK else 4
     fields = tuple(Field("row_block", row_block) if x.name == "row_block" else x for x in call.fields)
     return replace(call, function="mcc_gemm_inplace_s8",
                    fields=fields + (Field("inplace", order),),

@@ -10,7 +10,9 @@
 /* Optional paths (kernels.OPTIONAL_PATHS): the model's mcc_config.h omits
  * those no layer takes, and they compile out; a call that would take one
  * returns MCC_ERROR. 1ch: filters other than three rows of one word, and
- * out_c % 4 channels. im2col: its three ways (mcc_conv2d_im2col_s8). */
+ * out_c % 4 channels. im2col: its three ways (mcc_conv2d_im2col_s8), and
+ * the RGB first layers' direct widening within the int8 way (without it
+ * they take that way's general gather: slower, the same bytes). */
 #if defined(MCC_OMIT_DW1CH_GENERAL)
 #define DW1CH_GENERAL 0
 #else
@@ -31,6 +33,11 @@
 #else
 #define IM2COL_STACK_PAIRS 1
 #endif
+#if defined(MCC_OMIT_IM2COL_RGB)
+#define IM2COL_RGB 0
+#else
+#define IM2COL_RGB 1
+#endif
 /* Each path compiled in defines its symbol; a model that takes a path reads
  * it, so kernels built without the path do not link with that model. */
 #if DW1CH_GENERAL
@@ -44,6 +51,9 @@ const uint8_t mcc_has_path_IM2COL_PATCHES = 1;
 #endif
 #if IM2COL_STACK_PAIRS
 const uint8_t mcc_has_path_IM2COL_STACK_PAIRS = 1;
+#endif
+#if IM2COL_RGB
+const uint8_t mcc_has_path_IM2COL_RGB = 1;
 #endif
 
 /* sum(a[i] * b[i]) for i < n. Each product fits in 16 bits; the int32 sum
@@ -1313,23 +1323,31 @@ int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, v
     return MCC_OK;
 }
 
+/* row_block 2: the block in a frame of its own, only for as long as it is used. */
+static MCC_NOINLINE void gemm_inplace_on_stack(const mcc_gemm_params *p, const int8_t *input,
+                                               int8_t *output)
+{
+    uint32_t stack_block[MCC_GEMM_INPLACE_STACK_BLOCK / 4];
+    gemm_inplace(p, input, output, stack_block);
+}
+
 /* Its own entry point, so that models without it do not link it. */
 int mcc_gemm_inplace_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output,
                         void *scratch)
 {
-    uint32_t stack_block[MCC_GEMM_STACK_BLOCK / 4];
     if (!p->inplace || (const int8_t *)output != input) {
         return MCC_ERROR;
     }
     if (p->row_block == 2) {
-        if (32 * groups_of(p->depth) + 4 * p->out_c > MCC_GEMM_STACK_BLOCK) {
+        if (32 * groups_of(p->depth) + 4 * p->out_c > MCC_GEMM_INPLACE_STACK_BLOCK) {
             return MCC_ERROR;
         }
-        scratch = stack_block;
-    } else if (p->row_block != 4) {
+        gemm_inplace_on_stack(p, input, output);
+    } else if (p->row_block == 4) {
+        gemm_inplace(p, input, output, scratch);
+    } else {
         return MCC_ERROR;
     }
-    gemm_inplace(p, input, output, scratch);
     clamp_activation(output, p->rows * p->out_c, p->act_min, p->act_max);
     return MCC_OK;
 }
@@ -1523,7 +1541,7 @@ static void gather_block_inside(const mcc_conv2d_im2col_params *p, const int8_t 
     }
 }
 
-#if MCC_CONV_DSP
+#if MCC_CONV_DSP && IM2COL_RGB
 /* A 3x3 filter over three input channels: an RGB first layer. */
 static int rgb3x3(const mcc_conv2d_im2col_params *p)
 {
@@ -1655,10 +1673,10 @@ static void im2col_patches(const mcc_conv2d_im2col_params *p, const int8_t *inpu
     const int32_t stride = 4 * groups;                 /* bytes per patch row */
     const int32_t total = p->batches * p->out_h * p->out_w;
     blocks = blocks && total >= 4;
-#if MCC_CONV_DSP
+#if MCC_CONV_DSP && IM2COL_RGB
     const int rgb = rgb3x3(p);
 #else
-    const int rgb = 0;      /* the portable block has another layout */
+    const int rgb = 0;      /* compiled out, or the portable block's other layout */
 #endif
     int8_t *patches = (int8_t *)scratch + (blocks ? 32 * groups : 0);
     const int32_t n_rows = blocks ? 4 : 1;
@@ -1674,7 +1692,7 @@ static void im2col_patches(const mcc_conv2d_im2col_params *p, const int8_t *inpu
         const int inside = block && block_inside(p, oy, ox);
         /* RGB first layers widen straight into the block (DSP targets). */
         const int widened = inside && rgb;
-#if MCC_CONV_DSP
+#if MCC_CONV_DSP && IM2COL_RGB
         if (widened) {
             widen_rgb3x3_block(p, input, b, oy, ox, (int32_t *)scratch);
         }

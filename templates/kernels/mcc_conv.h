@@ -172,7 +172,8 @@ int mcc_conv2d_1x1_s8(const mcc_fully_connected_params *p,
  *            scratch), so order 1 is safe when out_c <= depth and order 2 when
  *            out_c >= depth (kernels/inplace.py checks which). row_block 4:
  *            that scratch in the arena; 2: on the stack, no arena scratch
- *            (block and leftover outputs within MCC_GEMM_STACK_BLOCK bytes).
+ *            (block and leftover outputs within MCC_GEMM_INPLACE_STACK_BLOCK
+ *            bytes: 64 channels in and out fit).
  */
 typedef struct {
     int32_t rows;
@@ -186,6 +187,10 @@ typedef struct {
 } mcc_gemm_params;
 
 #define MCC_GEMM_STACK_BLOCK 512
+/* As much as the band and planar kernels keep on the stack: the in-place form
+ * runs where its scratch would raise the peak, and the pixel-by-pixel kernel
+ * it replaces there takes 1.6x the instructions (DS-CNN's 64-channel layers). */
+#define MCC_GEMM_INPLACE_STACK_BLOCK 1152
 
 int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, void *scratch);
 /* The same with output == input: `inplace` 1 or 2, row_block 4 or 2. */
@@ -360,5 +365,6 @@ extern const uint8_t mcc_has_path_DW1CH_GENERAL;
 extern const uint8_t mcc_has_path_IM2COL_WIDENED;
 extern const uint8_t mcc_has_path_IM2COL_PATCHES;
 extern const uint8_t mcc_has_path_IM2COL_STACK_PAIRS;
+extern const uint8_t mcc_has_path_IM2COL_RGB;
 
 #endif /* MCC_CONV_H */
