@@ -32,17 +32,27 @@ _BLOCK = re.compile(r"# BEGIN KERNEL_COSTS\n.*?# END KERNEL_COSTS\n", re.S)
 TERMS = 4   # MACs, input elements, output elements, 1
 
 
+# Fewer distinct layer shapes than this: fit two terms at most (say per MAC
+# and per call). Two or three shapes pinned three or four terms to whatever
+# the samples happened to be (a fixed cost of 99 K instructions per call).
+FEW_SHAPES = 4
+
+
 def fit(samples: list[tuple[int, int, int, int]]) -> tuple[float, ...]:
     """Non-negative (per_mac, per_input, per_output, per_call) for samples (macs, inputs, outputs, y),
     minimising sum((estimate - y)^2 / y): least squares over every subset of the
-    terms (15 small solves), keeping the best whose coefficients are all >= 0."""
+    terms (15 small solves), keeping the best whose coefficients are all >= 0;
+    at most two terms for a kernel measured on fewer than FEW_SHAPES shapes."""
     X = np.array([[m, i, o, 1.0] for m, i, o, _ in samples], dtype=float)
     y = np.array([max(s[3], 1) for s in samples], dtype=float)
     w = 1.0 / np.sqrt(y)
     A, t = X * w[:, None], y * w
     best, best_err = (0.0, 0.0, 0.0, float(np.median(y))), np.inf
+    shapes = len({s[:3] for s in samples})
     for mask in range(1, 1 << TERMS):
         cols = [i for i in range(TERMS) if mask >> i & 1]
+        if shapes < FEW_SHAPES and len(cols) > 2:
+            continue
         if np.linalg.matrix_rank(A[:, cols]) < len(cols):
             continue   # terms proportional across all samples: a smaller subset covers it
         coef, *_ = np.linalg.lstsq(A[:, cols], t, rcond=None)

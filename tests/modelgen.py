@@ -653,6 +653,37 @@ def ds_cnn(*, input_shape: Shape = (1, 49, 10, 1), filters: int = 64, blocks: in
     return _cached("ds_cnn", cfg, build)
 
 
+def conv_mix(*, input_shape: Shape = (1, 32, 32, 1), num_classes: int = 10,
+             per_channel: bool = True, float_io: bool = False, seed: int = 0) -> bytes:
+    """Convolutions the benchmark networks lack, one of each, for the static
+    estimate's fit: a 3x3 stride-2 layer over one channel, 3x3 over 6
+    channels, 5x5 over 8, 3x5 at stride 2x1 over 16, 1x1 at stride 2 (all
+    through im2col, its int8 and its widened ways), then the classifier head."""
+    cfg = _config(locals())
+
+    def build(tf):
+        L = tf.keras.layers
+        (inp,) = _inputs(tf, [input_shape])
+        seeds = iter(range(seed, seed + 10_000, 2))
+
+        def conv(x, c, k, s=1, padding="same"):
+            i = next(seeds)
+            return L.Conv2D(c, k, strides=s, padding=padding, activation="relu",
+                            kernel_initializer=tf.keras.initializers.VarianceScaling(
+                                2.0, "fan_in", "uniform", seed=i),
+                            bias_initializer=tf.keras.initializers.RandomUniform(-0.05, 0.05, seed=i + 1))(x)
+
+        x = conv(inp, 16, 3, 2)
+        x = conv(x, 6, 1)
+        x = conv(x, 8, 3)
+        x = conv(x, 16, 5)
+        x = conv(x, 12, (3, 5), (2, 1), "valid")
+        x = conv(x, 24, 1, 2)
+        return tf.keras.Model(inp, _classifier(tf, x, num_classes, next(seeds)))
+
+    return _cached("conv_mix", cfg, build)
+
+
 def branchy_cnn(*, input_shape: Shape = (1, 16, 16, 3), width: int = 8, num_classes: int = 5,
                 per_channel: bool = True, float_io: bool = False, seed: int = 0) -> bytes:
     """A small CNN with parallel branches joined by CONCATENATION and ADD:

@@ -591,6 +591,7 @@ GEMM_INPLACE = {
     "equal_whole_blocks": (dict(input_shape=(1, 4, 6, 8), filters=8, activation="relu"), 1),
     "expand_batch2": (dict(input_shape=(2, 3, 3, 4), filters=9), 2),
     "equal_64_stack": (dict(input_shape=(1, 5, 3, 64), filters=64, activation="relu"), 1),
+    "expand_96_stack": (dict(input_shape=(1, 3, 6, 20), filters=95), 2),
     "project_deep_arena": (dict(input_shape=(1, 3, 5, 200), filters=40), 1),
 }
 

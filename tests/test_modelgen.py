@@ -70,6 +70,8 @@ CASES = {
     "ds_cnn": (mg.ds_cnn, dict(input_shape=(1, 13, 10, 1), blocks=2),
                ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D",
                 "AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX"]),
+    "conv_mix": (mg.conv_mix, dict(input_shape=(1, 16, 16, 1)),
+                 ["CONV_2D"] * 6 + ["AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX"]),
 }
 
 

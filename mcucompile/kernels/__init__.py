@@ -108,7 +108,8 @@ class KernelCall:
 # Paths of a kernel library that a model's layers may not need. The generated
 # mcc_config.h defines MCC_OMIT_<path> for each one no call takes, and the
 # library compiles it out; a call that reaches an omitted path returns
-# MCC_ERROR instead. No config (a kernel built on its own) or MCC_ALL_PATHS
+# MCC_ERROR instead (IM2COL_RGB, a faster form within IM2COL_PATCHES, falls
+# back to that way's general gather). No config (a kernel built on its own) or MCC_ALL_PATHS
 # keeps them all. The model reads mcc_has_path_<path> for each path it takes,
 # so kernels built without one of them do not link with it.
 OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
@@ -121,7 +122,9 @@ OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
         # two at a time on the stack. A model takes one or two (1.4 KB saved).
         "IM2COL_WIDENED", "IM2COL_PATCHES", "IM2COL_STACK_PAIRS",
         # Within the int8 way, blocks of an RGB first layer (3 channels, 3x3)
-        # widened straight from the input on DSP cores (+350 B on the M4).
+        # widened straight from the input on DSP cores (+350 B on the M4). Kept
+        # for every such layer with blocks, also one whose blocks all touch
+        # the border and so never take it (output under 4 wide, say).
         "IM2COL_RGB",
     ),
 }

@@ -940,11 +940,13 @@ def _fast_call(layer: _Layer, choice: Choice, op: Op) -> KernelCall:
                and is_rgb3x3(win.in_c, win.filter_h, win.filter_w, win.dilation_w))
         paths = im2col_paths(win.batches * win.out_h * win.out_w,
                              win.filter_h * win.filter_w * win.in_c, choice.row_block, win.in_c, rgb)
-        # The RGB blocks run at their own speed (on DSP cores; the portable
-        # build's figure is fitted apart all the same).
+        # Each way runs at its own speed, the RGB blocks too (on DSP cores; the
+        # portable build's figures are fitted apart all the same).
+        variant = ("rgb3x3" if "IM2COL_RGB" in paths else "int8" if "IM2COL_PATCHES" in paths
+                   else "pairs" if "IM2COL_STACK_PAIRS" in paths else "")
         return KernelCall(choice.variant.value, LIBRARY, "mcc_conv2d_im2col_params",
                           fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs,
-                          cost_variant="rgb3x3" if "IM2COL_RGB" in paths else "", paths=paths)
+                          cost_variant=variant, paths=paths)
     if choice.variant == Variant.BAND:
         fields = _ints(batches=win.batches, in_h=win.in_h, in_w=win.in_w, in_c=win.in_c,
                        out_h=win.out_h, out_w=win.out_w, out_c=layer.out_c,
