@@ -596,11 +596,8 @@ def resnet8(*, resolution: int = 32, widths: Sequence[int] = (16, 32, 64), num_c
         seeds = iter(range(seed, seed + 10_000, 2))
 
         def conv(x, c, k, s=1, act="relu"):
-            i = next(seeds)
             return L.Conv2D(c, k, strides=s, padding="same", activation=act,
-                            kernel_initializer=tf.keras.initializers.VarianceScaling(
-                                2.0, "fan_in", "uniform", seed=i),
-                            bias_initializer=tf.keras.initializers.RandomUniform(-0.05, 0.05, seed=i + 1))(x)
+                            **_he_init(tf, next(seeds)))(x)
 
         x = conv(inp, widths[0], 3)
         for n, c in enumerate(widths):
@@ -612,6 +609,12 @@ def resnet8(*, resolution: int = 32, widths: Sequence[int] = (16, 32, 64), num_c
         return tf.keras.Model(inp, _classifier(tf, x, num_classes, next(seeds)))
 
     return _cached("resnet8", cfg, build)
+
+
+def _he_init(tf, seed: int, weights: str = "kernel_initializer") -> dict:
+    """A layer's initializers: He-uniform weights from `seed`, small random biases from `seed + 1`."""
+    return {weights: tf.keras.initializers.VarianceScaling(2.0, "fan_in", "uniform", seed=seed),
+            "bias_initializer": tf.keras.initializers.RandomUniform(-0.05, 0.05, seed=seed + 1)}
 
 
 def _classifier(tf, x, num_classes: int, seed: int):
@@ -637,17 +640,12 @@ def ds_cnn(*, input_shape: Shape = (1, 49, 10, 1), filters: int = 64, blocks: in
         (inp,) = _inputs(tf, [input_shape])
         seeds = iter(range(seed, seed + 10_000, 2))
 
-        def init(weights: str = "kernel_initializer") -> dict:
-            """He-uniform weights and small random biases, each layer its own seeds."""
-            i = next(seeds)
-            return {weights: tf.keras.initializers.VarianceScaling(2.0, "fan_in", "uniform", seed=i),
-                    "bias_initializer": tf.keras.initializers.RandomUniform(-0.05, 0.05, seed=i + 1)}
-
-        x = L.Conv2D(filters, (10, 4), strides=2, padding="same", activation="relu", **init())(inp)
+        x = L.Conv2D(filters, (10, 4), strides=2, padding="same", activation="relu",
+                     **_he_init(tf, next(seeds)))(inp)
         for _ in range(blocks):
             x = L.DepthwiseConv2D(3, padding="same", activation="relu",
-                                  **init("depthwise_initializer"))(x)
-            x = L.Conv2D(filters, 1, activation="relu", **init())(x)
+                                  **_he_init(tf, next(seeds), "depthwise_initializer"))(x)
+            x = L.Conv2D(filters, 1, activation="relu", **_he_init(tf, next(seeds)))(x)
         return tf.keras.Model(inp, _classifier(tf, x, num_classes, next(seeds)))
 
     return _cached("ds_cnn", cfg, build)
@@ -667,11 +665,8 @@ def conv_mix(*, input_shape: Shape = (1, 32, 32, 1), num_classes: int = 10,
         seeds = iter(range(seed, seed + 10_000, 2))
 
         def conv(x, c, k, s=1, padding="same"):
-            i = next(seeds)
             return L.Conv2D(c, k, strides=s, padding=padding, activation="relu",
-                            kernel_initializer=tf.keras.initializers.VarianceScaling(
-                                2.0, "fan_in", "uniform", seed=i),
-                            bias_initializer=tf.keras.initializers.RandomUniform(-0.05, 0.05, seed=i + 1))(x)
+                            **_he_init(tf, next(seeds)))(x)
 
         x = conv(inp, 16, 3, 2)
         x = conv(x, 6, 1)
