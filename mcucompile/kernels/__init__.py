@@ -109,8 +109,8 @@ class KernelCall:
 # mcc_config.h defines MCC_OMIT_<path> for each one no call takes, and the
 # library compiles it out; a call that reaches an omitted path returns
 # MCC_ERROR instead (IM2COL_RGB, a faster form within IM2COL_PATCHES, falls
-# back to that way's general gather). No config (a kernel built on its own) or MCC_ALL_PATHS
-# keeps them all. The model reads mcc_has_path_<path> for each path it takes,
+# back to that way's general gather). No config (a kernel built on its own)
+# or MCC_ALL_PATHS keeps them all. The model reads mcc_has_path_<path> for each path it takes,
 # so kernels built without one of them do not link with it.
 OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
     "mcc_conv": (
