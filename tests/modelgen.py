@@ -595,16 +595,12 @@ def resnet8(*, resolution: int = 32, widths: Sequence[int] = (16, 32, 64), num_c
         (inp,) = _inputs(tf, [(1, resolution, resolution, 3)])
         seeds = iter(range(seed, seed + 10_000, 2))
 
-        def conv(x, c, k, s=1, act="relu"):
-            return L.Conv2D(c, k, strides=s, padding="same", activation=act,
-                            **_he_init(tf, next(seeds)))(x)
-
-        x = conv(inp, widths[0], 3)
+        x = _he_conv(tf, seeds, inp, widths[0], 3)
         for n, c in enumerate(widths):
             s = 1 if n == 0 else 2
-            y = conv(x, c, 3, s)
-            y = conv(y, c, 3, act=None)
-            shortcut = x if n == 0 else conv(x, c, 1, s, act=None)
+            y = _he_conv(tf, seeds, x, c, 3, s)
+            y = _he_conv(tf, seeds, y, c, 3, act=None)
+            shortcut = x if n == 0 else _he_conv(tf, seeds, x, c, 1, s, act=None)
             x = L.ReLU()(L.Add()([shortcut, y]))
         return tf.keras.Model(inp, _classifier(tf, x, num_classes, next(seeds)))
 
@@ -615,6 +611,12 @@ def _he_init(tf, seed: int, weights: str = "kernel_initializer") -> dict:
     """A layer's initializers: He-uniform weights from `seed`, small random biases from `seed + 1`."""
     return {weights: tf.keras.initializers.VarianceScaling(2.0, "fan_in", "uniform", seed=seed),
             "bias_initializer": tf.keras.initializers.RandomUniform(-0.05, 0.05, seed=seed + 1)}
+
+
+def _he_conv(tf, seeds, x, filters, kernel, strides=1, padding="same", act="relu"):
+    """A Conv2D over x with _he_init from the next of `seeds`."""
+    return tf.keras.layers.Conv2D(filters, kernel, strides=strides, padding=padding, activation=act,
+                                  **_he_init(tf, next(seeds)))(x)
 
 
 def _classifier(tf, x, num_classes: int, seed: int):
@@ -660,20 +662,15 @@ def conv_mix(*, input_shape: Shape = (1, 32, 32, 1), num_classes: int = 10,
     cfg = _config(locals())
 
     def build(tf):
-        L = tf.keras.layers
         (inp,) = _inputs(tf, [input_shape])
         seeds = iter(range(seed, seed + 10_000, 2))
 
-        def conv(x, c, k, s=1, padding="same"):
-            return L.Conv2D(c, k, strides=s, padding=padding, activation="relu",
-                            **_he_init(tf, next(seeds)))(x)
-
-        x = conv(inp, 16, 3, 2)
-        x = conv(x, 6, 1)
-        x = conv(x, 8, 3)
-        x = conv(x, 16, 5)
-        x = conv(x, 12, (3, 5), (2, 1), "valid")
-        x = conv(x, 24, 1, 2)
+        x = _he_conv(tf, seeds, inp, 16, 3, 2)
+        x = _he_conv(tf, seeds, x, 6, 1)
+        x = _he_conv(tf, seeds, x, 8, 3)
+        x = _he_conv(tf, seeds, x, 16, 5)
+        x = _he_conv(tf, seeds, x, 12, (3, 5), (2, 1), "valid")
+        x = _he_conv(tf, seeds, x, 24, 1, 2)
         return tf.keras.Model(inp, _classifier(tf, x, num_classes, next(seeds)))
 
     return _cached("conv_mix", cfg, build)
