@@ -207,7 +207,7 @@ def _layer(graph: Graph, plan: MemoryPlan, step: int, op, call: KernelCall,
     args = tuple(_ptr(graph, plan, a.tensor) if isinstance(a, TensorArg)
                  else Ptr("void", plan.scratch_offsets.get(op.index, 0)) for a in call.args)
     shapes = " ".join("x".join(map(str, graph.tensor(t).shape)) for t in op.outputs)
-    summary = f"op {op.index} {op.kind.value} -> {shapes}" + (f", {call.macs} MACs" if call.macs else "")
+    summary = f"op {op.index} {op.label} -> {shapes}" + (f", {call.macs} MACs" if call.macs else "")
     return LayerView(step, lname, summary, call.function, call.params_type, tuple(fields), args)
 
 

@@ -577,7 +577,7 @@ def _layer(index: int, name: str, op, call, step: int, compiled, instructions: i
         latency = cycles / clock_hz * 1e3
         energy = None if active_mw is None else active_mw * latency
     inputs, outputs = activation_elements(op, compiled.graph)
-    return LayerEstimate(index=index, name=name, op=op.kind.value, kernel=call.function,
+    return LayerEstimate(index=index, name=name, op=op.label, kernel=call.function,
                          cost_name=call.cost_name, macs=int(call.macs),
                          input_elements=inputs, output_elements=outputs, instructions=instructions,
                          cycles=cycles, latency_ms=latency, energy_uj=energy,

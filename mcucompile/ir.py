@@ -150,6 +150,19 @@ class Activation(enum.Enum):
 # --- attributes, one dataclass per op kind ---------------------------------
 
 @dataclass(frozen=True)
+class ResidualAdd:
+    """A residual ADD fused into the CONV_2D before it (passes.fuse_residual_adds).
+
+    The op's fourth input is the ADD's other operand x, its output the ADD's
+    output, written over x. `conv_output` is the quantization of the
+    convolution's own int8 result, which is no longer a tensor; `activation`
+    is the ADD's (the op's `activation` stays the convolution's)."""
+    conv_output: Quant
+    activation: Activation
+    add_index: int               # the ADD's operator index in the source model
+
+
+@dataclass(frozen=True)
 class Conv2DAttrs:
     padding: "Padding | ExplicitPadding"
     stride_h: int
@@ -157,6 +170,7 @@ class Conv2DAttrs:
     dilation_h: int
     dilation_w: int
     activation: Activation
+    residual: ResidualAdd | None = None
 
 
 @dataclass(frozen=True)
@@ -280,7 +294,14 @@ class Op:
 
     @property
     def name(self) -> str:
-        return f"{self.kind.value.lower()}_{self.index}"
+        base = f"{self.kind.value.lower()}_{self.index}"
+        residual = getattr(self.attrs, "residual", None)
+        return f"{base}_add_{residual.add_index}" if residual else base
+
+    @property
+    def label(self) -> str:
+        """The op kind as reports show it: CONV_2D+ADD for a fused residual."""
+        return self.kind.value + ("+ADD" if getattr(self.attrs, "residual", None) else "")
 
 
 @dataclass(frozen=True, eq=False)

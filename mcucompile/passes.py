@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-from .ir import Graph, verify
+from .ir import Graph, Op, OpKind, verify
 
 
 def remove_dead_ops(graph: Graph) -> Graph:
@@ -124,6 +124,71 @@ def schedule_for_memory(graph: Graph, state_limit: int = 50_000) -> Graph:
     if [o.index for o in order] == [o.index for o in ops]:
         return graph
     return replace(graph, ops=tuple(order))
+
+
+def fuse_residual_adds(graph: Graph, fusable: Callable[[Op, Graph, int, int], bool]) -> Graph:
+    """Run each residual ADD inside the convolution that computes one of its operands.
+
+    ADD(x, conv(y)) becomes one CONV_2D reading (y, weights, bias, x) whose
+    result is written over x as it is computed (Conv2DAttrs.residual): the
+    convolution's own output tensor is never stored, which takes a whole
+    activation off the peak of a residual block (ResNet-8's first block: x,
+    y and the convolution's output were alive together). It applies where x
+    dies at the ADD, nothing reads x between the convolution and the ADD, x
+    exists before the convolution runs, and the kernel can
+    (`fusable(conv, graph, x, out)`: kernels.conv.residual_fusable). Of two
+    convolution operands the later one takes the ADD, the other being made
+    before it. Target-dependent (the kernel choice), so the pipeline runs it
+    per memory strategy, after patching, not in PIPELINE."""
+    from .ir import ResidualAdd
+    from .planner import alias_roots
+    root = alias_roots(graph)
+
+    def r(t: int) -> int:
+        return root.get(t, t)
+
+    ops = graph.ops
+    readers: dict[int, list[int]] = {}
+    for i, op in enumerate(ops):
+        for t in op.inputs:
+            if t >= 0:
+                readers.setdefault(r(t), []).append(i)
+    producer = {t: i for i, op in enumerate(ops) for t in op.outputs}
+    outputs = {r(t) for t in graph.outputs}
+    fused: dict[int, Op] = {}
+    removed: set[int] = set()
+    for a, add in enumerate(ops):
+        if (add.kind != OpKind.ADD or len(add.inputs) != 2
+                or any(t < 0 or graph.tensor(t).is_const for t in add.inputs)):
+            continue
+        best = None
+        for z, x in ((add.inputs[0], add.inputs[1]), (add.inputs[1], add.inputs[0])):
+            c = producer.get(z)
+            if c is None or c in fused or ops[c].kind != OpKind.CONV_2D:
+                continue
+            if r(z) != z or z in outputs or readers.get(z) != [a]:
+                continue                        # the ADD alone reads the convolution's result
+            xr = r(x)
+            if xr in outputs or max(readers[xr]) != a or any(c < j < a for j in readers[xr]):
+                continue                        # x dies at the ADD, untouched since the convolution
+            if not (x in graph.inputs or producer.get(x, len(ops)) < c):
+                continue                        # x exists when the convolution runs
+            if xr == r(ops[c].inputs[0]) or not fusable(ops[c], graph, x, add.outputs[0]):
+                continue
+            if best is None or c > best[0]:
+                best = (c, z, x)
+        if best is None:
+            continue
+        c, z, x = best
+        conv = ops[c]
+        inputs = tuple(conv.inputs) + (-1,) * (3 - len(conv.inputs)) + (x,)
+        residual = ResidualAdd(graph.tensor(z).quant, add.attrs.activation, add.index)
+        fused[c] = replace(conv, inputs=inputs, outputs=add.outputs,
+                           attrs=replace(conv.attrs, residual=residual))
+        removed.add(a)
+    if not fused:
+        return graph
+    return replace(graph, ops=tuple(fused.get(i, op) for i, op in enumerate(ops) if i not in removed))
 
 
 Pass = Callable[[Graph], Graph]

@@ -40,6 +40,7 @@ class CompileOptions:
     inplace_fast_form: bool = False   # with inplace_everywhere: each op's fast in-place form where it
                                       # has one (more scratch), not the lean one (tests)
     compact_at_peak: bool = True  # scratch-free kernels where scratch would raise the peak (slower there)
+    fuse_residuals: bool = True   # residual ADDs run inside the convolution before them (passes.py)
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,10 @@ def _last_reads(graph: Graph) -> dict[int, int]:
 def _lower_and_plan(graph: Graph, target: KernelTarget, strategy: str, use_inplace: bool,
                     inplace: dict[int, int] | None = None, patch=None,
                     everywhere: bool = False, compact: bool = True,
-                    fast_form: bool = False) -> Planned:
+                    fast_form: bool = False, fuse: bool = True) -> Planned:
     """Lower every op (in place where allowed and worth it) and plan the arena."""
+    if fuse:
+        graph = _fuse_residuals(graph, target)
     inplace = dict(inplace or {})
     eligible = _inplace_calls(graph, target) if use_inplace else {}
     calls: dict[int, KernelCall | None] = {}
@@ -153,7 +156,7 @@ def _lower_and_plan(graph: Graph, target: KernelTarget, strategy: str, use_inpla
             call = lower_inplace_fast(op, graph, target) or call
         if call is None:
             call = lower(op, graph, target)
-        else:
+        if call is not None and call.inplace_input is not None:
             inplace[op.outputs[0]] = call.inplace_input
         calls[op.index] = call
     if use_inplace and not everywhere:
@@ -162,6 +165,22 @@ def _lower_and_plan(graph: Graph, target: KernelTarget, strategy: str, use_inpla
         _compact_at_peak(graph, target, calls, inplace)
     plan = planner.plan(graph, _scratch(calls), inplace=inplace)
     return Planned(strategy, graph, calls, plan, inplace, patch)
+
+
+def _fuse_residuals(graph: Graph, target: KernelTarget) -> Graph:
+    """Residual ADDs into the convolutions before them, where the kernel can (passes.py)."""
+    from .kernels.conv import residual_fusable
+    return passes.fuse_residual_adds(
+        graph, lambda conv, g, x, out: residual_fusable(conv, g, target, x, out))
+
+
+def _layerwise_bound(graph: Graph, target: KernelTarget, fuse: bool) -> int:
+    """The liveness bound of the layer-by-layer graph, its fused residuals written over x."""
+    if fuse:
+        graph = _fuse_residuals(graph, target)
+    fused = {op.outputs[0]: op.inputs[3] for op in graph.ops
+             if getattr(op.attrs, "residual", None) is not None}
+    return planner.lower_bound(graph, fused)
 
 
 def _inplace_calls(graph: Graph, target: KernelTarget) -> dict[int, KernelCall]:
@@ -180,16 +199,20 @@ def _inplace_calls(graph: Graph, target: KernelTarget) -> dict[int, KernelCall]:
     return eligible
 
 
-def _inplace_bound(graph: Graph, target: KernelTarget) -> int:
+def _inplace_bound(graph: Graph, target: KernelTarget, fuse: bool = True) -> int:
     """The liveness bound of a patched graph with every op that can run in
     place in place: what ranks patch configurations. Without the in-place ops
     it ranked person_detect's split after op 8 (3x3 patches, 22,288 B, +11%
     MACs) first, while the split after op 4 plans to 19,444 B (8x8, +4.5%)."""
     inplace = patching.paste_inplace(graph)
+    if fuse:
+        graph = _fuse_residuals(graph, target)
     eligible = _inplace_calls(graph, target)
     for op in graph.ops:
         if op.index in eligible:
             inplace[op.outputs[0]] = eligible[op.index].inplace_input
+        elif getattr(op.attrs, "residual", None) is not None:
+            inplace[op.outputs[0]] = op.inputs[3]
     return planner.lower_bound(graph, inplace)
 
 
@@ -220,9 +243,10 @@ def _keep_inplace_where_it_pays(graph: Graph, target: KernelTarget, calls, inpla
         _compact_at_peak(graph, target, lean_calls, lean_inplace)
     # Trials compare first-fit plans; only the plan kept is refined (it can only shrink).
     lean = planner.plan(graph, _scratch(lean_calls), inplace=lean_inplace, refine=False)
+    # PASTE_2D and a fused residual have no form out of place.
     fast = {op.index: lower(op, graph, target) for op in graph.ops
             if calls[op.index] is not None and calls[op.index].inplace_input is not None
-            and op.kind.value != "PASTE_2D"}
+            and op.kind.value != "PASTE_2D" and getattr(op.attrs, "residual", None) is None}
     if not fast:
         return Planned(strategy, graph, lean_calls,
                         planner.plan(graph, _scratch(lean_calls), inplace=lean_inplace), lean_inplace, patch)
@@ -312,11 +336,12 @@ def _compact_at_peak(graph: Graph, target: KernelTarget, calls: dict[int, Kernel
     peak = max(live, default=0)
     for step, op in enumerate(graph.ops):
         c = calls[op.index]
-        if c is None or not c.scratch_bytes or c.inplace_input is not None:
+        if c is None or not c.scratch_bytes:
             continue
         if live[step] + planner._align(c.scratch_bytes) > peak:
             compact = lower_compact(op, graph, target)
-            if compact is not None:
+            # An in-place call keeps its form unless the compact one writes over the same input.
+            if compact is not None and compact.inplace_input == c.inplace_input:
                 calls[op.index] = compact
 
 
@@ -327,12 +352,12 @@ def _strategies(graph: Graph, target: KernelTarget, options: CompileOptions) -> 
     out = []
     if "layer" in want:
         out.append(_lower_and_plan(graph, target, "layer", use_inplace=False,
-                                   compact=options.compact_at_peak))
+                                   compact=options.compact_at_peak, fuse=options.fuse_residuals))
     if "inplace" in want:
         out.append(_lower_and_plan(graph, target, "inplace", use_inplace=True,
                                    everywhere=options.inplace_everywhere,
                                    fast_form=options.inplace_fast_form,
-                                   compact=options.compact_at_peak))
+                                   compact=options.compact_at_peak, fuse=options.fuse_residuals))
     if "patch" in want:
         if options.patch_stage_ops or options.patch_grid:
             stage = options.patch_stage_ops or _default_stage(graph)
@@ -340,7 +365,8 @@ def _strategies(graph: Graph, target: KernelTarget, options: CompileOptions) -> 
             patched = [(config, patching.apply(graph, config))]
         else:
             patched = [(c.config, c.graph) for c in patching.search(
-                graph, options.max_recompute, bound=lambda g: _inplace_bound(g, target),
+                graph, options.max_recompute,
+                bound=lambda g: _inplace_bound(g, target, options.fuse_residuals),
                 slack=options.memory_slack)]
             if not patched and options.memory == "patch":
                 raise McuCompileError(
@@ -351,7 +377,7 @@ def _strategies(graph: Graph, target: KernelTarget, options: CompileOptions) -> 
                                        inplace=patching.paste_inplace(g), patch=config,
                                        everywhere=options.inplace_everywhere,
                                    fast_form=options.inplace_fast_form,
-                                   compact=options.compact_at_peak))
+                                   compact=options.compact_at_peak, fuse=options.fuse_residuals))
     return out
 
 
@@ -429,7 +455,7 @@ def compile_model(model: bytes, board, options: CompileOptions = CompileOptions(
                   for c in candidates]
     tflm = _tflm_arena(model) if options.compare_tflm else None
     report = _report(chosen, board, model_name, sha, strategies, tflm,
-                     layerwise_bound=planner.lower_bound(graph))
+                     layerwise_bound=_layerwise_bound(graph, target_of(board), options.fuse_residuals))
     compiled = Compiled(chosen.graph, chosen.calls, chosen.plan, files, report)
     from .energy import estimate_static
     estimate = estimate_static(compiled, board)
@@ -482,7 +508,7 @@ def _report(chosen: Planned, board, model_name: str, sha: str,
     for op in graph.ops:
         c = calls[op.index]
         layers.append(LayerReport(
-            index=op.index, op=op.kind.value,
+            index=op.index, op=op.label,
             input_shapes=[list(graph.tensor(t).shape) for t in op.inputs
                           if t >= 0 and not graph.tensor(t).is_const],
             output_shapes=[list(graph.tensor(t).shape) for t in op.outputs],

@@ -24,7 +24,7 @@ def memory_timeline(compiled, path: Path, sram_bytes: int | None = None) -> Path
     """Live activation bytes per layer as bars, with the arena, the lower bound and the board's SRAM."""
     plt = _pyplot()
     g, plan = compiled.graph, compiled.plan
-    labels = [f"{i}:{op.kind.value.replace('_2D', '').replace('DEPTHWISE_CONV', 'DW').lower()}"
+    labels = [f"{i}:{op.label.replace('_2D', '').replace('DEPTHWISE_CONV', 'DW').lower()}"
               for i, op in enumerate(g.ops)]
     live_kb = [b / 1024 for b in plan.live_bytes]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(labels) + 2), 4.2), dpi=110)

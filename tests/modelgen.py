@@ -222,6 +222,27 @@ def conv2d(*, input_shape: Shape = (1, 12, 12, 3), filters: int = 8,
     return _cached("conv2d", cfg, build)
 
 
+def conv_residual(*, input_shape: Shape = (1, 10, 7, 8), filters: int = 17, kernel: int = 3,
+                  stride: int = 1, padding: Padding = "same", activation: Activation = "relu",
+                  add_activation: Activation = "relu", float_io: bool = False,
+                  seed: int = 0) -> bytes:
+    """Two CONV_2Ds of the same geometry over the input, added (the residual
+    block's ADD): the later one can take the ADD into its epilogue
+    (passes.fuse_residual_adds), the earlier one's output being the operand
+    it writes over. `activation` is the convolutions', `add_activation` the ADD's."""
+    cfg = _config(locals())
+
+    def build(tf):
+        L = tf.keras.layers
+        (inp,) = _inputs(tf, [input_shape])
+        seeds = iter(range(seed, seed + 100, 2))
+        a = _he_conv(tf, seeds, inp, filters, kernel, stride, padding, activation)
+        b = _he_conv(tf, seeds, inp, filters, kernel, stride, padding, activation)
+        return tf.keras.Model(inp, _activation(tf, L.Add()([a, b]), add_activation))
+
+    return _cached("conv_residual", cfg, build)
+
+
 def depthwise_conv2d(*, input_shape: Shape = (1, 12, 12, 8), kernel: int | tuple[int, int] = 3,
                      stride: int | tuple[int, int] = 1, padding: Padding = "same",
                      dilation: int | tuple[int, int] = 1, depth_multiplier: int = 1,

@@ -39,6 +39,22 @@ def _add_clamped(**kwargs) -> bytes:
     graph = tflite.load(model)
     return requantized(model, output=(graph.tensor(graph.outputs[0]).scale, 0))
 
+def _residual_clamped(**kwargs) -> bytes:
+    """modelgen.conv_residual with the zero points of the convolutions' and the
+    ADD's outputs moved to 0 (scales kept): their ReLUs then clamp inside
+    int8's range, so the convolution's clamp folded into the fused ADD's table
+    and the ADD's own clamp both act."""
+    import modelgen as mg
+
+    def edit(m) -> None:
+        sg = m.subgraphs[0]
+        for op in sg.operators:
+            q = sg.tensors[op.outputs[0]].quantization
+            q.zeroPoint = [0]
+
+    return mg._edit_flatbuffer(mg.conv_residual(**kwargs), edit)
+
+
 def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
     """name -> (modelgen factory, arguments, the kernel the compiler must pick)."""
     rng = np.random.default_rng(2026)
@@ -231,6 +247,31 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
     cases["conv_rgb3x3_s1_valid_dh2"] = ("conv2d", dict(
         input_shape=(1, 13, 17, 3), filters=8, kernel=3, dilation=(2, 1), padding="valid",
         seed=7), "mcc_conv2d_im2col_s8")
+    # A residual ADD fused into the convolution before it (CONV_2D+ADD,
+    # mcc_residual): each kernel's ways with the ADD in their epilogue. The
+    # band's last band moved up (out_h 10) must not add its rows twice; odd
+    # channel counts leave runs of n % 4 values; the "_compact" forms are the
+    # stack ones (band columns, the GEMM's block or rows read where they lie,
+    # im2col's blocks or pairs).
+    for name, kwargs, kernel in [
+            ("band_s1_c17", dict(input_shape=(1, 10, 7, 8), filters=17), BAND),
+            ("band_s2_c16_compact", dict(input_shape=(1, 14, 9, 8), filters=16, stride=2), BAND),
+            ("gemm_c21", dict(input_shape=(1, 9, 7, 12), filters=21, kernel=1), "mcc_gemm_s8"),
+            ("gemm_depth72_compact", dict(input_shape=(1, 5, 7, 72), filters=10, kernel=1),
+             "mcc_gemm_s8"),
+            ("gemm_c12_compact", dict(input_shape=(1, 6, 5, 12), filters=12, kernel=1),
+             "mcc_gemm_s8"),
+            ("im2col_k1_s2_c20", dict(input_shape=(1, 9, 7, 12), filters=20, kernel=1, stride=2),
+             "mcc_conv2d_im2col_s8"),
+            ("im2col_k5_c3_relu6", dict(input_shape=(1, 9, 9, 3), filters=10, kernel=5,
+                                         activation="relu6", add_activation=None),
+             "mcc_conv2d_im2col_s8"),
+            ("im2col_k5_c8_pairs_compact", dict(input_shape=(1, 8, 7, 8), filters=6, kernel=5),
+             "mcc_conv2d_im2col_s8")]:
+        cases[f"residual_{name}"] = ("conv_residual", dict(kwargs, seed=int(rng.integers(100))),
+                                     kernel)
+    cases["residual_band_s1_c9_clamped"] = (_residual_clamped, dict(
+        input_shape=(1, 6, 9, 8), filters=9, seed=3), BAND)
     return cases
 
 
@@ -262,8 +303,10 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "depthwise_k3_s2x1_same", "depthwise_k3_s1x2_valid",
                        "depthwise_k3_s1_same_even_hw_batch2", "depthwise_k3_s1_valid_three_rows",
                        "depthwise_k3_s1_same_c5_strips_compact", "conv_rgb3x3_s2_same",
-                       "conv_rgb3x3_s1_same_f17", "conv_rgb3x3_s1_valid_dh2"},
-           "qemu-m4": {"conv_rgb3x3_s2_same", "conv_rgb3x3_s1_valid_dh2", "conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact",
+                       "conv_rgb3x3_s1_same_f17", "conv_rgb3x3_s1_valid_dh2",
+                       *(n for n in CASES if n.startswith("residual_"))},
+           "qemu-m4": {"residual_band_s1_c17", "residual_gemm_depth72_compact",
+                       "residual_band_s1_c9_clamped", "conv_rgb3x3_s2_same", "conv_rgb3x3_s1_valid_dh2", "conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact",
                        "depthwise_1ch_k5x5_s1_valid_m3_compact", "conv_k3_s1_same_depth16_compact",
                        "add_tables", "add_tables_clamped", "conv_k1_depth72_compact",
                        "band_k3_s1_same_c16", "band_k3_s2_same_c8_compact",
@@ -274,7 +317,8 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "depthwise_1ch_k3x3_s2_same_m8_compact", "conv_k3_s1_same_depth16_compact",
                        "depthwise_1ch_k3x2_s1_same_m6_compact", "conv_k3_s1_valid_c3_compact",
                        "add_tables", "depthwise_k5_s1_same_c3_strips_compact",
-                       "conv_rgb3x3_s2_same"}}
+                       "conv_rgb3x3_s2_same", "residual_band_s1_c17",
+                       "residual_im2col_k5_c8_pairs_compact", "residual_band_s1_c9_clamped"}}
 
 
 def _params():
@@ -316,10 +360,18 @@ def test_fast_kernel_is_bit_exact_on_qemu(name, board, model_dir, tmp_path):
         kernel = "mcc_conv2d_im2col_s8"             # the band kernel needs SMLAD to pay off
     assert kernel in kernels, kernels
     layer = compiled.report.layers[kernels.index(kernel)]
+    if name.startswith("residual_"):
+        # The second convolution took the ADD, in its kernel's epilogue.
+        assert [x.op for x in compiled.report.layers] == ["CONV_2D", "CONV_2D+ADD"]
+        assert compiled.report.layers[1].kernel == kernel
+        layer = compiled.report.layers[1]
+        call = compiled.calls[compiled.graph.ops[1].index]
+        if "pairs" in name:
+            assert "IM2COL_STACK_PAIRS" in call.paths, call.paths
     if name in COMPACT:
         assert layer.scratch_bytes == 0, layer      # no arena scratch at the peak
         if kernel == "mcc_gemm_s8":                 # the block on the stack, or rows in place
-            (call,) = [c for c in compiled.calls.values() if c is not None]
+            call = compiled.calls[compiled.graph.ops[-1].index]
             row_block = {f.name: f.value for f in call.fields}["row_block"]
             assert row_block == (1 if "depth72" in name else 2), row_block
     elif name.startswith("conv_k1_depth"):

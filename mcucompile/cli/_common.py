@@ -27,6 +27,9 @@ def add_memory_arguments(p: argparse.ArgumentParser) -> None:
                    help="force the patch grid, e.g. 3x3")
     g.add_argument("--fast-at-peak", action="store_true",
                    help="keep fast kernels' scratch at the memory peak (a larger arena, faster code)")
+    g.add_argument("--no-fuse-residuals", action="store_true",
+                   help="run residual ADDs as ops of their own, not inside the convolution before "
+                        "them (for comparison: fusing never costs arena)")
 
 
 def compile_options(args):
@@ -52,7 +55,8 @@ def compile_options(args):
                           memory_slack=args.memory_slack / 100.0,
                           patch_stage_ops=args.patch_split, patch_grid=grid,
                           compare_tflm=getattr(args, "compare_tflm", True),
-                          compact_at_peak=not args.fast_at_peak)
+                          compact_at_peak=not args.fast_at_peak,
+                          fuse_residuals=not args.no_fuse_residuals)
 
 
 def load_board(name: str):

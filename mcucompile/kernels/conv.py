@@ -227,6 +227,9 @@ def _operands(op: Op, graph: Graph) -> _Operands:
     if len(op.inputs) < 2 or len(op.outputs) != 1:
         raise UnsupportedModelError(f"{where}: expected input, weights, optional bias and one output")
     inp, wts, out = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1]), graph.tensor(op.outputs[0])
+    residual = getattr(op.attrs, "residual", None)
+    if residual is not None:    # the convolution's own result: the output's shape, its quantization
+        out = replace(out, quant=residual.conv_output)
     bias_id = op.inputs[2] if len(op.inputs) > 2 else -1
     for t, role in ((inp, "input"), (wts, "weights"), (out, "output")):
         if t.dtype != DType.INT8:
@@ -1001,9 +1004,73 @@ def lower_conv_compact(op: Op, graph: Graph, target: KernelTarget) -> KernelCall
 def _lower(op: Op, graph: Graph, target: KernelTarget, compact: bool) -> KernelCall:
     layer = _prepare(op, graph)
     choice = _choose(layer, compact, target.dsp)
+    residual = getattr(op.attrs, "residual", None)
+    if residual is not None:
+        return _residual_call(layer, choice, op, graph)
     if choice.variant == Variant.GENERAL:
         return _reference(layer, op)
     return _fast_call(layer, choice, op)
+
+
+# --- a residual ADD fused into the convolution (mcc_conv.h, mcc_residual) ------
+
+RESIDUAL_VARIANTS = (Variant.GEMM, Variant.IM2COL, Variant.BAND)
+# The C kernels' bound (MCC_RESIDUAL_MAX_C): four pixels' outputs in a stack tile.
+RESIDUAL_MAX_C = 256
+
+
+def _residual_tables(layer: _Layer, op: Op, graph: Graph, z: Tensor):
+    from .elementwise import residual_tables
+    x, out = graph.tensor(op.inputs[3]), graph.tensor(op.outputs[0])
+    return residual_tables(x, float(z.scale), z.zero_point, (layer.act_min, layer.act_max), out,
+                           op.attrs.residual.activation if op.attrs.residual else None, layer.where)
+
+
+def residual_fusable(conv: Op, graph: Graph, target: KernelTarget, x: int, out: int) -> bool:
+    """Whether ADD(x, conv's result) -> out can run inside this CONV_2D: a kernel
+    with the residual epilogue in both its forms (normal and at the memory peak),
+    at most RESIDUAL_MAX_C channels, and ADD's table form exact for these scales."""
+    if conv.kind != OpKind.CONV_2D or getattr(conv.attrs, "residual", None) is not None:
+        return False
+    layer = _prepare(conv, graph)
+    if layer.out_c > RESIDUAL_MAX_C:
+        return False
+    if any(_choose(layer, compact, target.dsp).variant not in RESIDUAL_VARIANTS
+           for compact in (False, True)):
+        return False
+    from .elementwise import residual_tables
+    from ..ir import Activation
+    z = graph.tensor(conv.outputs[0])
+    xt, ot = graph.tensor(x), graph.tensor(out)
+    if not (xt.shape == z.shape == ot.shape) or xt.quant is None or xt.quant.per_channel:
+        return False
+    try:
+        return residual_tables(xt, float(z.scale), z.zero_point, (layer.act_min, layer.act_max),
+                               ot, Activation.NONE, layer.where) is not None
+    except UnsupportedModelError:
+        return False
+
+
+def _residual_call(layer: _Layer, choice: Choice, op: Op, graph: Graph) -> KernelCall:
+    """The fast kernel with the ADD in its epilogue, writing over the residual input."""
+    if choice.variant not in RESIDUAL_VARIANTS or layer.out_c > RESIDUAL_MAX_C:
+        raise UnsupportedModelError(f"{layer.where}: the fused residual ADD needs the GEMM, im2col "
+                                    f"or band kernel with at most {RESIDUAL_MAX_C} channels")
+    z = replace(graph.tensor(op.outputs[0]), quant=op.attrs.residual.conv_output)
+    r = _residual_tables(layer, op, graph, z)
+    if r is None:
+        raise UnsupportedModelError(f"{layer.where}: the fused residual ADD has no exact table form")
+    # The activation is in r.z_scaled: the kernel's own clamp does nothing.
+    call = _fast_call(replace(layer, act_min=-128, act_max=127), choice, op)
+    fields = (Field("residual.x_scaled", ArrayRef("residual_x")),
+              Field("residual.z_scaled", ArrayRef("residual_z")),
+              *_ints(**{"residual.mult": r.mult, "residual.hib": r.hib, "residual.post": r.post,
+                        "residual.act_min": r.act_min, "residual.act_max": r.act_max}))
+    arrays = (ConstArray("residual_x", "int32_t", r.x_scaled.astype(np.int32)),
+              ConstArray("residual_z", "int32_t", r.z_scaled.astype(np.int32)))
+    variant = "+".join(v for v in (call.cost_variant, "residual") if v)
+    return replace(call, fields=call.fields + fields, arrays=call.arrays + arrays,
+                   inplace_input=op.inputs[3], cost_variant=variant)
 
 
 def planar_one_plane(op: Op, graph: Graph) -> KernelCall | None:

@@ -174,15 +174,49 @@ def _smaller_than_one(real: float, what: str, where: str) -> tuple[int, int]:
     return quantize_multiplier(real)
 
 
+def _add_multipliers(s1: float, s2: float, so: float, where: str) -> tuple[int, ...]:
+    """ADD's three (multiplier, shift) pairs, as TFLM's Prepare computes them."""
+    twice_max_input_scale = 2.0 * max(s1, s2)
+    m1, sh1 = _smaller_than_one(s1 / twice_max_input_scale, "input 1", where)
+    m2, sh2 = _smaller_than_one(s2 / twice_max_input_scale, "input 2", where)
+    mo, sho = _smaller_than_one(twice_max_input_scale / ((1 << ADD_LEFT_SHIFT) * so), "output", where)
+    return m1, sh1, m2, sh2, mo, sho
+
+
+@dataclass(frozen=True, eq=False)
+class ResidualTables:
+    """A residual ADD fused into a convolution (mcc_conv.h, mcc_residual)."""
+    x_scaled: np.ndarray        # int32[256], doubled
+    z_scaled: np.ndarray        # int32[256], doubled, the convolution's activation folded in
+    mult: int
+    hib: int
+    post: int
+    act_min: int
+    act_max: int
+
+
+def residual_tables(x: Tensor, z_scale: float, z_zero_point: int, z_range: tuple[int, int],
+                    out: Tensor, activation, where: str) -> ResidualTables | None:
+    """The fused form of ADD(x, z) for z, the int8 result of a convolution
+    clamped to `z_range`, or None where ADD's table form is not provably exact.
+    The two inputs swap freely: each is rescaled on its own and the sum is exact."""
+    m1, sh1, m2, sh2, mo, sho = _add_multipliers(float(x.scale), z_scale, float(out.scale), where)
+    tables = add_tables(-x.zero_point, m1, sh1, -z_zero_point, m2, sh2, out.zero_point, mo, sho)
+    if tables is None:
+        return None
+    tx, tz, hib, post = tables
+    lo, hi = z_range
+    tz = tz[np.clip(np.arange(-128, 128), lo, hi) + 128]
+    act_min, act_max = activation_range(activation, out)
+    return ResidualTables(2 * tx, 2 * tz, mo, hib, post, act_min, act_max)
+
+
 @lowering(OpKind.ADD)
 def lower_add(op: Op, graph: Graph, target: KernelTarget) -> KernelCall:
     ops = _operands(op, graph)
     where = f"op {op.index} (ADD)"
     s1, s2, so = float(ops.input1.scale), float(ops.input2.scale), float(ops.output.scale)
-    twice_max_input_scale = 2.0 * max(s1, s2)
-    m1, sh1 = _smaller_than_one(s1 / twice_max_input_scale, "input 1", where)
-    m2, sh2 = _smaller_than_one(s2 / twice_max_input_scale, "input 2", where)
-    mo, sho = _smaller_than_one(twice_max_input_scale / ((1 << ADD_LEFT_SHIFT) * so), "output", where)
+    m1, sh1, m2, sh2, mo, sho = _add_multipliers(s1, s2, so, where)
     arithmetic = (
         Field("input1_offset", -ops.input1.zero_point), Field("input1_multiplier", m1),
         Field("input1_shift", sh1),

@@ -369,6 +369,8 @@ def _pointwise_call(op: Op, graph: Graph, base: KernelCall, function: str, weigh
 
 @inplace_lowering(OpKind.CONV_2D)
 def conv2d_1x1_inplace(op: Op, graph: Graph, target: KernelTarget) -> KernelCall | None:
+    if op.attrs.residual is not None:
+        return None     # it writes over its residual input, not over its input
     base = LOWERINGS[OpKind.CONV_2D](op, graph, target)   # validates the op
     inp, wts, out = (graph.tensor(t) for t in (op.inputs[0], op.inputs[1], op.outputs[0]))
     win = window(op, op.attrs, inp, wts, out)

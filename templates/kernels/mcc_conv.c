@@ -1018,6 +1018,34 @@ static int32_t groups_of(int32_t depth)
 /* Requantize one channel's accumulators with its table row t, read only now
  * (into locals before the stores, which may alias it as far as the compiler
  * knows) so that the row does not occupy registers during the dot products. */
+/* The fused residual ADD (mcc_residual): `rows` runs of n values, z's
+ * consecutive, out's `out_stride` bytes apart, each out[i] becoming
+ * ADD(out[i], z[i]). One call per tile: the band kernel's four pixels of a
+ * column are four runs. */
+static MCC_NOINLINE void residual_add(const mcc_residual *r, const int8_t *z, int32_t n,
+                                      int8_t *out, int32_t out_stride, int32_t rows)
+{
+    const int32_t *tx = r->x_scaled + 128, *tz = r->z_scaled + 128;
+    const int32_t mult = r->mult, hib = r->hib, post = r->post;
+    const int32_t lo = r->act_min, hi = r->act_max;
+#if MCC_CONV_DSP
+    const uint32_t lo4 = (uint8_t)lo * 0x01010101u, hi4 = (uint8_t)hi * 0x01010101u;
+#endif
+    for (; rows > 0; --rows, out += out_stride) {
+        int32_t i = 0;
+#if MCC_CONV_DSP
+        for (; i + 4 <= n; i += 4, z += 4) {
+            const uint32_t w = add_scaled_word(tx, tz, load32(out + i), load32(z), mult, hib, post);
+            const uint32_t c = clamp_lanes_s8(w, lo4, hi4);
+            memcpy(out + i, &c, 4);
+        }
+#endif
+        for (; i < n; ++i, ++z) {
+            out[i] = add_scaled_one(tx[out[i]], tz[*z], mult, hib, post, lo, hi);
+        }
+    }
+}
+
 static inline void requant_pair(int8_t *o0, int8_t *o1, int32_t a0, int32_t a1, const int32_t *t)
 {
     const int32_t mult = t[1], hib = t[2], post = t[3];
@@ -1292,6 +1320,27 @@ static void gemm_inplace(const mcc_gemm_params *p, const int8_t *input, int8_t *
     }
 }
 
+/* With a residual: four rows at a time into a tile, then added in. */
+static MCC_NOINLINE void gemm_residual(const mcc_gemm_params *p, const int8_t *input,
+                                       int8_t *output, void *scratch)
+{
+    const int32_t depth = p->depth, out_c = p->out_c;
+    uint32_t tile_words[MCC_RESIDUAL_TILE / 4];
+    int8_t *tile = (int8_t *)tile_words;
+    for (int32_t r = 0; r < p->rows; r += 4) {
+        const int32_t n = MCC_MIN(4, p->rows - r);
+        const int8_t *x = input + r * depth;
+        if (n == 4 && p->row_block != 1) {
+            const int8_t *const rows[4] = {x, x + depth, x + 2 * depth, x + 3 * depth};
+            widen_rows4(rows, depth, scratch);
+            gemm_block4(scratch, groups_of(depth), p->weights, p->channels, out_c, tile);
+        } else {
+            gemm_rows2(x, n, depth, p->weights, p->channels, out_c, tile);
+        }
+        residual_add(&p->residual, tile, n * out_c, output + r * out_c, 0, 1);
+    }
+}
+
 int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, void *scratch)
 {
     const int32_t depth = p->depth;
@@ -1304,6 +1353,13 @@ int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, v
             return MCC_ERROR;
         }
         scratch = stack_block;
+    }
+    if (p->residual.x_scaled != NULL) {
+        if (out_c > MCC_RESIDUAL_MAX_C) {
+            return MCC_ERROR;
+        }
+        gemm_residual(p, input, output, scratch);
+        return MCC_OK;
     }
     if (p->row_block == 4 || p->row_block == 2) {
         for (; r + 4 <= p->rows; r += 4) {
@@ -1602,10 +1658,26 @@ static inline void next_pixel(const mcc_conv2d_im2col_params *p, int32_t *b, int
     }
 }
 
+/* Where the outputs of pixels q.. go: the output, or with a residual the
+ * tile (mcc_residual), from which im2col_emitted adds the n pixels in. */
+static inline int8_t *im2col_out(const mcc_conv2d_im2col_params *p, int8_t *tile,
+                                 int8_t *output, int32_t q)
+{
+    return tile != NULL ? tile : output + q * p->out_c;
+}
+
+static inline void im2col_emitted(const mcc_conv2d_im2col_params *p, const int8_t *tile,
+                                  int8_t *output, int32_t q, int32_t n)
+{
+    if (tile != NULL) {
+        residual_add(&p->residual, tile, n * p->out_c, output + q * p->out_c, 0, 1);
+    }
+}
+
 /* row_block 2: two patches at a time on the stack, zero-padded to whole
  * depth groups (against the weights' zero padding), through gemm_rows2. */
 static MCC_NOINLINE int im2col_stack_pairs(const mcc_conv2d_im2col_params *p,
-                                           const int8_t *input, int8_t *output)
+                                           const int8_t *input, int8_t *output, int8_t *tile)
 {
     const int32_t depth = p->filter_h * p->filter_w * p->in_c;
     const int32_t stride = 4 * groups_of(depth);
@@ -1624,7 +1696,9 @@ static MCC_NOINLINE int im2col_stack_pairs(const mcc_conv2d_im2col_params *p,
             gather_patch(p, input, b, oy, ox, patches + r * stride);
             next_pixel(p, &b, &oy, &ox);
         }
-        gemm_rows2(patches, n, stride, p->weights, p->channels, p->out_c, output + q * p->out_c);
+        gemm_rows2(patches, n, stride, p->weights, p->channels, p->out_c,
+                   im2col_out(p, tile, output, q));
+        im2col_emitted(p, tile, output, q, n);
     }
     clamp_activation(output, total * p->out_c, p->act_min, p->act_max);
     return MCC_OK;
@@ -1634,7 +1708,7 @@ static MCC_NOINLINE int im2col_stack_pairs(const mcc_conv2d_im2col_params *p,
  * then the last total % 4 pixels one by one, their int8 patch in the
  * block's bytes (depth is whole groups here). */
 static void im2col_widened(const mcc_conv2d_im2col_params *p, const int8_t *input,
-                           int8_t *output, void *block)
+                           int8_t *output, void *block, int8_t *tile)
 {
     const int32_t depth = p->filter_h * p->filter_w * p->in_c;
     const int32_t total = p->batches * p->out_h * p->out_w;
@@ -1652,13 +1726,15 @@ static void im2col_widened(const mcc_conv2d_im2col_params *p, const int8_t *inpu
             next_pixel(p, &b, &oy, &ox);
         }
         gemm_block4(block, groups_of(depth), p->weights, p->channels, p->out_c,
-                    output + q * p->out_c);
+                    im2col_out(p, tile, output, q));
+        im2col_emitted(p, tile, output, q, 4);
     }
     for (; q < total; ++q) {
         gather_patch(p, input, b, oy, ox, (int8_t *)block);
         next_pixel(p, &b, &oy, &ox);
         gemm_rows2((const int8_t *)block, 1, depth, p->weights, p->channels, p->out_c,
-                   output + q * p->out_c);
+                   im2col_out(p, tile, output, q));
+        im2col_emitted(p, tile, output, q, 1);
     }
 }
 
@@ -1666,7 +1742,7 @@ static void im2col_widened(const mcc_conv2d_im2col_params *p, const int8_t *inpu
  * four at a time into the block (scratch: the block, then the four int8
  * patches), the last total % 4 one by one; else one by one (scratch: one). */
 static void im2col_patches(const mcc_conv2d_im2col_params *p, const int8_t *input,
-                           int8_t *output, void *scratch, int blocks)
+                           int8_t *output, void *scratch, int blocks, int8_t *tile)
 {
     const int32_t depth = p->filter_h * p->filter_w * p->in_c;
     const int32_t groups = groups_of(depth);
@@ -1706,7 +1782,7 @@ static void im2col_patches(const mcc_conv2d_im2col_params *p, const int8_t *inpu
             }
             next_pixel(p, &b, &oy, &ox);
         }
-        int8_t *out = output + q * p->out_c;
+        int8_t *out = im2col_out(p, tile, output, q);
         if (block) {
             const int8_t *const rows[4] = {patches, patches + stride, patches + 2 * stride,
                                            patches + 3 * stride};
@@ -1717,6 +1793,7 @@ static void im2col_patches(const mcc_conv2d_im2col_params *p, const int8_t *inpu
         } else {
             gemm_rows2(patches, 1, depth, p->weights, p->channels, p->out_c, out);
         }
+        im2col_emitted(p, tile, output, q, n);
         q += n;
     }
 }
@@ -1725,18 +1802,39 @@ static void im2col_patches(const mcc_conv2d_im2col_params *p, const int8_t *inpu
  * scratch on the stack. Not inlined, so that its frame and
  * im2col_stack_pairs' never add up. */
 static MCC_NOINLINE void im2col_stack_blocks(const mcc_conv2d_im2col_params *p,
-                                             const int8_t *input, int8_t *output, int widened)
+                                             const int8_t *input, int8_t *output, int widened,
+                                             int8_t *tile)
 {
     uint32_t words[MCC_IM2COL_STACK_BLOCK / 4];
     if (IM2COL_WIDENED && widened) {
-        im2col_widened(p, input, output, words);
+        im2col_widened(p, input, output, words, tile);
     } else if (IM2COL_PATCHES) {
-        im2col_patches(p, input, output, words, 1);
+        im2col_patches(p, input, output, words, 1, tile);
     }
+}
+
+static int im2col_run(const mcc_conv2d_im2col_params *p, const int8_t *input, int8_t *output,
+                      void *scratch, int8_t *tile);
+
+/* With a residual: the tile in a frame of its own. */
+static MCC_NOINLINE int im2col_residual(const mcc_conv2d_im2col_params *p, const int8_t *input,
+                                        int8_t *output, void *scratch)
+{
+    uint32_t tile_words[MCC_RESIDUAL_TILE / 4];
+    return im2col_run(p, input, output, scratch, (int8_t *)tile_words);
 }
 
 int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
                          int8_t *output, void *scratch)
+{
+    if (p->residual.x_scaled == NULL) {
+        return im2col_run(p, input, output, scratch, NULL);
+    }
+    return p->out_c > MCC_RESIDUAL_MAX_C ? MCC_ERROR : im2col_residual(p, input, output, scratch);
+}
+
+static int im2col_run(const mcc_conv2d_im2col_params *p, const int8_t *input, int8_t *output,
+                      void *scratch, int8_t *tile)
 {
     const int32_t total_px = p->batches * p->out_h * p->out_w;
     /* No scratch (row_block 2): blocks of four on the stack where they fit its
@@ -1756,14 +1854,14 @@ int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
         return MCC_ERROR;   /* compiled out: the generator saw no such layer */
     }
     if (IM2COL_STACK_PAIRS && pairs) {
-        return im2col_stack_pairs(p, input, output);
+        return im2col_stack_pairs(p, input, output, tile);
     }
     if (stack) {
-        im2col_stack_blocks(p, input, output, widened);
+        im2col_stack_blocks(p, input, output, widened, tile);
     } else if (IM2COL_WIDENED && widened) {
-        im2col_widened(p, input, output, scratch);
+        im2col_widened(p, input, output, scratch, tile);
     } else if (IM2COL_PATCHES) {
-        im2col_patches(p, input, output, scratch, p->row_block == 4);
+        im2col_patches(p, input, output, scratch, p->row_block == 4, tile);
     }
     clamp_activation(output, total_px * p->out_c, p->act_min, p->act_max);
     return MCC_OK;
@@ -1957,8 +2055,10 @@ size_t mcc_conv2d_band_s8_scratch_bytes(const mcc_conv2d_band_params *p)
     return p->on_stack ? 0u : (size_t)p->columns * (size_t)band_column_words(p) * 4u;
 }
 
+/* With a residual (tile not NULL) the four pixels of a column go through
+ * the tile; rows the moved-up last band computes again are not added twice. */
 static int band_run(const mcc_conv2d_band_params *p, const int8_t *input, int8_t *output,
-                    int32_t *buffer)
+                    int32_t *buffer, int8_t *tile)
 {
     const int32_t s = p->stride, seg = band_column_words(p);
     const int32_t row_stride = p->out_w * p->out_c;
@@ -1985,7 +2085,13 @@ static int band_run(const mcc_conv2d_band_params *p, const int8_t *input, int8_t
                                 buffer + filled * seg);
                     ++filled;
                 }
-                band_tiles(p, buffer + (c0 - first) * seg, o, row_stride);
+                if (tile == NULL) {
+                    band_tiles(p, buffer + (c0 - first) * seg, o, row_stride);
+                    continue;
+                }
+                band_tiles(p, buffer + (c0 - first) * seg, tile, p->out_c);
+                residual_add(&p->residual, tile + (y - y0) * p->out_c, p->out_c,
+                             o + (y - y0) * row_stride, row_stride, 4 - (y - y0));
             }
         }
     }
@@ -1994,10 +2100,20 @@ static int band_run(const mcc_conv2d_band_params *p, const int8_t *input, int8_t
 
 /* on_stack: the buffer on the stack, in its own frame. */
 static MCC_NOINLINE int band_on_stack(const mcc_conv2d_band_params *p, const int8_t *input,
-                                      int8_t *output)
+                                      int8_t *output, int8_t *tile)
 {
     int32_t words[MCC_BAND_STACK_BYTES / 4];
-    return band_run(p, input, output, words);
+    return band_run(p, input, output, words, tile);
+}
+
+/* With a residual: the tile in a frame of its own. */
+static MCC_NOINLINE int band_residual(const mcc_conv2d_band_params *p, const int8_t *input,
+                                      int8_t *output, void *scratch)
+{
+    uint32_t tile_words[MCC_RESIDUAL_TILE / 4];
+    int8_t *tile = (int8_t *)tile_words;
+    return p->on_stack ? band_on_stack(p, input, output, tile)
+                       : band_run(p, input, output, (int32_t *)scratch, tile);
 }
 
 int mcc_conv2d_band_s8(const mcc_conv2d_band_params *p, const int8_t *input, int8_t *output,
@@ -2006,14 +2122,19 @@ int mcc_conv2d_band_s8(const mcc_conv2d_band_params *p, const int8_t *input, int
     if ((p->stride != 1 && p->stride != 2) || p->out_h < 4 || p->columns < 3) {
         return MCC_ERROR;
     }
+    if (p->on_stack && p->columns * band_column_words(p) * 4 > MCC_BAND_STACK_BYTES) {
+        return MCC_ERROR;
+    }
     int status;
-    if (p->on_stack) {
-        if (p->columns * band_column_words(p) * 4 > MCC_BAND_STACK_BYTES) {
+    if (p->residual.x_scaled != NULL) {
+        if (p->out_c > MCC_RESIDUAL_MAX_C) {
             return MCC_ERROR;
         }
-        status = band_on_stack(p, input, output);
+        status = band_residual(p, input, output, scratch);
+    } else if (p->on_stack) {
+        status = band_on_stack(p, input, output, NULL);
     } else {
-        status = band_run(p, input, output, (int32_t *)scratch);
+        status = band_run(p, input, output, (int32_t *)scratch, NULL);
     }
     clamp_activation(output, p->batches * p->out_h * p->out_w * p->out_c, p->act_min,
                      p->act_max);

@@ -149,6 +149,27 @@ int mcc_conv2d_1x1_s8(const mcc_fully_connected_params *p,
 
 /* ------------------------------------------------------------ fast kernels */
 
+/* A residual ADD fused into a convolution (passes.fuse_residual_adds):
+ * mcc_gemm_s8, mcc_conv2d_im2col_s8 and mcc_conv2d_band_s8 take one in
+ * `residual`. The output holds the ADD's other operand x on entry and each
+ * of its values becomes ADD(x, z) with z the convolution's int8 value, so
+ * the convolution's own output tensor never exists. The ADD runs in its
+ * table form (mcc_add_params, input1_scaled): x_scaled and z_scaled are the
+ * doubled rescaled values (index v + 128; the convolution's activation is
+ * folded into z_scaled), then the fast output stage with mult, hib, post,
+ * clamped to [act_min, act_max]. The convolution's outputs go through a
+ * tile on the stack (4 * out_c bytes, out_c <= MCC_RESIDUAL_MAX_C) and are
+ * added in four pixels at a time. x_scaled NULL: no residual. */
+typedef struct {
+    const int32_t *x_scaled;
+    const int32_t *z_scaled;
+    int32_t mult, hib, post;
+    int32_t act_min, act_max;
+} mcc_residual;
+
+#define MCC_RESIDUAL_MAX_C 256
+#define MCC_RESIDUAL_TILE (4 * MCC_RESIDUAL_MAX_C)
+
 /* FULLY_CONNECTED, and CONV_2D with a 1x1 filter, stride 1 and no padding, as
  * output[rows][out_c] = input[rows][depth] x weights^T, four rows by two
  * output channels at a time.
@@ -184,6 +205,7 @@ typedef struct {
     const int8_t *weights;
     const int32_t *channels;
     int32_t inplace;
+    mcc_residual residual;   /* mcc_gemm_s8 only */
 } mcc_gemm_params;
 
 #define MCC_GEMM_STACK_BLOCK 512
@@ -221,6 +243,7 @@ typedef struct {
     int32_t act_min, act_max;
     const int8_t *weights;
     const int32_t *channels;
+    mcc_residual residual;
 } mcc_conv2d_im2col_params;
 
 /* row_block 2 is the form for a layer at the memory peak: its two patches
@@ -269,6 +292,7 @@ typedef struct {
     int32_t act_min, act_max;
     const int8_t *weights;
     const int32_t *channels;
+    mcc_residual residual;
 } mcc_conv2d_band_params;
 
 #define MCC_BAND_STACK_BYTES MCC_IM2COL_STACK_BLOCK

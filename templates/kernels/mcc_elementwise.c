@@ -16,48 +16,6 @@ static inline int8_t add_one(const mcc_add_params *p, int32_t x1, int32_t x2)
     return (int8_t)MCC_CLAMP(out, p->act_min, p->act_max);
 }
 
-/* The tables (doubled values) and the fast output stage (see mcc_add_params). */
-static inline int8_t add_scaled_one(int32_t a, int32_t b, int32_t mult, int32_t hib, int32_t post,
-                                    int32_t lo, int32_t hi)
-{
-    int32_t v = fast_requant_doubled_unsaturated(a + b, mult, hib, post);
-    v = v < lo ? lo : v;
-    return (int8_t)(v > hi ? hi : v);
-}
-
-#if MCC_CONV_DSP
-/* Each lane of w clamped to [lo, hi] (lanes of lo4 and hi4): SSUB8 sets a
- * lane's GE flag where w >= the bound, SEL picks by it. One asm statement,
- * since nothing may come between the flags and their reader. */
-static inline uint32_t clamp_lanes_s8(uint32_t w, uint32_t lo4, uint32_t hi4)
-{
-    uint32_t t;
-    __asm__("ssub8 %0, %1, %2\n\t"
-            "sel   %1, %1, %2\n\t"
-            "ssub8 %0, %1, %3\n\t"
-            "sel   %1, %3, %1"
-            : "=&r"(t), "+r"(w) : "r"(lo4), "r"(hi4) : "cc");
-    return w;
-}
-
-/* The four values of one input word through the tables and the output
- * stage, saturated to int8 and packed back into a word. */
-static inline uint32_t add_scaled_word(const int32_t *t1, const int32_t *t2, int32_t u, int32_t v,
-                                       int32_t mult, int32_t hib, int32_t post)
-{
-#define MCC_ADD_LANE(x1, x2)                                                   \
-    __ssat(fast_requant_doubled_unsaturated(t1[x1] + t2[x2], mult, hib, post), 8)
-    const int32_t s0 = MCC_ADD_LANE((int8_t)u, (int8_t)v);
-    const int32_t s1 = MCC_ADD_LANE((int8_t)(u >> 8), (int8_t)(v >> 8));
-    const int32_t s2 = MCC_ADD_LANE((int8_t)(u >> 16), (int8_t)(v >> 16));
-    const int32_t s3 = MCC_ADD_LANE(u >> 24, v >> 24);
-#undef MCC_ADD_LANE
-    /* Lanes (s0, s2) and (s1, s3) as halfwords, their low bytes interleaved. */
-    return __uxtb16((uint32_t)pack_low_halves(s0, s2))
-           | __uxtb16((uint32_t)pack_low_halves(s1, s3)) << 8;
-}
-#endif
-
 /* Two functions, not one: with the broadcast loops in the same body the
  * compiler kept the flat loop's constants on the stack. */
 __attribute__((noinline))
