@@ -249,15 +249,20 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
         seed=7), "mcc_conv2d_im2col_s8")
     # A residual ADD fused into the convolution before it (CONV_2D+ADD,
     # mcc_residual): each kernel's ways with the ADD in their epilogue. The
-    # band's last band moved up (out_h 10) must not add its rows twice; odd
+    # band's last band moved up (out_h 10, 5) must not add its rows twice; odd
     # channel counts leave runs of n % 4 values; the "_compact" forms are the
     # stack ones (band columns, the GEMM's block or rows read where they lie,
     # im2col's blocks or pairs).
     for name, kwargs, kernel in [
             ("band_s1_c17", dict(input_shape=(1, 10, 7, 8), filters=17), BAND),
             ("band_s2_c16_compact", dict(input_shape=(1, 14, 9, 8), filters=16, stride=2), BAND),
+            # 64 channels: the tile holds 4 columns, so 9 are added in as 4, 4 and 1.
+            ("band_s1_c64_w9", dict(input_shape=(1, 5, 9, 8), filters=64), BAND),
             ("gemm_c21", dict(input_shape=(1, 9, 7, 12), filters=21, kernel=1), "mcc_gemm_s8"),
+            # At the peak: the block on the stack up to a depth of 144, rows read where they lie above.
             ("gemm_depth72_compact", dict(input_shape=(1, 5, 7, 72), filters=10, kernel=1),
+             "mcc_gemm_s8"),
+            ("gemm_depth160_compact", dict(input_shape=(1, 5, 7, 160), filters=10, kernel=1),
              "mcc_gemm_s8"),
             ("gemm_c12_compact", dict(input_shape=(1, 6, 5, 12), filters=12, kernel=1),
              "mcc_gemm_s8"),
@@ -306,6 +311,7 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "conv_rgb3x3_s1_same_f17", "conv_rgb3x3_s1_valid_dh2",
                        *(n for n in CASES if n.startswith("residual_"))},
            "qemu-m4": {"residual_band_s1_c17", "residual_gemm_depth72_compact",
+                       "residual_gemm_depth160_compact",
                        "residual_band_s1_c9_clamped", "conv_rgb3x3_s2_same", "conv_rgb3x3_s1_valid_dh2", "conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact",
                        "depthwise_1ch_k5x5_s1_valid_m3_compact", "conv_k3_s1_same_depth16_compact",
                        "add_tables", "add_tables_clamped", "conv_k1_depth72_compact",
@@ -373,7 +379,8 @@ def test_fast_kernel_is_bit_exact_on_qemu(name, board, model_dir, tmp_path):
         if kernel == "mcc_gemm_s8":                 # the block on the stack, or rows in place
             call = compiled.calls[compiled.graph.ops[-1].index]
             row_block = {f.name: f.value for f in call.fields}["row_block"]
-            assert row_block == (1 if "depth72" in name else 2), row_block
+            deep = "depth160" in name or (name == "conv_k1_depth72_compact")
+            assert row_block == (1 if deep else 2), row_block
     elif name.startswith("conv_k1_depth"):
         assert layer.scratch_bytes > 0, layer       # blocks of four rows in scratch
     elif name == "conv_k3_s2_same_c8":

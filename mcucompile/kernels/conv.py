@@ -511,6 +511,9 @@ IM2COL_STACK_BLOCK = 2 * IM2COL_STACK_PATCH
 GEMM_STACK_BLOCK = 512
 # MCC_GEMM_INPLACE_STACK_BLOCK: the in-place GEMM's block and leftover outputs.
 GEMM_INPLACE_STACK_BLOCK = 1152
+# MCC_GEMM_RESIDUAL_STACK_BLOCK: the block of a GEMM with a fused residual ADD,
+# which runs where the in-place GEMM would (MobileNetV2's projections at the peak).
+GEMM_RESIDUAL_STACK_BLOCK = GEMM_INPLACE_STACK_BLOCK
 # mcc_conv2d_band_s8: as many widened input columns in scratch as fit in this
 # many bytes, at least 3; MCC_BAND_STACK_BYTES (mcc_conv.h): at the memory peak,
 # at least 3 on the stack in this many.
@@ -1060,6 +1063,9 @@ def _residual_call(layer: _Layer, choice: Choice, op: Op, graph: Graph) -> Kerne
     r = _residual_tables(layer, op, graph, z)
     if r is None:
         raise UnsupportedModelError(f"{layer.where}: the fused residual ADD has no exact table form")
+    if (choice.variant == Variant.GEMM and choice.row_block == 1
+            and 32 * _groups(layer.win.in_c) <= GEMM_RESIDUAL_STACK_BLOCK):
+        choice = replace(choice, row_block=2)   # its block on the stack (mcc_gemm_s8, residual)
     # The activation is in r.z_scaled: the kernel's own clamp does nothing.
     call = _fast_call(replace(layer, act_min=-128, act_max=127), choice, op)
     fields = (Field("residual.x_scaled", ArrayRef("residual_x")),

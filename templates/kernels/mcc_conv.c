@@ -1015,35 +1015,108 @@ static int32_t groups_of(int32_t depth)
     return (depth + 3) >> 2;
 }
 
-/* Requantize one channel's accumulators with its table row t, read only now
- * (into locals before the stores, which may alias it as far as the compiler
- * knows) so that the row does not occupy registers during the dot products. */
-/* The fused residual ADD (mcc_residual): `rows` runs of n values, z's
- * consecutive, out's `out_stride` bytes apart, each out[i] becoming
- * ADD(out[i], z[i]). One call per tile: the band kernel's four pixels of a
- * column are four runs. */
-static MCC_NOINLINE void residual_add(const mcc_residual *r, const int8_t *z, int32_t n,
-                                      int8_t *out, int32_t out_stride, int32_t rows)
-{
-    const int32_t *tx = r->x_scaled + 128, *tz = r->z_scaled + 128;
-    const int32_t mult = r->mult, hib = r->hib, post = r->post;
-    const int32_t lo = r->act_min, hi = r->act_max;
-#if MCC_CONV_DSP
-    const uint32_t lo4 = (uint8_t)lo * 0x01010101u, hi4 = (uint8_t)hi * 0x01010101u;
+/* The fused residual ADD's constants, as the assembly loop reads them. */
+typedef struct {
+    const int32_t *tx, *tz;         /* the tables at index 0 (x_scaled + 128, z_scaled + 128) */
+    int32_t mult, hib, post;
+    uint32_t lo4, hi4;              /* act_min and act_max in every byte */
+} residual_consts;
+
+#if MCC_CONV_ASM
+/* out[0..4 * words) = ADD(out, z) a word (four values) at a time: per value
+ * two byte loads, two table loads and the fast output stage (nine
+ * instructions), then the four packed into a word, clamped lane by lane
+ * (SSUB8/SEL) and stored over the x word they were read from. GCC's version
+ * of the same C spilled six registers a word. Lanes in the order 1, 3, 2, 0,
+ * so that the last z load steps the pointer. */
+void mcc_residual_words_dsp(int8_t *out, const int8_t *z, int32_t words,
+                            const residual_consts *k);
+
+/* Lane L into D: r3 and r12 scratch; r4 tx, r5 tz, r6 mult, r7 hib, r8 post. */
+#define MCC_RES_LANE(D, XLOAD, ZLOAD)                                          \
+    "ldrsb  r3, " XLOAD "\n\t"                                                 \
+    "ldrsb  r12, " ZLOAD "\n\t"                                                \
+    "ldr    r3, [r4, r3, lsl #2]\n\t"                                         \
+    "ldr    r12, [r5, r12, lsl #2]\n\t"                                       \
+    "add    " D ", r3, r12\n\t"                                               \
+    "add    r12, r7, " D ", asr #31\n\t"                                      \
+    "smmlar " D ", " D ", r6, r12\n\t"                                        \
+    "asr    " D ", " D ", r8\n\t"                                             \
+    "ssat   " D ", #8, " D "\n\t"
+__asm__(".pushsection .text.mcc_residual_words_dsp,\"ax\",%progbits\n\t"
+        ".syntax unified\n\t"
+        ".thumb\n\t"
+        ".p2align 2\n\t"
+        ".global mcc_residual_words_dsp\n\t"
+        ".hidden mcc_residual_words_dsp\n\t"
+        ".type mcc_residual_words_dsp, %function\n\t"
+        ".thumb_func\n"
+        "mcc_residual_words_dsp:\n\t"
+        "push   {r4-r11, lr}\n\t"
+        "ldm    r3, {r4-r10}\n\t"
+        "add    r2, r0, r2, lsl #2\n"     /* the end of out */
+        "1:\n\t"
+        MCC_RES_LANE("lr", "[r0, #1]", "[r1, #1]")
+        MCC_RES_LANE("r11", "[r0, #3]", "[r1, #3]")
+        "pkhbt  lr, lr, r11, lsl #16\n\t"  /* lanes 1 and 3 */
+        MCC_RES_LANE("r11", "[r0, #2]", "[r1, #2]")
+        MCC_RES_LANE("r3", "[r0]", "[r1], #4")
+        "pkhbt  r11, r3, r11, lsl #16\n\t" /* lanes 0 and 2 */
+        "uxtb16 r11, r11\n\t"
+        "uxtb16 lr, lr\n\t"
+        "orr    r11, r11, lr, lsl #8\n\t"
+        "ssub8  r3, r11, r9\n\t"
+        "sel    r11, r11, r9\n\t"
+        "ssub8  r3, r11, r10\n\t"
+        "sel    r11, r10, r11\n\t"
+        "str    r11, [r0], #4\n\t"
+        "cmp    r0, r2\n\t"
+        "bne    1b\n\t"
+        "pop    {r4-r11, pc}\n\t"
+        ".size mcc_residual_words_dsp, .-mcc_residual_words_dsp\n\t"
+        ".popsection");
+#undef MCC_RES_LANE
 #endif
-    for (; rows > 0; --rows, out += out_stride) {
+
+/* The fused residual ADD (mcc_residual): `rows` runs of n values, z's
+ * z_stride and out's out_stride bytes apart, each out[i] becoming
+ * ADD(out[i], z[i]). One call per tile: the band kernel's tile is four runs
+ * (rows of output pixels), the others' one. */
+static MCC_NOINLINE void residual_add(const mcc_residual *r, const int8_t *z, int32_t z_stride,
+                                      int32_t n, int8_t *out, int32_t out_stride, int32_t rows)
+{
+    const residual_consts k = {r->x_scaled + 128, r->z_scaled + 128, r->mult, r->hib, r->post,
+                               (uint8_t)r->act_min * 0x01010101u,
+                               (uint8_t)r->act_max * 0x01010101u};
+    for (; rows > 0; --rows, out += out_stride, z += z_stride) {
         int32_t i = 0;
-#if MCC_CONV_DSP
-        for (; i + 4 <= n; i += 4, z += 4) {
-            const uint32_t w = add_scaled_word(tx, tz, load32(out + i), load32(z), mult, hib, post);
-            const uint32_t c = clamp_lanes_s8(w, lo4, hi4);
+#if MCC_CONV_ASM
+        if (n >= 4) {
+            mcc_residual_words_dsp(out, z, n >> 2, &k);
+            i = n & ~3;
+        }
+#elif MCC_CONV_DSP
+        for (; i + 4 <= n; i += 4) {
+            const uint32_t w = add_scaled_word(k.tx, k.tz, load32(out + i), load32(z + i), k.mult,
+                                               k.hib, k.post);
+            const uint32_t c = clamp_lanes_s8(w, k.lo4, k.hi4);
             memcpy(out + i, &c, 4);
         }
 #endif
-        for (; i < n; ++i, ++z) {
-            out[i] = add_scaled_one(tx[out[i]], tz[*z], mult, hib, post, lo, hi);
+        for (; i < n; ++i) {
+            out[i] = add_scaled_one(k.tx[out[i]], k.tz[z[i]], k.mult, k.hib, k.post, r->act_min,
+                                    r->act_max);
         }
     }
+}
+
+/* Requantize one channel's accumulators with its table row t, read only now
+ * (into locals before the stores, which may alias it as far as the compiler
+ * knows) so that the row does not occupy registers during the dot products. */
+/* Pixels whose outputs the tile holds: a multiple of four, at least four. */
+static inline int32_t residual_pixels(int32_t out_c)
+{
+    return (MCC_RESIDUAL_TILE / out_c) & ~3;
 }
 
 static inline void requant_pair(int8_t *o0, int8_t *o1, int32_t a0, int32_t a1, const int32_t *t)
@@ -1320,25 +1393,40 @@ static void gemm_inplace(const mcc_gemm_params *p, const int8_t *input, int8_t *
     }
 }
 
-/* With a residual: four rows at a time into a tile, then added in. */
-static MCC_NOINLINE void gemm_residual(const mcc_gemm_params *p, const int8_t *input,
-                                       int8_t *output, void *scratch)
+/* With a residual: as many rows as the tile holds at a time (a multiple of
+ * four), computed as mcc_gemm_s8 computes them into the tile, then added in.
+ * row_block 2: the block on the stack, up to MCC_GEMM_RESIDUAL_STACK_BLOCK. */
+static MCC_NOINLINE int gemm_residual(const mcc_gemm_params *p, const int8_t *input,
+                                      int8_t *output, void *scratch)
 {
     const int32_t depth = p->depth, out_c = p->out_c;
+    const int32_t chunk = residual_pixels(out_c);
     uint32_t tile_words[MCC_RESIDUAL_TILE / 4];
+    uint32_t stack_block[MCC_GEMM_RESIDUAL_STACK_BLOCK / 4];
     int8_t *tile = (int8_t *)tile_words;
-    for (int32_t r = 0; r < p->rows; r += 4) {
-        const int32_t n = MCC_MIN(4, p->rows - r);
-        const int8_t *x = input + r * depth;
-        if (n == 4 && p->row_block != 1) {
+    if (p->row_block == 2) {
+        if (32 * groups_of(depth) > MCC_GEMM_RESIDUAL_STACK_BLOCK) {
+            return MCC_ERROR;
+        }
+        scratch = stack_block;
+    }
+    for (int32_t r = 0; r < p->rows; r += chunk) {
+        const int32_t n = MCC_MIN(chunk, p->rows - r);
+        int32_t i = 0;
+        for (; p->row_block != 1 && i + 4 <= n; i += 4) {
+            const int8_t *x = input + (r + i) * depth;
             const int8_t *const rows[4] = {x, x + depth, x + 2 * depth, x + 3 * depth};
             widen_rows4(rows, depth, scratch);
-            gemm_block4(scratch, groups_of(depth), p->weights, p->channels, out_c, tile);
-        } else {
-            gemm_rows2(x, n, depth, p->weights, p->channels, out_c, tile);
+            gemm_block4(scratch, groups_of(depth), p->weights, p->channels, out_c,
+                        tile + i * out_c);
         }
-        residual_add(&p->residual, tile, n * out_c, output + r * out_c, 0, 1);
+        if (i < n) {
+            gemm_rows2(input + (r + i) * depth, n - i, depth, p->weights, p->channels, out_c,
+                       tile + i * out_c);
+        }
+        residual_add(&p->residual, tile, 0, n * out_c, output + r * out_c, 0, 1);
     }
+    return MCC_OK;
 }
 
 int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, void *scratch)
@@ -1346,6 +1434,9 @@ int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, v
     const int32_t depth = p->depth;
     const int32_t out_c = p->out_c;
     int32_t r = 0;
+    if (p->residual.x_scaled != NULL) {
+        return out_c > MCC_RESIDUAL_MAX_C ? MCC_ERROR : gemm_residual(p, input, output, scratch);
+    }
     /* row_block 2: the block on the stack (mcc_conv.h). */
     uint32_t stack_block[MCC_GEMM_STACK_BLOCK / 4];
     if (p->row_block == 2) {
@@ -1353,13 +1444,6 @@ int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, v
             return MCC_ERROR;
         }
         scratch = stack_block;
-    }
-    if (p->residual.x_scaled != NULL) {
-        if (out_c > MCC_RESIDUAL_MAX_C) {
-            return MCC_ERROR;
-        }
-        gemm_residual(p, input, output, scratch);
-        return MCC_OK;
     }
     if (p->row_block == 4 || p->row_block == 2) {
         for (; r + 4 <= p->rows; r += 4) {
@@ -1658,19 +1742,25 @@ static inline void next_pixel(const mcc_conv2d_im2col_params *p, int32_t *b, int
     }
 }
 
-/* Where the outputs of pixels q.. go: the output, or with a residual the
- * tile (mcc_residual), from which im2col_emitted adds the n pixels in. */
+/* Where the outputs of pixel q go: the output, or with a residual the tile
+ * (mcc_residual), residual_pixels of them; im2col_emitted adds the tile in
+ * when it is full and after the last pixel. Pixels come in blocks of four
+ * and pairs, then single ones at the end only, so a block never straddles
+ * two fillings. */
 static inline int8_t *im2col_out(const mcc_conv2d_im2col_params *p, int8_t *tile,
                                  int8_t *output, int32_t q)
 {
-    return tile != NULL ? tile : output + q * p->out_c;
+    return tile != NULL ? tile + q % residual_pixels(p->out_c) * p->out_c : output + q * p->out_c;
 }
 
 static inline void im2col_emitted(const mcc_conv2d_im2col_params *p, const int8_t *tile,
                                   int8_t *output, int32_t q, int32_t n)
 {
-    if (tile != NULL) {
-        residual_add(&p->residual, tile, n * p->out_c, output + q * p->out_c, 0, 1);
+    const int32_t cap = residual_pixels(p->out_c), end = q + n;
+    if (tile != NULL && (end % cap == 0 || end == p->batches * p->out_h * p->out_w)) {
+        const int32_t held = (end - 1) % cap + 1;
+        residual_add(&p->residual, tile, 0, held * p->out_c, output + (end - held) * p->out_c, 0,
+                     1);
     }
 }
 
@@ -2055,13 +2145,17 @@ size_t mcc_conv2d_band_s8_scratch_bytes(const mcc_conv2d_band_params *p)
     return p->on_stack ? 0u : (size_t)p->columns * (size_t)band_column_words(p) * 4u;
 }
 
-/* With a residual (tile not NULL) the four pixels of a column go through
- * the tile; rows the moved-up last band computes again are not added twice. */
+/* With a residual (tile not NULL) the band's outputs go through the tile,
+ * `group` columns at a time (a row of the tile is then one run of the
+ * output row), and are added in; rows the moved-up last band computes again
+ * are not added twice. */
 static int band_run(const mcc_conv2d_band_params *p, const int8_t *input, int8_t *output,
                     int32_t *buffer, int8_t *tile)
 {
     const int32_t s = p->stride, seg = band_column_words(p);
     const int32_t row_stride = p->out_w * p->out_c;
+    const int32_t group = tile != NULL ? MCC_RESIDUAL_TILE / (4 * p->out_c) : 0;
+    const int32_t tile_row = group * p->out_c;
     for (int32_t b = 0; b < p->batches; ++b) {
         const int8_t *image = input + b * p->in_h * p->in_w * p->in_c;
         for (int32_t y = 0; y < p->out_h; y += 4) {
@@ -2072,7 +2166,7 @@ static int band_run(const mcc_conv2d_band_params *p, const int8_t *input, int8_t
             int8_t *o = output + (b * p->out_h + y0) * row_stride;
             /* The buffer holds band columns first .. first + filled - 1
              * (column c is input column c - pad_w). */
-            int32_t first = 0, filled = 0;
+            int32_t first = 0, filled = 0, held = 0;
             for (int32_t x = 0; x < p->out_w; ++x, o += p->out_c) {
                 const int32_t c0 = x * s;
                 while (first + filled < c0 + 3) {
@@ -2089,9 +2183,14 @@ static int band_run(const mcc_conv2d_band_params *p, const int8_t *input, int8_t
                     band_tiles(p, buffer + (c0 - first) * seg, o, row_stride);
                     continue;
                 }
-                band_tiles(p, buffer + (c0 - first) * seg, tile, p->out_c);
-                residual_add(&p->residual, tile + (y - y0) * p->out_c, p->out_c,
-                             o + (y - y0) * row_stride, row_stride, 4 - (y - y0));
+                band_tiles(p, buffer + (c0 - first) * seg, tile + held * p->out_c, tile_row);
+                if (++held == group || x == p->out_w - 1) {
+                    const int32_t done = y - y0;     /* rows added in by the band before */
+                    residual_add(&p->residual, tile + done * tile_row, tile_row,
+                                 held * p->out_c, o - (held - 1) * p->out_c + done * row_stride,
+                                 row_stride, 4 - done);
+                    held = 0;
+                }
             }
         }
     }

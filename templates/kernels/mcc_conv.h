@@ -213,6 +213,9 @@ typedef struct {
  * runs where its scratch would raise the peak, and the pixel-by-pixel kernel
  * it replaces there takes 1.6x the instructions (DS-CNN's 64-channel layers). */
 #define MCC_GEMM_INPLACE_STACK_BLOCK 1152
+/* With a residual (mcc_residual) row_block 2's block may be as big: such a
+ * GEMM runs where the in-place one would, at the peak of a residual block. */
+#define MCC_GEMM_RESIDUAL_STACK_BLOCK MCC_GEMM_INPLACE_STACK_BLOCK
 
 int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, void *scratch);
 /* The same with output == input: `inplace` 1 or 2, row_block 4 or 2. */
