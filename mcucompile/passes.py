@@ -126,7 +126,7 @@ def schedule_for_memory(graph: Graph, state_limit: int = 50_000) -> Graph:
     return replace(graph, ops=tuple(order))
 
 
-def fuse_residual_adds(graph: Graph, fusable: Callable[[Op, Graph, int, int], bool]) -> Graph:
+def fuse_residual_adds(graph: Graph, fusable: Callable[[Op, Graph, int, int, int], bool]) -> Graph:
     """Run each residual ADD inside the convolution that computes one of its operands.
 
     ADD(x, conv(y)) becomes one CONV_2D reading (y, weights, bias, x) whose
@@ -135,8 +135,11 @@ def fuse_residual_adds(graph: Graph, fusable: Callable[[Op, Graph, int, int], bo
     activation off the peak of a residual block (ResNet-8's first block: x,
     y and the convolution's output were alive together). It applies where x
     dies at the ADD, nothing reads x between the convolution and the ADD, x
-    exists before the convolution runs, and the kernel can
-    (`fusable(conv, graph, x, out)`: kernels.conv.residual_fusable). Of two
+    exists before the convolution runs (a CROP_2D that makes it after the
+    convolution, as patches do, moves before it), and the kernel can
+    (`fusable(conv, graph, x, out, shared)`: kernels.conv.residual_fusable;
+    `shared` counts the outputs of every ADD with the same arithmetic, which
+    would read the same tables: the copies of one ADD in the patches). Of two
     convolution operands the later one takes the ADD, the other being made
     before it. Target-dependent (the kernel choice), so the pipeline runs it
     per memory strategy, after patching, not in PIPELINE."""
@@ -147,48 +150,72 @@ def fuse_residual_adds(graph: Graph, fusable: Callable[[Op, Graph, int, int], bo
     def r(t: int) -> int:
         return root.get(t, t)
 
-    ops = graph.ops
-    readers: dict[int, list[int]] = {}
-    for i, op in enumerate(ops):
-        for t in op.inputs:
-            if t >= 0:
-                readers.setdefault(r(t), []).append(i)
-    producer = {t: i for i, op in enumerate(ops) for t in op.outputs}
+    def arithmetic(add: Op):
+        return (frozenset(graph.tensor(t).quant for t in add.inputs),
+                graph.tensor(add.outputs[0]).quant, add.attrs)
+
+    shared: dict = {}
+    for add in graph.ops:
+        if add.kind == OpKind.ADD:
+            key = arithmetic(add)
+            shared[key] = shared.get(key, 0) + graph.tensor(add.outputs[0]).num_elements
     outputs = {r(t) for t in graph.outputs}
-    fused: dict[int, Op] = {}
-    removed: set[int] = set()
-    for a, add in enumerate(ops):
-        if (add.kind != OpKind.ADD or len(add.inputs) != 2
-                or any(t < 0 or graph.tensor(t).is_const for t in add.inputs)):
-            continue
-        best = None
-        for z, x in ((add.inputs[0], add.inputs[1]), (add.inputs[1], add.inputs[0])):
-            c = producer.get(z)
-            if c is None or c in fused or ops[c].kind != OpKind.CONV_2D:
+
+    def one_fusion(ops: list[Op]) -> list[Op] | None:
+        """The ops with the first ADD that can be fused fused, or None."""
+        readers: dict[int, list[int]] = {}
+        for i, op in enumerate(ops):
+            for t in op.inputs:
+                if t >= 0:
+                    readers.setdefault(r(t), []).append(i)
+        producer = {t: i for i, op in enumerate(ops) for t in op.outputs}
+
+        def made_before(t: int, step: int) -> bool:
+            return t < 0 or graph.tensor(t).is_const or t in graph.inputs or producer[t] < step
+
+        for a, add in enumerate(ops):
+            if (add.kind != OpKind.ADD or len(add.inputs) != 2
+                    or any(t < 0 or graph.tensor(t).is_const for t in add.inputs)):
                 continue
-            if r(z) != z or z in outputs or readers.get(z) != [a]:
-                continue                        # the ADD alone reads the convolution's result
-            xr = r(x)
-            if xr in outputs or max(readers[xr]) != a or any(c < j < a for j in readers[xr]):
-                continue                        # x dies at the ADD, untouched since the convolution
-            if not (x in graph.inputs or producer.get(x, len(ops)) < c):
-                continue                        # x exists when the convolution runs
-            if xr == r(ops[c].inputs[0]) or not fusable(ops[c], graph, x, add.outputs[0]):
+            best = None
+            for z, x in ((add.inputs[0], add.inputs[1]), (add.inputs[1], add.inputs[0])):
+                c = producer.get(z)
+                if c is None or ops[c].kind != OpKind.CONV_2D or ops[c].attrs.residual is not None:
+                    continue
+                if r(z) != z or z in outputs or readers.get(z) != [a]:
+                    continue                    # the ADD alone reads the convolution's result
+                xr = r(x)
+                if xr in outputs or max(readers[xr]) != a or any(c < j < a for j in readers[xr]):
+                    continue                    # x dies at the ADD, untouched since the convolution
+                hoist = None
+                if not made_before(x, c):       # x exists when the convolution runs
+                    p = producer[x]
+                    if (ops[p].kind != OpKind.CROP_2D or xr != x
+                            or not all(made_before(t, c) for t in ops[p].inputs)):
+                        continue
+                    hoist = p
+                if xr == r(ops[c].inputs[0]) or not fusable(ops[c], graph, x, add.outputs[0],
+                                                             shared[arithmetic(add)]):
+                    continue
+                if best is None or c > best[0]:
+                    best = (c, z, x, hoist)
+            if best is None:
                 continue
-            if best is None or c > best[0]:
-                best = (c, z, x)
-        if best is None:
-            continue
-        c, z, x = best
-        conv = ops[c]
-        inputs = tuple(conv.inputs) + (-1,) * (3 - len(conv.inputs)) + (x,)
-        residual = ResidualAdd(graph.tensor(z).quant, add.attrs.activation, add.index)
-        fused[c] = replace(conv, inputs=inputs, outputs=add.outputs,
-                           attrs=replace(conv.attrs, residual=residual))
-        removed.add(a)
-    if not fused:
-        return graph
-    return replace(graph, ops=tuple(fused.get(i, op) for i, op in enumerate(ops) if i not in removed))
+            c, z, x, hoist = best
+            conv = ops[c]
+            inputs = tuple(conv.inputs) + (-1,) * (3 - len(conv.inputs)) + (x,)
+            residual = ResidualAdd(graph.tensor(z).quant, add.attrs.activation, add.index)
+            fused = replace(conv, inputs=inputs, outputs=add.outputs,
+                            attrs=replace(conv.attrs, residual=residual))
+            before = [ops[hoist]] if hoist is not None else []
+            return (ops[:c] + before + [fused]
+                    + [op for i, op in enumerate(ops) if c < i and i not in (a, hoist)])
+        return None
+
+    ops, changed = list(graph.ops), False
+    while (step := one_fusion(ops)) is not None:
+        ops, changed = step, True
+    return replace(graph, ops=tuple(ops)) if changed else graph
 
 
 Pass = Callable[[Graph], Graph]

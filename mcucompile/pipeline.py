@@ -171,7 +171,7 @@ def _fuse_residuals(graph: Graph, target: KernelTarget) -> Graph:
     """Residual ADDs into the convolutions before them, where the kernel can (passes.py)."""
     from .kernels.conv import residual_fusable
     return passes.fuse_residual_adds(
-        graph, lambda conv, g, x, out: residual_fusable(conv, g, target, x, out))
+        graph, lambda conv, g, x, out, shared: residual_fusable(conv, g, target, x, out, shared))
 
 
 def _layerwise_bound(graph: Graph, target: KernelTarget, fuse: bool) -> int:

@@ -142,3 +142,38 @@ def test_the_static_estimate_and_the_cli_know_the_fused_op(tmp_path):
     # input and x (10x7x8 + 10x7x17 bytes, each aligned); without, the ADD's
     # two operands and its output.
     assert bounds == [560 + 1192, 3 * 1192]
+
+
+def test_an_add_too_small_for_its_tables_stays_apart():
+    """The fused ADD reads 2 KB of tables; an ADD of fewer than
+    ADD_TABLE_MIN_ELEMENTS outputs computes each one instead and needs none."""
+    import modelgen as mg
+    from mcucompile.kernels.elementwise import ADD_TABLE_MIN_ELEMENTS
+    per_pixel = ADD_TABLE_MIN_ELEMENTS // 16
+    small = mg.conv_residual(input_shape=(1, 4, 4, 8), filters=per_pixel - 1, kernel=1)
+    assert "ADD" in _labels(_compile(small, memory="layer"))
+    big = mg.conv_residual(input_shape=(1, 4, 4, 8), filters=per_pixel, kernel=1)
+    assert "CONV_2D+ADD" in _labels(_compile(big, memory="layer"))
+
+
+@pytest.mark.reference
+def test_the_copies_of_an_add_in_patches_share_one_set_of_tables():
+    """Run per patch, one ADD of 1,024 outputs becomes four of 256 (plus
+    halos): together they take the tables (one copy in flash), as the ADD
+    whole would."""
+    from harness import assert_bit_exact
+    from mcucompile import boards
+    from mcucompile.pipeline import CompileOptions
+
+    def build(tf):
+        inp = tf.keras.Input((8, 8, 8), batch_size=1)
+        x = _conv(tf, inp, 16, seed=1)
+        y = _conv(tf, _conv(tf, x, 16, seed=2), 16, act=None, seed=3)
+        return tf.keras.Model(inp, _conv(tf, tf.keras.layers.Add()([x, y]), 4, kernel=1, seed=4))
+
+    model = _graph_model("patches", build)
+    compiled = _compile(model, memory="patch", patch_stage_ops=4, patch_grid=(2, 2))
+    assert _labels(compiled).count("CONV_2D+ADD") == 4
+    assert compiled.files["model.c"].count("_residual_x[256] = {") == 1
+    options = CompileOptions(memory="patch", patch_stage_ops=4, patch_grid=(2, 2))
+    assert_bit_exact(model, runs=2, options=options, board=boards.load("qemu-m7"))

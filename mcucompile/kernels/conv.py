@@ -1029,10 +1029,14 @@ def _residual_tables(layer: _Layer, op: Op, graph: Graph, z: Tensor):
                            op.attrs.residual.activation if op.attrs.residual else None, layer.where)
 
 
-def residual_fusable(conv: Op, graph: Graph, target: KernelTarget, x: int, out: int) -> bool:
+def residual_fusable(conv: Op, graph: Graph, target: KernelTarget, x: int, out: int,
+                     shared: int | None = None) -> bool:
     """Whether ADD(x, conv's result) -> out can run inside this CONV_2D: a kernel
     with the residual epilogue in both its forms (normal and at the memory peak),
-    at most RESIDUAL_MAX_C channels, and ADD's table form exact for these scales."""
+    at most RESIDUAL_MAX_C channels, ADD's table form exact for these scales, and
+    tables worth their 2 KB of flash: `shared` (default: out's size) outputs of
+    ADDs with this arithmetic, which share one copy of them, at least as many
+    as make a separate ADD take its tables (ADD_TABLE_MIN_ELEMENTS)."""
     if conv.kind != OpKind.CONV_2D or getattr(conv.attrs, "residual", None) is not None:
         return False
     layer = _prepare(conv, graph)
@@ -1047,6 +1051,9 @@ def residual_fusable(conv: Op, graph: Graph, target: KernelTarget, x: int, out: 
     xt, ot = graph.tensor(x), graph.tensor(out)
     if not (xt.shape == z.shape == ot.shape) or xt.quant is None or xt.quant.per_channel:
         return False
+    from .elementwise import ADD_TABLE_MIN_ELEMENTS
+    if (ot.num_elements if shared is None else shared) < ADD_TABLE_MIN_ELEMENTS:
+        return False    # 2 KB of tables where the separate ADD would take none
     try:
         return residual_tables(xt, float(z.scale), z.zero_point, (layer.act_min, layer.act_max),
                                ot, Activation.NONE, layer.where) is not None
