@@ -3,8 +3,8 @@
     python benchmarks/speed_models.py [--models DIR] [--json results.json] [--no-generated]
 
 For every model in ../shared/models and the generated ones (tests/modelgen.py,
-needs TensorFlow: two MobileNetV2-style models, MLPerf Tiny's ResNet-8 and DS-CNN, and a
-mix of convolutions for the static estimate's fit), builds the firmware and runs it in QEMU
+needs TensorFlow: two MobileNetV2-style models, MLPerf Tiny's ResNet-8 and DS-CNN, and
+mixes of convolutions and of fused residual blocks for the static estimate's fit), builds the firmware and runs it in QEMU
 (`mcucompile bench`'s measure(): -icount shift=0, deterministic instruction
 counts) on four configurations:
 
@@ -55,7 +55,9 @@ GENERATED = (("mobilenet_v2_96_a035", "mobilenet_v2", dict(resolution=96, alpha=
              ("ds_cnn_mlperf_kws", "ds_cnn", dict()),
              # Convolutions the networks above lack (im2col's ways over 1, 6, 8 and 16
              # channels), so that the static estimate's fit sees them.
-             ("conv_mix", "conv_mix", dict()))
+             ("conv_mix", "conv_mix", dict()),
+             # Residual blocks whose ADD runs inside a convolution (band, GEMM, im2col).
+             ("residual_mix", "residual_mix", dict()))
 
 
 def generated_models(directory: Path) -> list[Path]:

@@ -189,7 +189,7 @@ def first_bad_layer(compiled: Compiled, model: bytes, run_inputs: list[np.ndarra
         if bad.size:
             i = int(bad[0])
             op = next(o for o in g.ops if o.index == e.op_index)
-            return LayerDiff(op.index, op.kind.value, g.tensor(e.tensor).name, int(bad.size), a.size, i,
+            return LayerDiff(op.index, op.label, g.tensor(e.tensor).name, int(bad.size), a.size, i,
                              a[i].item(), b[i].item())
     return None
 

@@ -679,14 +679,10 @@ def conv_mix(*, input_shape: Shape = (1, 32, 32, 1), num_classes: int = 10,
     """Convolutions the benchmark networks lack, one of each, for the static
     estimate's fit: a 3x3 stride-2 layer over one channel, 3x3 over 6
     channels, 5x5 over 8, 3x5 at stride 2x1 over 16, 1x1 at stride 2 (all
-    through im2col, its int8 and its widened ways), two residual blocks of
-    two 3x3 convolutions (16 and 12 channels) whose second takes the ADD in
-    (the band kernel's epilogue, on DSP cores), then the classifier head."""
-    # The cache key holds the arguments only: `layout` changes with the layers.
-    cfg = {**_config(locals()), "layout": 3}
+    through im2col, its int8 and its widened ways), then the classifier head."""
+    cfg = _config(locals())
 
     def build(tf):
-        L = tf.keras.layers
         (inp,) = _inputs(tf, [input_shape])
         seeds = iter(range(seed, seed + 10_000, 2))
 
@@ -694,13 +690,38 @@ def conv_mix(*, input_shape: Shape = (1, 32, 32, 1), num_classes: int = 10,
         x = _he_conv(tf, seeds, x, 6, 1)
         x = _he_conv(tf, seeds, x, 8, 3)
         x = _he_conv(tf, seeds, x, 16, 5)
-        x = L.Add()([x, _he_conv(tf, seeds, _he_conv(tf, seeds, x, 16, 3), 16, 3, act=None)])
         x = _he_conv(tf, seeds, x, 12, (3, 5), (2, 1), "valid")
-        x = L.Add()([x, _he_conv(tf, seeds, _he_conv(tf, seeds, x, 12, 3), 12, 3, act=None)])
         x = _he_conv(tf, seeds, x, 24, 1, 2)
         return tf.keras.Model(inp, _classifier(tf, x, num_classes, next(seeds)))
 
     return _cached("conv_mix", cfg, build)
+
+
+def residual_mix(*, input_shape: Shape = (1, 16, 16, 8), num_classes: int = 10,
+                 per_channel: bool = True, float_io: bool = False, seed: int = 0) -> bytes:
+    """Residual blocks whose second convolution takes the ADD in
+    (passes.fuse_residual_adds), for the static estimate's fit: 3x3 over 16
+    and 12 channels (the band kernel on DSP cores), 1x1 (the GEMM) and 3x3
+    over 6 channels (im2col's int8 way), then the classifier head."""
+    cfg = _config(locals())
+
+    def build(tf):
+        L = tf.keras.layers
+        (inp,) = _inputs(tf, [input_shape])
+        seeds = iter(range(seed, seed + 10_000, 2))
+
+        def block(x, channels, kernel):
+            y = _he_conv(tf, seeds, _he_conv(tf, seeds, x, channels, kernel), channels, kernel,
+                         act=None)
+            return L.ReLU()(L.Add()([x, y]))
+
+        x = block(_he_conv(tf, seeds, inp, 16, 3), 16, 3)
+        x = block(_he_conv(tf, seeds, x, 12, 1), 12, 3)
+        x = block(x, 12, 1)
+        x = block(_he_conv(tf, seeds, x, 6, 1), 6, 3)
+        return tf.keras.Model(inp, _classifier(tf, x, num_classes, next(seeds)))
+
+    return _cached("residual_mix", cfg, build)
 
 
 def branchy_cnn(*, input_shape: Shape = (1, 16, 16, 3), width: int = 8, num_classes: int = 5,

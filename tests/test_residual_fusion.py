@@ -177,3 +177,13 @@ def test_the_copies_of_an_add_in_patches_share_one_set_of_tables():
     assert compiled.files["model.c"].count("_residual_x[256] = {") == 1
     options = CompileOptions(memory="patch", patch_stage_ops=4, patch_grid=(2, 2))
     assert_bit_exact(model, runs=2, options=options, board=boards.load("qemu-m7"))
+
+
+def test_a_fused_kernel_never_measured_costs_its_way_plus_the_add_epilogue():
+    from mcucompile.energy import RESIDUAL_ADD_PER_OUTPUT, kernel_cost
+    for core, isa in (("cortex-m7", "dsp"), ("cortex-m3", "portable")):
+        # A variant no fit has seen: its way's cost (here the function's), plus the epilogue.
+        fused, origin = kernel_cost(core, "mcc_conv2d_band_s8:nowhere+residual")
+        base, _ = kernel_cost(core, "mcc_conv2d_band_s8:nowhere")
+        assert origin.startswith("not measured fused")
+        assert fused.per_output == base.per_output + RESIDUAL_ADD_PER_OUTPUT[isa]

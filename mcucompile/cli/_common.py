@@ -29,7 +29,8 @@ def add_memory_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep fast kernels' scratch at the memory peak (a larger arena, faster code)")
     g.add_argument("--no-fuse-residuals", action="store_true",
                    help="run residual ADDs as ops of their own, not inside the convolution before "
-                        "them (for comparison: fusing never costs arena)")
+                        "them (for comparison; a fused ADD takes no more arena, and its tables only "
+                        "where the ADD would take them too)")
 
 
 def compile_options(args):

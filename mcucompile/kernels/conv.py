@@ -848,6 +848,11 @@ def choose(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) -> Choic
     return _choose(_prepare(op, graph), dsp=target.dsp)
 
 
+def layer_macs(op: Op, graph: Graph) -> int:
+    """The op's multiply-accumulates, whatever kernel runs it."""
+    return _prepare(op, graph).macs
+
+
 def scratch_bytes(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) -> int:
     """Scratch bytes of the kernel `choose` picks (0 for the general kernels)."""
     return choose(op, graph, target).scratch_bytes

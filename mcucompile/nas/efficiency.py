@@ -193,7 +193,11 @@ def graph_of(arch: Arch, name: str = "subnet") -> Graph:
         h = g.conv(h, f"b{i}_dw", b.hidden, b.kernel, b.stride, act=True, depthwise=True)
         h = g.conv(h, f"b{i}_project", b.out_channels, 1, 1, act=False)
         if b.residual:
-            y = g.tensor(f"b{i}_add", g.tensors[h].shape)
+            # Each ADD its own output scale, as trained ones have: the compiler fuses an
+            # ADD into the convolution where its tables pay (ADDs of equal arithmetic
+            # would share them), and counts each distinct table once in flash.
+            y = g.tensor(f"b{i}_add", g.tensors[h].shape,
+                         quant=Quant((_ACT.scale[0] * (1.0 + (i + 1) / 97.0),), _ACT.zero_point))
             g.op(OpKind.ADD, (x, h), (y,), ElementwiseAttrs(Activation.NONE))
             h = y
         x = h

@@ -1429,37 +1429,51 @@ static MCC_NOINLINE int gemm_residual(const mcc_gemm_params *p, const int8_t *in
     return MCC_OK;
 }
 
-int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, void *scratch)
+/* Blocks of four rows widened into `block` (row_block 4 or 2), then the
+ * leftovers, or every row without a block (row_block 1), two at a time. */
+static void gemm_rows(const mcc_gemm_params *p, const int8_t *input, int8_t *output, void *block)
 {
     const int32_t depth = p->depth;
     const int32_t out_c = p->out_c;
     int32_t r = 0;
-    if (p->residual.x_scaled != NULL) {
-        return out_c > MCC_RESIDUAL_MAX_C ? MCC_ERROR : gemm_residual(p, input, output, scratch);
-    }
-    /* row_block 2: the block on the stack (mcc_conv.h). */
-    uint32_t stack_block[MCC_GEMM_STACK_BLOCK / 4];
-    if (p->row_block == 2) {
-        if (32 * groups_of(depth) > MCC_GEMM_STACK_BLOCK) {
-            return MCC_ERROR;
-        }
-        scratch = stack_block;
-    }
     if (p->row_block == 4 || p->row_block == 2) {
         for (; r + 4 <= p->rows; r += 4) {
             const int8_t *x = input + r * depth;
             const int8_t *const rows[4] = {x, x + depth, x + 2 * depth, x + 3 * depth};
-            widen_rows4(rows, depth, scratch);
-            gemm_block4(scratch, groups_of(depth), p->weights, p->channels, out_c,
+            widen_rows4(rows, depth, block);
+            gemm_block4(block, groups_of(depth), p->weights, p->channels, out_c,
                         output + r * out_c);
         }
     }
-    /* Without scratch (row_block 1) and the leftovers: two rows at a time. */
     if (r < p->rows) {
         gemm_rows2(input + r * depth, p->rows - r, depth, p->weights, p->channels, out_c,
                    output + r * out_c);
     }
-    clamp_activation(output, p->rows * out_c, p->act_min, p->act_max);
+}
+
+/* row_block 2: the block on the stack (mcc_conv.h), in a frame of its own
+ * (the residual form's frame holds its own). */
+static MCC_NOINLINE void gemm_on_stack(const mcc_gemm_params *p, const int8_t *input,
+                                       int8_t *output)
+{
+    uint32_t stack_block[MCC_GEMM_STACK_BLOCK / 4];
+    gemm_rows(p, input, output, stack_block);
+}
+
+int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, void *scratch)
+{
+    if (p->residual.x_scaled != NULL) {
+        return p->out_c > MCC_RESIDUAL_MAX_C ? MCC_ERROR : gemm_residual(p, input, output, scratch);
+    }
+    if (p->row_block == 2) {
+        if (32 * groups_of(p->depth) > MCC_GEMM_STACK_BLOCK) {
+            return MCC_ERROR;
+        }
+        gemm_on_stack(p, input, output);
+    } else {
+        gemm_rows(p, input, output, scratch);
+    }
+    clamp_activation(output, p->rows * p->out_c, p->act_min, p->act_max);
     return MCC_OK;
 }
 
