@@ -66,11 +66,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import UnsupportedModelError
-from ..ir import (Conv2DAttrs, DepthwiseConv2DAttrs, DType, ExplicitPadding, Graph, Op, OpKind,
-                  Padding, Tensor)
+from ..ir import (Activation, Conv2DAttrs, DepthwiseConv2DAttrs, DType, ExplicitPadding, Graph, Op,
+                  OpKind, Padding, Tensor)
 from ..quant import activation_range, f32, quantize_multiplier
 from . import (SCRATCH, ArrayRef, ConstArray, Field, KernelCall, KernelTarget, TensorArg,
                compact_lowering, lowering)
+from .elementwise import ADD_TABLE_MIN_ELEMENTS, residual_tables
 
 LIBRARY = "mcc_conv"
 INT32_MIN, INT32_MAX = -2**31, 2**31 - 1
@@ -1027,13 +1028,6 @@ RESIDUAL_VARIANTS = (Variant.GEMM, Variant.IM2COL, Variant.BAND)
 RESIDUAL_MAX_C = 256
 
 
-def _residual_tables(layer: _Layer, op: Op, graph: Graph, z: Tensor):
-    from .elementwise import residual_tables
-    x, out = graph.tensor(op.inputs[3]), graph.tensor(op.outputs[0])
-    return residual_tables(x, float(z.scale), z.zero_point, (layer.act_min, layer.act_max), out,
-                           op.attrs.residual.activation if op.attrs.residual else None, layer.where)
-
-
 def residual_fusable(conv: Op, graph: Graph, target: KernelTarget, x: int, out: int,
                      shared: int | None = None) -> bool:
     """Whether ADD(x, conv's result) -> out can run inside this CONV_2D: a kernel
@@ -1050,13 +1044,10 @@ def residual_fusable(conv: Op, graph: Graph, target: KernelTarget, x: int, out: 
     if any(_choose(layer, compact, target.dsp).variant not in RESIDUAL_VARIANTS
            for compact in (False, True)):
         return False
-    from .elementwise import residual_tables
-    from ..ir import Activation
     z = graph.tensor(conv.outputs[0])
     xt, ot = graph.tensor(x), graph.tensor(out)
     if not (xt.shape == z.shape == ot.shape) or xt.quant is None or xt.quant.per_channel:
         return False
-    from .elementwise import ADD_TABLE_MIN_ELEMENTS
     if (ot.num_elements if shared is None else shared) < ADD_TABLE_MIN_ELEMENTS:
         return False    # 2 KB of tables where the separate ADD would take none
     try:
@@ -1071,8 +1062,10 @@ def _residual_call(layer: _Layer, choice: Choice, op: Op, graph: Graph) -> Kerne
     if choice.variant not in RESIDUAL_VARIANTS or layer.out_c > RESIDUAL_MAX_C:
         raise UnsupportedModelError(f"{layer.where}: the fused residual ADD needs the GEMM, im2col "
                                     f"or band kernel with at most {RESIDUAL_MAX_C} channels")
-    z = replace(graph.tensor(op.outputs[0]), quant=op.attrs.residual.conv_output)
-    r = _residual_tables(layer, op, graph, z)
+    q = op.attrs.residual.conv_output
+    r = residual_tables(graph.tensor(op.inputs[3]), q.scale[0], q.zero_point[0],
+                        (layer.act_min, layer.act_max), graph.tensor(op.outputs[0]),
+                        op.attrs.residual.activation, layer.where)
     if r is None:
         raise UnsupportedModelError(f"{layer.where}: the fused residual ADD has no exact table form")
     if (choice.variant == Variant.GEMM and choice.row_block == 1
