@@ -158,8 +158,10 @@ int mcc_conv2d_1x1_s8(const mcc_fully_connected_params *p,
  * doubled rescaled values (index v + 128; the convolution's activation is
  * folded into z_scaled), then the fast output stage with mult, hib, post,
  * clamped to [act_min, act_max]. The convolution's outputs go through a
- * tile on the stack (4 * out_c bytes, out_c <= MCC_RESIDUAL_MAX_C) and are
- * added in four pixels at a time. x_scaled NULL: no residual. */
+ * tile on the stack (MCC_RESIDUAL_TILE bytes, at least four pixels: out_c
+ * <= MCC_RESIDUAL_MAX_C) and are added in a tile at a time; the kernel's own
+ * act_min and act_max are then the whole int8 range. x_scaled NULL: no
+ * residual. */
 typedef struct {
     const int32_t *x_scaled;
     const int32_t *z_scaled;
