@@ -358,7 +358,8 @@ def kernel_cost(core: str, function: str) -> tuple[KernelCost, str]:
     """The cost of `function` (a KernelCall.cost_name) on `core` and where it comes from (for the report)."""
     table_name, table = _cost_table(core)
     base = function.split(":")[0]
-    measured = any(function in costs for costs in KERNEL_COSTS.values())
+    measured = any(function in costs for other, costs in KERNEL_COSTS.items()
+                   if _same_isa(other, core))
     if function.endswith("residual") and not measured:
         # A fused residual ADD never measured: the kernel's way, plus the ADD's epilogue.
         way = function[:-len("residual")].rstrip("+:")

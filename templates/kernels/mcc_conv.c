@@ -1394,30 +1394,20 @@ static void gemm_inplace(const mcc_gemm_params *p, const int8_t *input, int8_t *
 }
 
 /* With a residual: as many rows as the tile holds at a time (a multiple of
- * four), computed as mcc_gemm_s8 computes them into the tile, then added in.
- * row_block 2: the block on the stack, up to MCC_GEMM_RESIDUAL_STACK_BLOCK. */
-static MCC_NOINLINE int gemm_residual(const mcc_gemm_params *p, const int8_t *input,
-                                      int8_t *output, void *scratch)
+ * four), computed as mcc_gemm_s8 computes them into the tile, then added in. */
+static void gemm_residual_rows(const mcc_gemm_params *p, const int8_t *input, int8_t *output,
+                               void *block, int8_t *tile)
 {
     const int32_t depth = p->depth, out_c = p->out_c;
     const int32_t chunk = residual_pixels(out_c);
-    uint32_t tile_words[MCC_RESIDUAL_TILE / 4];
-    uint32_t stack_block[MCC_GEMM_RESIDUAL_STACK_BLOCK / 4];
-    int8_t *tile = (int8_t *)tile_words;
-    if (p->row_block == 2) {
-        if (32 * groups_of(depth) > MCC_GEMM_RESIDUAL_STACK_BLOCK) {
-            return MCC_ERROR;
-        }
-        scratch = stack_block;
-    }
     for (int32_t r = 0; r < p->rows; r += chunk) {
         const int32_t n = MCC_MIN(chunk, p->rows - r);
         int32_t i = 0;
         for (; p->row_block != 1 && i + 4 <= n; i += 4) {
             const int8_t *x = input + (r + i) * depth;
             const int8_t *const rows[4] = {x, x + depth, x + 2 * depth, x + 3 * depth};
-            widen_rows4(rows, depth, scratch);
-            gemm_block4(scratch, groups_of(depth), p->weights, p->channels, out_c,
+            widen_rows4(rows, depth, block);
+            gemm_block4(block, groups_of(depth), p->weights, p->channels, out_c,
                         tile + i * out_c);
         }
         if (i < n) {
@@ -1425,6 +1415,29 @@ static MCC_NOINLINE int gemm_residual(const mcc_gemm_params *p, const int8_t *in
                        tile + i * out_c);
         }
         residual_add(&p->residual, tile, 0, n * out_c, output + r * out_c, 0, 1);
+    }
+}
+
+/* row_block 2: the block on the stack, up to MCC_GEMM_RESIDUAL_STACK_BLOCK,
+ * in a frame of its own. */
+static MCC_NOINLINE void gemm_residual_on_stack(const mcc_gemm_params *p, const int8_t *input,
+                                                int8_t *output, int8_t *tile)
+{
+    uint32_t stack_block[MCC_GEMM_RESIDUAL_STACK_BLOCK / 4];
+    gemm_residual_rows(p, input, output, stack_block, tile);
+}
+
+/* The tile in a frame of its own. */
+static MCC_NOINLINE int gemm_residual(const mcc_gemm_params *p, const int8_t *input,
+                                      int8_t *output, void *scratch)
+{
+    uint32_t tile_words[MCC_RESIDUAL_TILE / 4];
+    if (p->row_block != 2) {
+        gemm_residual_rows(p, input, output, scratch, (int8_t *)tile_words);
+    } else if (32 * groups_of(p->depth) <= MCC_GEMM_RESIDUAL_STACK_BLOCK) {
+        gemm_residual_on_stack(p, input, output, (int8_t *)tile_words);
+    } else {
+        return MCC_ERROR;
     }
     return MCC_OK;
 }
