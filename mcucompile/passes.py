@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-from .ir import Graph, Op, OpKind, verify
+from .ir import Graph, Op, OpKind, ResidualAdd, verify
 
 
 def remove_dead_ops(graph: Graph) -> Graph:
@@ -143,7 +143,6 @@ def fuse_residual_adds(graph: Graph, fusable: Callable[[Op, Graph, int, int, int
     convolution operands the later one takes the ADD, the other being made
     before it. Target-dependent (the kernel choice), so the pipeline runs it
     per memory strategy, after patching, not in PIPELINE."""
-    from .ir import ResidualAdd
     from .planner import alias_roots
     root = alias_roots(graph)
 

@@ -52,6 +52,10 @@ def test_resnet8_adds_run_inside_convolutions_and_the_arena_loses_a_tensor():
     (op,) = [o for o in fused.graph.ops if o.name == "conv_2d_2_add_3"]
     assert fused.calls[op.index].inplace_input == op.inputs[3]
     assert fused.plan.tensor_offsets[op.outputs[0]] == fused.plan.tensor_offsets[op.inputs[3]]
+    # The kernels' residual epilogue is compiled in only where a layer takes it (~1.1 KB).
+    assert "RESIDUAL" in fused.calls[op.index].paths
+    assert "#define MCC_OMIT_RESIDUAL 1" not in fused.files["mcc_config.h"]
+    assert "#define MCC_OMIT_RESIDUAL 1" in plain.files["mcc_config.h"]
 
 
 def test_the_default_build_of_resnet8_no_longer_needs_patches():

@@ -126,6 +126,9 @@ OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
         # for every such layer with blocks, also one whose blocks all touch
         # the border and so never take it (output under 4 wide, say).
         "IM2COL_RGB",
+        # The fused residual ADD's epilogue of the GEMM, im2col and band kernels
+        # (mcc_residual; ~1.1 KB on the M7): only models with a CONV_2D+ADD.
+        "RESIDUAL",
     ),
 }
 

@@ -1081,7 +1081,8 @@ def _residual_call(layer: _Layer, choice: Choice, op: Op, graph: Graph) -> Kerne
               ConstArray("residual_z", "int32_t", r.z_scaled.astype(np.int32)))
     variant = "+".join(v for v in (call.cost_variant, "residual") if v)
     return replace(call, fields=call.fields + fields, arrays=call.arrays + arrays,
-                   inplace_input=op.inputs[3], cost_variant=variant)
+                   inplace_input=op.inputs[3], cost_variant=variant,
+                   paths=call.paths | {"RESIDUAL"})
 
 
 def planar_one_plane(op: Op, graph: Graph) -> KernelCall | None:

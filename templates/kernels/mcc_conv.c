@@ -38,6 +38,12 @@
 #else
 #define IM2COL_RGB 1
 #endif
+/* The fused residual ADD (mcc_residual) of the GEMM, im2col and band kernels. */
+#if defined(MCC_OMIT_RESIDUAL)
+#define RESIDUAL 0
+#else
+#define RESIDUAL 1
+#endif
 /* Each path compiled in defines its symbol; a model that takes a path reads
  * it, so kernels built without the path do not link with that model. */
 #if DW1CH_GENERAL
@@ -54,6 +60,9 @@ const uint8_t mcc_has_path_IM2COL_STACK_PAIRS = 1;
 #endif
 #if IM2COL_RGB
 const uint8_t mcc_has_path_IM2COL_RGB = 1;
+#endif
+#if RESIDUAL
+const uint8_t mcc_has_path_RESIDUAL = 1;
 #endif
 
 /* sum(a[i] * b[i]) for i < n. Each product fits in 16 bits; the int32 sum
@@ -1476,7 +1485,8 @@ static MCC_NOINLINE void gemm_on_stack(const mcc_gemm_params *p, const int8_t *i
 int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, void *scratch)
 {
     if (p->residual.x_scaled != NULL) {
-        return p->out_c > MCC_RESIDUAL_MAX_C ? MCC_ERROR : gemm_residual(p, input, output, scratch);
+        return !RESIDUAL || p->out_c > MCC_RESIDUAL_MAX_C ? MCC_ERROR
+                                                          : gemm_residual(p, input, output, scratch);
     }
     if (p->row_block == 2) {
         if (32 * groups_of(p->depth) > MCC_GEMM_STACK_BLOCK) {
@@ -1947,7 +1957,8 @@ int mcc_conv2d_im2col_s8(const mcc_conv2d_im2col_params *p, const int8_t *input,
     if (p->residual.x_scaled == NULL) {
         return im2col_run(p, input, output, scratch, NULL);
     }
-    return p->out_c > MCC_RESIDUAL_MAX_C ? MCC_ERROR : im2col_residual(p, input, output, scratch);
+    return !RESIDUAL || p->out_c > MCC_RESIDUAL_MAX_C ? MCC_ERROR
+                                                      : im2col_residual(p, input, output, scratch);
 }
 
 static int im2col_run(const mcc_conv2d_im2col_params *p, const int8_t *input, int8_t *output,
@@ -2253,7 +2264,7 @@ int mcc_conv2d_band_s8(const mcc_conv2d_band_params *p, const int8_t *input, int
     }
     int status;
     if (p->residual.x_scaled != NULL) {
-        if (p->out_c > MCC_RESIDUAL_MAX_C) {
+        if (!RESIDUAL || p->out_c > MCC_RESIDUAL_MAX_C) {
             return MCC_ERROR;
         }
         status = band_residual(p, input, output, scratch);

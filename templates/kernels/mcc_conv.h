@@ -395,5 +395,6 @@ extern const uint8_t mcc_has_path_IM2COL_WIDENED;
 extern const uint8_t mcc_has_path_IM2COL_PATCHES;
 extern const uint8_t mcc_has_path_IM2COL_STACK_PAIRS;
 extern const uint8_t mcc_has_path_IM2COL_RGB;
+extern const uint8_t mcc_has_path_RESIDUAL;
 
 #endif /* MCC_CONV_H */
