@@ -384,7 +384,7 @@ def _strategies(graph: Graph, target: KernelTarget, options: CompileOptions) -> 
 def _pick(candidates: list[Planned], board, slack: float = 0.0) -> Planned:
     """The smallest arena; on a tie, fewer MACs, then the simpler strategy (listed first).
     With `slack`, the fastest plan by the static estimate among those whose arena is
-    within that fraction of the smallest (person_detect: 2.5% more arena for 4.8% fewer
+    within that fraction of the smallest (person_detect: 2.5% more arena for 3.9% fewer
     instructions, README)."""
     smallest = min(candidates, key=lambda c: (c.plan.arena_bytes, patching.conv_macs(c.graph)))
     if not slack > 0:

@@ -246,7 +246,9 @@ def _dw(padding=Padding.SAME, stride=1, dilation=1, mult=1, act=Activation.NONE)
     # Three wide but not three high: the wide kernel's 8-byte filter rows.
     (OpKind.DEPTHWISE_CONV_2D, _dw(), ((1, 9, 8, 3), (1, 5, 3, 3), (1, 9, 8, 3)),
      Variant.PLANAR),
-    (OpKind.DEPTHWISE_CONV_2D, _dw(mult=8), ((1, 9, 8, 1), (1, 3, 3, 8), (1, 9, 8, 8)),
+    # One input channel (six filters: the one-channel kernel's unrolled loop
+    # wants fours, so DSP cores take the planar kernel too).
+    (OpKind.DEPTHWISE_CONV_2D, _dw(mult=6), ((1, 9, 8, 1), (1, 3, 3, 6), (1, 9, 8, 6)),
      Variant.PLANAR_3X3),
     # One input channel and a filter the planar kernel does not take: a convolution.
     (OpKind.DEPTHWISE_CONV_2D, _dw(stride=2, mult=8), ((1, 9, 8, 1), (1, 4, 2, 8), (1, 5, 4, 8)),

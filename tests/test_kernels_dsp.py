@@ -1,8 +1,8 @@
 """The fast convolution kernels on Arm cores, under QEMU, against TFLM.
 
-The host tests (test_kernels_conv.py) run the portable inner loops of
-mcc_gemm_s8, mcc_conv2d_im2col_s8 and mcc_depthwise_conv2d_planar[_3x3]_s8; the DSP
-inner loops (SMLAD, SXTB16, SMMLAR) only exist in Cortex-M4/M7 builds. Here
+The host tests (test_kernels_conv.py, test_kernels_pixel.py) run the portable
+inner loops of mcc_gemm_s8, mcc_conv2d_im2col_s8, mcc_depthwise_conv2d_planar[_3x3]_s8
+and mcc_depthwise_conv2d_pixel_s8; the DSP inner loops (SMLAD, SXTB16, SMMLAR) only exist in Cortex-M4/M7 builds. Here
 each single-op model is built into the real firmware for qemu-m7 and qemu-m4
 (__ARM_FEATURE_DSP: the DSP loops) and qemu-m3 (ARMv7-M without DSP: the
 portable loops, compiled for Arm), run on random inputs, and every output byte
@@ -78,8 +78,10 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
             input_shape=image(odd(3, 13)), kernel=k, stride=s, padding=p, depth_multiplier=m,
             activation=str(rng.choice(["relu", "relu6"])), seed=int(rng.integers(100))),
             "mcc_depthwise_conv2d_planar_3x3_s8" if k == 3 else "mcc_depthwise_conv2d_planar_s8")
-    cases["depthwise_one_channel_m8"] = ("depthwise_conv2d", dict(
-        input_shape=(1, 15, 13, 1), kernel=3, stride=2, depth_multiplier=8),
+    # One input channel: the planar kernel, but for fours of 3x3 filters,
+    # which DSP cores run through the one-channel kernel's assembly.
+    cases["depthwise_one_channel_m6"] = ("depthwise_conv2d", dict(
+        input_shape=(1, 15, 13, 1), kernel=3, stride=2, depth_multiplier=6),
         "mcc_depthwise_conv2d_planar_3x3_s8")
     cases["depthwise_one_channel_10x8"] = ("depthwise_conv2d", dict(
         input_shape=(1, 19, 16, 1), kernel=(10, 8), stride=2, depth_multiplier=3),
@@ -220,6 +222,23 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
     cases["depthwise_k3_s1_same_c5_strips_compact"] = ("depthwise_conv2d", dict(
         input_shape=(1, 40, 37, 5), kernel=3, stride=1, padding="same", activation="relu",
         seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
+    # Depthwise pixel by pixel (mcc_depthwise_conv2d_pixel_s8): 3x3 in assembly
+    # on DSP cores, a row's pixels inside the image in one call, the border
+    # pixels one by one through the stack's pad row; stride 2, a small plane,
+    # channels above the pad row (runs of 256), dilation, stride 3, at the
+    # peak, and a 4x4 filter (its C loop).
+    for name, kwargs in [
+            ("k3_s2_same_c16", dict(input_shape=(1, odd(9, 13), odd(9, 13), 16), stride=2,
+                                    activation="relu6")),
+            ("k3_s1_same_c12_small", dict(input_shape=(1, 4, 3, 12), activation="relu")),
+            ("k3_s1_valid_c264", dict(input_shape=(1, 5, 4, 264), padding="valid")),
+            ("k3_s1_same_c264", dict(input_shape=(1, 3, 3, 264))),
+            ("k3_d2_same_c8", dict(input_shape=(1, 9, 10, 8), dilation=2)),
+            ("k3_s3_valid_c4", dict(input_shape=(1, 10, 11, 4), stride=3, padding="valid")),
+            ("k3_s2_same_c20_compact", dict(input_shape=(1, 40, 37, 20), stride=2)),
+            ("k4_s1_same_c8", dict(input_shape=(1, 7, 6, 8), kernel=4))]:
+        cases[f"pixel_{name}"] = ("depthwise_conv2d", dict(kwargs, seed=int(rng.integers(100))),
+                                  "mcc_depthwise_conv2d_pixel_s8")
     # A 1x1 convolution at the peak too deep for the stack block (72 > 64):
     # rows read where they lie (the 2x2 assembly tiles).
     cases["conv_k1_depth72_compact"] = ("conv2d", dict(
@@ -289,7 +308,7 @@ COMPACT = {name for name in CASES if name.endswith("_compact")}
 # common on the M4 (the same DSP code) and the M3 (the portable loops); the
 # slow tests run every case on every core (~6 s each).
 DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_same_m1",
-                       "depthwise_k5_s2_same_m1", "depthwise_one_channel_m8", "dense_rows5",
+                       "depthwise_k5_s2_same_m1", "depthwise_one_channel_m6", "dense_rows5",
                        "conv_k1_depth12_compact", "conv_k1_depth8_odd_c",
                        "conv_k1_depth12_rows25", "dense_rows1_depth32",
                        "depthwise_k3_s1_even_w", "depthwise_1ch_k3x3_s2_same_m8_compact",
@@ -310,8 +329,8 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "depthwise_k3_s1_same_even_hw_batch2", "depthwise_k3_s1_valid_three_rows",
                        "depthwise_k3_s1_same_c5_strips_compact", "conv_rgb3x3_s2_same",
                        "conv_rgb3x3_s1_same_f17", "conv_rgb3x3_s1_valid_dh2",
-                       *(n for n in CASES if n.startswith("residual_"))},
-           "qemu-m4": {"residual_band_s1_c17", "residual_gemm_depth72_compact",
+                       *(n for n in CASES if n.startswith(("residual_", "pixel_")))},
+           "qemu-m4": {"pixel_k3_s2_same_c16", "pixel_k3_s1_same_c264", "residual_band_s1_c17", "residual_gemm_depth72_compact",
                        "residual_gemm_depth160_compact",
                        "residual_band_s1_c9_clamped", "conv_rgb3x3_s2_same", "conv_rgb3x3_s1_valid_dh2", "conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact",
                        "depthwise_1ch_k5x5_s1_valid_m3_compact", "conv_k3_s1_same_depth16_compact",
@@ -320,7 +339,7 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "depthwise_1ch_k3x2_s1_same_m6_compact",
                        "depthwise_1ch_k3x3_s1_valid_m12_compact", "depthwise_k3_s2_same_c6_strips_compact",
                        "depthwise_k3_s1_same_even_h_odd_w_m2", "depthwise_k3_s1_same_c5_strips_compact"},
-           "qemu-m3": {"conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k3_s2_same_c8",
+           "qemu-m3": {"pixel_k3_s2_same_c16", "pixel_k3_s1_valid_c264", "conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k3_s2_same_c8",
                        "depthwise_1ch_k3x3_s2_same_m8_compact", "conv_k3_s1_same_depth16_compact",
                        "depthwise_1ch_k3x2_s1_same_m6_compact", "conv_k3_s1_valid_c3_compact",
                        "add_tables", "depthwise_k5_s1_same_c3_strips_compact",

@@ -129,6 +129,12 @@ OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
         # The fused residual ADD's epilogue of the GEMM, im2col and band kernels
         # (mcc_residual; ~1.1 KB on the M7): only models with a CONV_2D+ADD.
         "RESIDUAL",
+        # mcc_depthwise_conv2d_pixel_s8's C loop, for filters other than 3x3
+        # (DSP cores run 3x3 in assembly; portable builds always keep it).
+        "DW_PIXEL_GENERAL",
+        # mcc_depthwise_conv2d_planar_3x3_s8 at stride_w 2 (350 B on the M7):
+        # the pixel kernel takes most such layers, in place too.
+        "PLANAR_S2",
     ),
 }
 

@@ -38,23 +38,33 @@ Kernels. `choose()` is the one place that picks a kernel (the lowering and
   mcc_depthwise_conv2d_planar_s8 (the others): DEPTHWISE_CONV_2D with filter
   width 3, 5 or 7, stride_w 1 or 2, no dilation (padded channel planes in
   scratch).
+* mcc_depthwise_conv2d_pixel_s8: DEPTHWISE_CONV_2D with depth multiplier 1 and
+  channels in fours, any filter up to 7x7, stride, dilation and padding, no
+  scratch: output pixel by output pixel, four channels to a word. Chosen
+  where the planar kernel's per-channel work does not pay (`pixel_pays`:
+  planes of 16 pixels or fewer, 3x3 at stride 2 over 16 channels or more),
+  where the planar kernel does not apply (dilation, other filters, stride 3),
+  and in place where every pixel reads ahead (kernels/inplace.py).
 * mcc_depthwise_conv2d_1ch_s8: DEPTHWISE_CONV_2D over one input channel
   (filter_w <= 8, no dilation) with no scratch, taps read where they lie;
   chosen at the memory peak (`compact`), where the planar and im2col kernels'
-  scratch would raise the arena. Elsewhere they stay: with scratch they are
-  faster (person_detect's first layer: about half the instructions).
-* the general kernels (`reference_call`) for the rest: grouped or dilated
-  depthwise filters, other widths and strides, and layers whose requantization
+  scratch would raise the arena, and on DSP cores for fours of 3x3 filters,
+  whose assembly loop beats the planar kernel. Elsewhere those stay: their
+  portable loops are faster than its own.
+* the general kernels (`reference_call`) for the rest: grouped convolutions,
+  depthwise layers no fast kernel takes (channels not in fours with a filter
+  or stride the planar kernel does not take), and layers whose requantization
   the fast kernels' shorter form cannot reproduce exactly (a real multiplier
   >= 0.5, or accumulators that could reach 2^30; see `fast_channel_table`).
 
 Weights are re-arranged here into the order the inner loops read them
-(`gemm_weights`, `band_weights`, `planar_weights`, `one_channel_weights`). The
-DSP/portable split is the C compiler's: each fast kernel has SMLAD inner loops
-under __ARM_FEATURE_DSP and portable ones over the same layouts, so a model
-built for one target runs bit for bit on any (the host's `verify` included).
-Only the band kernel is chosen by target (`choose`): without SMLAD im2col is
-faster.
+(`gemm_weights`, `band_weights`, `planar_weights`, `one_channel_weights`,
+`pixel_weights`). The DSP/portable split is the C compiler's: each fast kernel
+has SMLAD inner loops under __ARM_FEATURE_DSP and portable ones over the same
+layouts, so a model built for one target runs bit for bit on any (the host's
+`verify` included).
+Only the band and one-channel kernels are chosen by target (`choose`): without
+SMLAD im2col and the planar kernel are faster.
 """
 from __future__ import annotations
 
@@ -493,6 +503,7 @@ class Variant(enum.Enum):
     PLANAR = "mcc_depthwise_conv2d_planar_s8"         # DEPTHWISE 5/7 wide (or 3 wide, not 3 high)
     PLANAR_3X3 = "mcc_depthwise_conv2d_planar_3x3_s8"  # DEPTHWISE 3x3; both: stride_w 1 or 2
     ONE_CHANNEL = "mcc_depthwise_conv2d_1ch_s8"       # DEPTHWISE with in_c 1, no scratch
+    PIXEL = "mcc_depthwise_conv2d_pixel_s8"           # DEPTHWISE, multiplier 1, channels in fours
     GENERAL = "general"                               # the general kernels (reference_call)
 
 
@@ -532,6 +543,8 @@ PLANAR_STACK_PLANE = 1152
 # MCC_DW1CH_MAX_WINDOW bytes (mcc_conv.h).
 ONE_CHANNEL_MAX_FILTER_W = 8
 ONE_CHANNEL_MAX_WINDOW = 128
+# mcc_depthwise_conv2d_pixel_s8's tap offsets (MCC_DW_PIXEL_MAX_TAPS): up to 7x7.
+PIXEL_MAX_TAPS = 49
 
 
 @dataclass(frozen=True)
@@ -713,11 +726,25 @@ def _choose(layer: _Layer, compact: bool = False, dsp: bool = False) -> Choice:
             return stack
         if layer.kind == OpKind.DEPTHWISE_CONV_2D:
             planar = _planar(layer)
+            pixel = _pixel(layer)
+            if pixel is not None and pixel_pays(win, planar):
+                return pixel
             if planar.variant != Variant.GENERAL and planar_stack_fits(planar.plane_h, planar.plane_w,
                                                                        win.filter_h):
                 return _on_stack(planar)
+            if pixel is not None:
+                return pixel
         return Choice(Variant.GENERAL, 0, "no scratch allowed at the memory peak")
     planar = _planar(layer) if layer.kind == OpKind.DEPTHWISE_CONV_2D else None
+    pixel = _pixel(layer)
+    if pixel is not None and pixel_pays(win, planar):
+        return pixel
+    # One input channel, 3x3 filters in fours on DSP cores: the one-channel
+    # kernel's assembly beats the planar kernel even with its scratch
+    # (person_detect's first layer in patches: 22.2 instructions per output
+    # against 29.4). Its portable loop does not (74.3 against 58.5 on the M3).
+    if dsp and one_channel.variant == Variant.ONE_CHANNEL and _one_channel_unrolled(layer):
+        return one_channel
     if planar is not None and planar.variant in (Variant.PLANAR, Variant.PLANAR_3X3):
         return planar
     # A depthwise layer over one input channel is a convolution with
@@ -805,6 +832,59 @@ def _one_channel(layer: _Layer) -> Choice:
         return Choice(Variant.GENERAL, 0, f"a {win.filter_h}x{win.filter_w} window is above "
                                           f"{ONE_CHANNEL_MAX_WINDOW} bytes")
     return Choice(Variant.ONE_CHANNEL, one_channel_scratch_bytes(), "")
+
+
+def _pixel(layer: _Layer) -> Choice | None:
+    """mcc_depthwise_conv2d_pixel_s8 where it applies: depth multiplier 1, channels
+    in fours, at most PIXEL_MAX_TAPS taps."""
+    win = layer.win
+    if layer.kind != OpKind.DEPTHWISE_CONV_2D or layer.depth_multiplier != 1 or win.in_c % 4:
+        return None
+    if win.filter_h * win.filter_w > PIXEL_MAX_TAPS:
+        return None
+    return Choice(Variant.PIXEL, 0, "")
+
+
+# Output planes up to this many pixels take the pixel kernel at stride 1: the
+# planar kernel's per-channel work (plane copy, border, set-up) outweighs its
+# faster inner loop there. person_detect on the M7, instructions per output,
+# planar against pixel: 3x3 plane 47.9 / 31.4, 6x6 27.1 / 31.7, 7x7 with 8
+# channels 28.1 / 44.5; on the M3 75.1 / 65.4, 63.2 / 66.0, 63.2 / 87.6.
+PIXEL_MAX_PLANE = 16
+# At stride 2 the planar kernel's pairs are slower (41.6 instructions per output
+# on a 24x24 plane against the pixel kernel's 32); below 16 channels the pixel
+# kernel's per-pixel set-up is spread too thin.
+PIXEL_MIN_CHANNELS_S2 = 16
+
+
+def pixel_call(op: Op, graph: Graph) -> KernelCall | None:
+    """The pixel kernel's call for a depthwise layer it applies to, whatever
+    `choose` prefers (kernels/inplace.py runs it in place), else None."""
+    layer = _prepare(op, graph)
+    if layer.kind != OpKind.DEPTHWISE_CONV_2D or fast_channel_table(layer)[0] is None:
+        return None
+    pixel = _pixel(layer)
+    return None if pixel is None else _fast_call(layer, pixel, op)
+
+
+def pixel_pays(win: Window, planar: Choice | None) -> bool:
+    """Whether the pixel kernel beats the planar one (or the general kernel,
+    where the planar one does not apply) on this layer. Its 3x3 loop is the
+    only one in assembly, so other filters stay planar where they can."""
+    if planar is None or planar.variant == Variant.GENERAL:
+        return True
+    if (win.filter_h, win.filter_w) != (3, 3):
+        return False
+    return (win.out_h * win.out_w <= PIXEL_MAX_PLANE
+            or win.stride_w >= 2 and win.in_c >= PIXEL_MIN_CHANNELS_S2)
+
+
+def _one_channel_unrolled(layer: _Layer) -> bool:
+    """Whether mcc_depthwise_conv2d_1ch_s8 takes its unrolled three-row loop
+    (assembly on DSP cores) for every channel: filters of three one-word rows,
+    channels in fours."""
+    win = layer.win
+    return win.filter_h == 3 and win.filter_w <= 4 and layer.out_c % 4 == 0
 
 
 def _one_channel_row_bytes(win: Window) -> int:
@@ -918,6 +998,18 @@ def one_channel_weights(w: np.ndarray) -> np.ndarray:
     return np.concatenate(blocks).astype(np.uint32).view(np.int32)
 
 
+def pixel_weights(w: np.ndarray) -> np.ndarray:
+    """[C, filter_h, filter_w] int8 -> mcc_depthwise_conv2d_pixel_s8's int32 words:
+    taps doubled, as int16 lanes; for channels 4q..4q+3 and tap k (row-major),
+    word 0 = (w[4q], w[4q+2]) and word 1 = (w[4q+1], w[4q+3]), low lane first:
+    [C/4][taps][2]."""
+    c, fh, fw = w.shape
+    taps = 2 * w.reshape(c // 4, 4, fh * fw).astype(np.int64)       # [q, j, k]
+    lanes = taps.transpose(0, 2, 1).reshape(c // 4, fh * fw, 2, 2)  # [q, k, lane, word]: j = 2 lane + word
+    words = (lanes[:, :, 0, :] & 0xFFFF) | ((lanes[:, :, 1, :] & 0xFFFF) << 16)
+    return words.reshape(-1).astype(np.uint32).view(np.int32)
+
+
 def _fast_arrays(weights: np.ndarray, table: np.ndarray) -> tuple[tuple[Field, ...], tuple[ConstArray, ...]]:
     wtype = "int32_t" if weights.dtype == np.int32 else "int8_t"
     return ((Field("weights", ArrayRef("weights")), Field("channels", ArrayRef("channels"))),
@@ -978,11 +1070,25 @@ def _fast_call(layer: _Layer, choice: Choice, op: Op) -> KernelCall:
         # Filters of three one-word rows take the kernel's unrolled loop (assembly on DSP cores);
         # other filters, and the last out_c % 4 channels, its general path.
         three_rows = win.filter_h == 3 and win.filter_w <= 4
-        general = not three_rows or layer.out_c % 4 != 0
+        general = not _one_channel_unrolled(layer)
         return KernelCall(choice.variant.value, LIBRARY, "mcc_depthwise_conv2d_1ch_params",
                           fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs,
                           cost_variant="3rows" if three_rows else "",
                           paths=frozenset({"DW1CH_GENERAL"}) if general else frozenset())
+    if choice.variant == Variant.PIXEL:
+        fields = _ints(batches=win.batches, in_h=win.in_h, in_w=win.in_w, in_c=win.in_c,
+                       out_h=win.out_h, out_w=win.out_w,
+                       filter_h=win.filter_h, filter_w=win.filter_w,
+                       stride_h=win.stride_h, stride_w=win.stride_w,
+                       dilation_h=win.dilation_h, dilation_w=win.dilation_w,
+                       pad_h=win.pad_h, pad_w=win.pad_w, pad_value=-layer.input_offset) + act
+        doubled = table.copy()
+        doubled[:, 0] *= 2      # fast_channel_table keeps |fold| below 2^30
+        arrays = _fast_arrays(pixel_weights(layer.weights), doubled)
+        three = (win.filter_h, win.filter_w) == (3, 3)
+        return KernelCall(choice.variant.value, LIBRARY, "mcc_depthwise_conv2d_pixel_params",
+                          fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs,
+                          paths=frozenset() if three else frozenset({"DW_PIXEL_GENERAL"}))
     fields = _ints(batches=win.batches, in_h=win.in_h, in_w=win.in_w, in_c=win.in_c,
                    out_h=win.out_h, out_w=win.out_w, out_c=layer.out_c,
                    filter_h=win.filter_h, filter_w=win.filter_w,
@@ -993,9 +1099,11 @@ def _fast_call(layer: _Layer, choice: Choice, op: Op) -> KernelCall:
     arrays = _fast_arrays(planar_weights(layer.weights, _planar_row_bytes(win)), table)
     # 3x3 at stride 1 takes output rows two at a time (2x2 blocks on DSP cores).
     two_rows = choice.variant == Variant.PLANAR_3X3 and win.stride_h == win.stride_w == 1
+    s2 = choice.variant == Variant.PLANAR_3X3 and win.stride_w != 1
     return KernelCall(choice.variant.value, LIBRARY, "mcc_depthwise_conv2d_planar_params",
                       fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs,
-                      cost_variant="2rows" if two_rows else "")
+                      cost_variant="2rows" if two_rows else "",
+                      paths=frozenset({"PLANAR_S2"}) if s2 else frozenset())
 
 
 # --- the lowerings ------------------------------------------------------------
@@ -1091,7 +1199,11 @@ def planar_one_plane(op: Op, graph: Graph) -> KernelCall | None:
     else one plane at a time in scratch; None when the layer does not take
     the planar kernel. For the in-place form (kernels/inplace.py)."""
     layer = _prepare(op, graph)
-    choice = _choose(layer)
+    if layer.kind != OpKind.DEPTHWISE_CONV_2D or fast_channel_table(layer)[0] is None:
+        return None
+    # The planar kernel itself, where out of place the pixel kernel would run:
+    # that one cannot write over its input.
+    choice = _planar(layer)
     if choice.variant not in (Variant.PLANAR, Variant.PLANAR_3X3):
         return None
     if choice.plane_h * choice.plane_w <= PLANAR_STACK_PLANE:

@@ -34,6 +34,11 @@ bytes of pixels 0..p-1 (channel c) hold outputs. Two cases:
   which no step from oy on reads, if R >= last(oy) - max(0, y0(oy)) + 1 for
   every oy. `ring_rows()` takes that maximum: filter_h rows for a stride-1
   SAME layer (336 B for 3x3 at 112 px instead of TinyEngine's full H*W plane).
+* Pixel (no scratch, where every pixel reads ahead only): conv.py's pixel
+  kernel goes pixel by pixel in raster order, and within a pixel four
+  channels at a time, reading all its taps of those channels before it
+  writes them. Output (p, c) lands on input (p, c), which only pixel p reads
+  (q >= p) and pixel p no longer needs; later pixels read q >= p + 1.
 * Plane (the fast form, `depthwise_conv2d_inplace_planar`): conv.py's planar
   kernel copies channel c's whole padded plane into scratch (or the stack)
   before it writes any output of channel c, and reads only the plane. Faster than the ring
@@ -86,8 +91,8 @@ from ..ir import ALIAS_KINDS, DType, Graph, Op, OpKind, Pool2DAttrs
 from ..quant import activation_range
 from . import (LOWERINGS, SCRATCH, ArrayRef, ConstArray, Field, KernelCall, KernelTarget, TensorArg,
                fast_inplace_lowering, inplace_lowering)
-from .conv import (GEMM_INPLACE_STACK_BLOCK, _prepare, fast_channel_table, gemm_weights, planar_one_plane,
-                   planar_weights, window)
+from .conv import (GEMM_INPLACE_STACK_BLOCK, _prepare, fast_channel_table, gemm_weights, pixel_call,
+                   planar_one_plane, planar_weights, window)
 from .pool import pool_geometry
 
 LIBRARY = "mcc_inplace"
@@ -280,6 +285,11 @@ def depthwise_conv2d_inplace(op: Op, graph: Graph, target: KernelTarget) -> Kern
     g = WindowGeometry(win.in_h, win.in_w, win.out_h, win.out_w, win.filter_h, win.filter_w,
                        win.stride_h, win.stride_w, win.dilation_h, win.dilation_w,
                        win.pad_h, win.pad_w)
+    if reads_ahead_only(g):
+        # The pixel kernel in place: no scratch, and faster than the channel loop.
+        pixel = pixel_call(op, graph)
+        if pixel is not None:
+            return replace(pixel, inplace_input=inp.id)
     # [C, H, W] weights, each filter row padded to whole words.
     rb = _row_bytes(g.filter_w)
     weights = planar_weights(np.transpose(wts.data[0], (2, 0, 1)), rb)

@@ -38,6 +38,20 @@
 #else
 #define IM2COL_RGB 1
 #endif
+/* The planar 3x3 depthwise kernel at stride_w 2 (mcc_dw3x3_s8_pairs_s2_dsp):
+ * the pixel kernel takes most such layers. */
+#if defined(MCC_OMIT_PLANAR_S2)
+#define PLANAR_S2 0
+#else
+#define PLANAR_S2 1
+#endif
+/* mcc_depthwise_conv2d_pixel_s8's C loop over any filter: on DSP cores the
+ * 3x3 filters run in assembly without it. */
+#if defined(MCC_OMIT_DW_PIXEL_GENERAL)
+#define DW_PIXEL_GENERAL 0
+#else
+#define DW_PIXEL_GENERAL 1
+#endif
 /* The fused residual ADD (mcc_residual) of the GEMM, im2col and band kernels. */
 #if defined(MCC_OMIT_RESIDUAL)
 #define RESIDUAL 0
@@ -63,6 +77,12 @@ const uint8_t mcc_has_path_IM2COL_RGB = 1;
 #endif
 #if RESIDUAL
 const uint8_t mcc_has_path_RESIDUAL = 1;
+#endif
+#if DW_PIXEL_GENERAL
+const uint8_t mcc_has_path_DW_PIXEL_GENERAL = 1;
+#endif
+#if PLANAR_S2
+const uint8_t mcc_has_path_PLANAR_S2 = 1;
 #endif
 
 /* sum(a[i] * b[i]) for i < n. Each product fits in 16 bits; the int32 sum
@@ -265,6 +285,8 @@ int mcc_conv2d_1x1_s8(const mcc_fully_connected_params *p,
 #else
 #define MCC_CONV_ASM 0
 #endif
+/* The pixel depthwise kernel's C loop: every filter without the assembly. */
+#define DW_PIXEL_C (DW_PIXEL_GENERAL || !MCC_CONV_ASM)
 
 #if MCC_CONV_ASM
 /* `pairs` tiles of gemm_block4: out[r][c] and out[r][c + 1] for the block's
@@ -2420,7 +2442,9 @@ static void dw3x3_channel(const mcc_depthwise_conv2d_planar_params *p, const int
                          e0, e1, e2, m01, m2, row_step - x_pairs, row_step,
                          out + oh * ow * out_c, ow & 1};
     if (sw != 1) {
+#if PLANAR_S2
         mcc_dw3x3_s8_pairs_s2_dsp(plane, out, &kc);
+#endif
         return;
     }
     if (row_step != pw) {           /* stride_h 2 or more: row by row */
@@ -2472,7 +2496,7 @@ static void dw3x3_channel(const mcc_depthwise_conv2d_planar_params *p, const int
                 o[0] = fast_requant_doubled(a0, k.mult, k.hib, k.post);
                 o[out_c] = fast_requant_doubled(a1, k.mult, k.hib, k.post);
             }
-        } else {
+        } else if (PLANAR_S2) {
             /* Stride 2, two outputs per step: taps t0..t4 of each row;
              * out0 = (t0, t2).e + t1 w1, out1 = (t4, t2) x e + t3 w1 (SMLADX). */
             for (; x + 2 <= ow; x += 2, o += 2 * out_c, r += 4) {
@@ -2685,6 +2709,9 @@ static MCC_NOINLINE int planar_on_stack(const mcc_depthwise_conv2d_planar_params
 int mcc_depthwise_conv2d_planar_3x3_s8(const mcc_depthwise_conv2d_planar_params *p,
                                        const int8_t *input, int8_t *output, void *scratch)
 {
+    if (!PLANAR_S2 && p->stride_w != 1) {
+        return MCC_ERROR;   /* compiled out: the generator saw no such layer */
+    }
     if (p->group == 0) {
         return planar_on_stack(p, input, output, dw3x3_channel, 4);
     }
@@ -2894,5 +2921,277 @@ int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
         }
     }
     clamp_activation(output, p->batches * p->out_h * p->out_w * out_c, p->act_min, p->act_max);
+    return MCC_OK;
+}
+
+/* ------------------------------------------------ depthwise pixel by pixel */
+
+size_t mcc_depthwise_conv2d_pixel_s8_scratch_bytes(const mcc_depthwise_conv2d_pixel_params *p)
+{
+    (void)p;
+    return 0u;
+}
+
+#if MCC_CONV_ASM
+/* What dw_pixel_3x3 keeps for a run of pixels: the weights and table rows of
+ * its first channel, the table's end, and the bytes from one window to the
+ * next. Offsets fixed by the assembly. */
+typedef struct {
+    const int32_t *w;
+    const int32_t *t;
+    const int32_t *t_end;
+    int32_t step;
+} dw_pixel_consts;
+
+/* `pixels` >= 1 output pixels of a 3x3 filter, channels in fours up to
+ * k->t_end: tap j of channel c at first + off[j] + c (32-bit address
+ * arithmetic, so an offset may lead to the stack's pad row), each window
+ * k->step bytes after the one before, the outputs one after another from o.
+ * Per four channels: the doubled biases, per tap one word split into
+ * channels (0, 2) and (1, 3) (r9, r8) times its weight pair (r10, r11) by
+ * SMLABB/SMLATT, then fast_requant_doubled. r0 off, lr first + c, r1 the
+ * weights, r2 the table row, r3 o, r4..r7 the accumulators. Stack: [sp] first,
+ * [sp, #4] k, [sp, #44] pixels left. */
+void mcc_dw_pixel_3x3_s8_dsp(const int32_t *off, const int8_t *first, int8_t *o,
+                             const dw_pixel_consts *k, int32_t pixels);
+
+#define MCC_DW_PIXEL_TAP(J)                                                    \
+    "ldr    r12, [r0, #4 * " #J "]\n\t"                                        \
+    "ldr    r8, [lr, r12]\n\t"                                                 \
+    "ldrd   r10, r11, [r1], #8\n\t"                                            \
+    "sxtb16 r9, r8\n\t"                                                        \
+    "sxtb16 r8, r8, ror #8\n\t"                                                \
+    "smlabb r4, r9, r10, r4\n\t"                                               \
+    "smlatt r6, r9, r10, r6\n\t"                                               \
+    "smlabb r5, r8, r11, r5\n\t"                                               \
+    "smlatt r7, r8, r11, r7\n\t"
+#define MCC_DW_PIXEL_OUT(A, J)                                                 \
+    "ldrd   r10, r11, [r2, #16 * " #J " + 4]\n\t"  /* mult, hib */              \
+    "ldr    r12, [r2, #16 * " #J " + 12]\n\t"     /* post */                   \
+    "add    r11, r11, " A ", asr #31\n\t"                                      \
+    "smmlar " A ", " A ", r10, r11\n\t"                                         \
+    "asr    " A ", " A ", r12\n\t"                                              \
+    "ssat   " A ", #8, " A "\n\t"                                               \
+    "strb   " A ", [r3, #" #J "]\n\t"
+
+__asm__(".pushsection .text.mcc_dw_pixel_3x3_s8_dsp,\"ax\",%progbits\n\t"
+        ".syntax unified\n\t"
+        ".thumb\n\t"
+        ".p2align 2\n\t"
+        ".global mcc_dw_pixel_3x3_s8_dsp\n\t"
+        ".hidden mcc_dw_pixel_3x3_s8_dsp\n\t"
+        ".type mcc_dw_pixel_3x3_s8_dsp, %function\n\t"
+        ".thumb_func\n"
+        "mcc_dw_pixel_3x3_s8_dsp:\n\t"
+        "push   {r4-r11, lr}\n\t"
+        "sub    sp, sp, #8\n\t"
+        "strd   r1, r3, [sp]\n\t"
+        "mov    r3, r2\n"
+        "0:\n\t"                            /* one pixel */
+        "ldrd   lr, r12, [sp]\n\t"
+        "ldrd   r1, r2, [r12]\n"             /* the weights, the table */
+        "1:\n\t"                            /* four channels */
+        "ldr    r4, [r2]\n\t"
+        "ldr    r5, [r2, #16]\n\t"
+        "ldr    r6, [r2, #32]\n\t"
+        "ldr    r7, [r2, #48]\n\t"
+        MCC_DW_PIXEL_TAP(0)
+        MCC_DW_PIXEL_TAP(1)
+        MCC_DW_PIXEL_TAP(2)
+        MCC_DW_PIXEL_TAP(3)
+        MCC_DW_PIXEL_TAP(4)
+        MCC_DW_PIXEL_TAP(5)
+        MCC_DW_PIXEL_TAP(6)
+        MCC_DW_PIXEL_TAP(7)
+        MCC_DW_PIXEL_TAP(8)
+        MCC_DW_PIXEL_OUT("r4", 0)
+        MCC_DW_PIXEL_OUT("r5", 1)
+        MCC_DW_PIXEL_OUT("r6", 2)
+        MCC_DW_PIXEL_OUT("r7", 3)
+        "adds   r3, r3, #4\n\t"
+        "adds   r2, r2, #64\n\t"
+        "add    lr, lr, #4\n\t"
+        "ldr    r12, [sp, #4]\n\t"
+        "ldr    r12, [r12, #8]\n\t"         /* the table's end */
+        "cmp    r2, r12\n\t"
+        "bne    1b\n\t"
+        "ldrd   r1, r12, [sp]\n\t"
+        "ldr    r12, [r12, #12]\n\t"        /* the next window */
+        "add    r1, r1, r12\n\t"
+        "str    r1, [sp]\n\t"
+        "ldr    r12, [sp, #44]\n\t"
+        "subs   r12, r12, #1\n\t"
+        "str    r12, [sp, #44]\n\t"
+        "bne    0b\n\t"
+        "add    sp, sp, #8\n\t"
+        "pop    {r4-r11, pc}\n\t"
+        ".size mcc_dw_pixel_3x3_s8_dsp, .-mcc_dw_pixel_3x3_s8_dsp\n\t"
+        ".popsection");
+#undef MCC_DW_PIXEL_TAP
+#undef MCC_DW_PIXEL_OUT
+#endif
+
+#if DW_PIXEL_C
+/* Channels [0, n) of one output pixel, n a multiple of 4: tap j of channel c
+ * at tap[j][c]; w and t at the first channel's weights and table row. */
+static void dw_pixel(const int8_t *const *tap, int32_t taps, const int32_t *w, const int32_t *t,
+                     int32_t n, int8_t *o)
+{
+    for (int32_t c = 0; c < n; c += 4, t += 16, o += 4) {
+        int32_t a0 = t[0], a1 = t[4], a2 = t[8], a3 = t[12];
+        for (int32_t j = 0; j < taps; ++j, w += 2) {
+#if MCC_CONV_DSP
+            const int32_t x = load32(tap[j] + c);
+            const int32_t e = __sxtb16(x), d = sxtb16_ror8(x);  /* channels (0, 2), (1, 3) */
+            a0 = __smlabb(e, w[0], a0);
+            a2 = __smlatt(e, w[0], a2);
+            a1 = __smlabb(d, w[1], a1);
+            a3 = __smlatt(d, w[1], a3);
+#else
+            const int8_t *x = tap[j] + c;
+            a0 += x[0] * (int16_t)w[0];
+            a2 += x[2] * (w[0] >> 16);
+            a1 += x[1] * (int16_t)w[1];
+            a3 += x[3] * (w[1] >> 16);
+#endif
+        }
+        o[0] = fast_requant_doubled(a0, t[1], t[2], t[3]);
+        o[1] = fast_requant_doubled(a1, t[5], t[6], t[7]);
+        o[2] = fast_requant_doubled(a2, t[9], t[10], t[11]);
+        o[3] = fast_requant_doubled(a3, t[13], t[14], t[15]);
+    }
+}
+
+/* Every output pixel through dw_pixel: its taps as pointers, pad for those
+ * outside the image. */
+static void pixel_taps(const mcc_depthwise_conv2d_pixel_params *p, const int8_t *input,
+                       int8_t *output, const int8_t *pad, const int32_t *inside)
+{
+    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
+    const int32_t fh = p->filter_h, fw = p->filter_w, taps = fh * fw;
+    const int32_t dh = p->dilation_h, dw = p->dilation_w;
+    const int32_t span_h = (fh - 1) * dh, span_w = (fw - 1) * dw;
+    const int32_t *weights = p->weights, *channels = p->channels;
+    const int8_t *tap[MCC_DW_PIXEL_MAX_TAPS];
+    int8_t *o = output;
+    for (int32_t b = 0; b < p->batches; ++b) {
+        const int8_t *in_b = input + (size_t)b * in_h * in_w * in_c;
+        for (int32_t oy = 0; oy < p->out_h; ++oy) {
+            const int32_t y0 = oy * p->stride_h - p->pad_h;
+            const int rows_inside = y0 >= 0 && y0 + span_h < in_h;
+            for (int32_t ox = 0; ox < p->out_w; ++ox, o += in_c) {
+                const int32_t x0 = ox * p->stride_w - p->pad_w;
+                if (rows_inside && x0 >= 0 && x0 + span_w < in_w) {
+                    const int8_t *first = in_b + (y0 * in_w + x0) * in_c;
+                    for (int32_t j = 0; j < taps; ++j) {
+                        tap[j] = first + inside[j];
+                    }
+                } else {
+                    for (int32_t ky = 0, j = 0; ky < fh; ++ky) {
+                        const int32_t y = y0 + ky * dh;
+                        for (int32_t kx = 0; kx < fw; ++kx, ++j) {
+                            const int32_t x = x0 + kx * dw;
+                            tap[j] = y >= 0 && y < in_h && x >= 0 && x < in_w
+                                   ? in_b + (y * in_w + x) * in_c : pad;
+                        }
+                    }
+                }
+                /* The channels a pad row's length at a time. */
+                for (int32_t c = 0; c < in_c; c += MCC_DW_PIXEL_CHANNELS) {
+                    if (c > 0) {
+                        for (int32_t j = 0; j < taps; ++j) {
+                            tap[j] = tap[j] == pad ? pad : tap[j] + MCC_DW_PIXEL_CHANNELS;
+                        }
+                    }
+                    dw_pixel(tap, taps, weights + 2 * taps * (c >> 2), channels + 4 * c,
+                             MCC_MIN(MCC_DW_PIXEL_CHANNELS, in_c - c), o + c);
+                }
+            }
+        }
+    }
+}
+#endif
+
+#if MCC_CONV_ASM
+/* Every output pixel of a 3x3 filter through mcc_dw_pixel_3x3_s8_dsp: a row's
+ * pixels inside the image in one call, each other pixel alone, its taps as
+ * offsets from the pad row (0 for a tap outside the image). */
+static void pixel_3x3_runs(const mcc_depthwise_conv2d_pixel_params *p, const int8_t *input,
+                           int8_t *output, const int8_t *pad, const int32_t *inside)
+{
+    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
+    const int32_t dh = p->dilation_h, dw = p->dilation_w, sw = p->stride_w;
+    const int32_t *weights = p->weights, *channels = p->channels;
+    /* The last output column whose window ends inside the image. */
+    const int32_t right = in_w - 1 - 2 * dw + p->pad_w;
+    const int32_t ox_last = right >= 0 ? right / sw : -1;
+    const dw_pixel_consts run = {weights, channels, channels + 4 * in_c, sw * in_c};
+    int32_t off[9];
+    int8_t *o = output;
+    for (int32_t b = 0; b < p->batches; ++b) {
+        const int8_t *in_b = input + (size_t)b * in_h * in_w * in_c;
+        for (int32_t oy = 0; oy < p->out_h; ++oy) {
+            const int32_t y0 = oy * p->stride_h - p->pad_h;
+            const int rows_inside = y0 >= 0 && y0 + 2 * dh < in_h;
+            for (int32_t ox = 0; ox < p->out_w; ++ox, o += in_c) {
+                const int32_t x0 = ox * sw - p->pad_w;
+                if (rows_inside && x0 >= 0 && ox <= ox_last) {
+                    /* This pixel and the next ones inside, in one call. */
+                    const int32_t n = MCC_MIN(ox_last, p->out_w - 1) - ox + 1;
+                    mcc_dw_pixel_3x3_s8_dsp(inside, in_b + (y0 * in_w + x0) * in_c, o, &run, n);
+                    ox += n - 1;
+                    o += (n - 1) * in_c;
+                    continue;
+                }
+                /* The channels a pad row's length at a time. */
+                for (int32_t c = 0; c < in_c; c += MCC_DW_PIXEL_CHANNELS) {
+                    for (int32_t j = 0; j < 9; ++j) {
+                        const int32_t y = y0 + j / 3 * dh, x = x0 + j % 3 * dw;
+                        off[j] = y >= 0 && y < in_h && x >= 0 && x < in_w
+                               ? (int32_t)((uintptr_t)(in_b + (y * in_w + x) * in_c + c)
+                                           - (uintptr_t)pad)
+                               : 0;
+                    }
+                    const int32_t n = MCC_MIN(MCC_DW_PIXEL_CHANNELS, in_c - c);
+                    const dw_pixel_consts one = {weights + 18 * (c >> 2), channels + 4 * c,
+                                                 channels + 4 * (c + n), 0};
+                    mcc_dw_pixel_3x3_s8_dsp(off, pad, o + c, &one, 1);
+                }
+            }
+        }
+    }
+}
+#endif
+
+int mcc_depthwise_conv2d_pixel_s8(const mcc_depthwise_conv2d_pixel_params *p,
+                                  const int8_t *input, int8_t *output, void *scratch)
+{
+    (void)scratch;
+    const int32_t in_w = p->in_w, in_c = p->in_c;
+    const int32_t fh = p->filter_h, fw = p->filter_w;
+    const int three = fh == 3 && fw == 3;
+    if (fh * fw > MCC_DW_PIXEL_MAX_TAPS || (in_c & 3) != 0 || !(three || DW_PIXEL_GENERAL)) {
+        return MCC_ERROR;   /* conv.py _pixel: never chosen; or compiled out */
+    }
+    int8_t pad[MCC_DW_PIXEL_CHANNELS];
+    memset(pad, (int8_t)p->pad_value, sizeof pad);
+    /* Tap j of a window inside the image lies inside[j] bytes past its first. */
+    int32_t inside[MCC_DW_PIXEL_MAX_TAPS];
+    for (int32_t ky = 0, j = 0; ky < fh; ++ky) {
+        for (int32_t kx = 0; kx < fw; ++kx, ++j) {
+            inside[j] = (ky * p->dilation_h * in_w + kx * p->dilation_w) * in_c;
+        }
+    }
+#if MCC_CONV_ASM
+    if (three) {
+        pixel_3x3_runs(p, input, output, pad, inside);
+    }
+#endif
+#if DW_PIXEL_C
+    if (!MCC_CONV_ASM || !three) {
+        pixel_taps(p, input, output, pad, inside);
+    }
+#endif
+    clamp_activation(output, p->batches * p->out_h * p->out_w * in_c, p->act_min, p->act_max);
     return MCC_OK;
 }

@@ -26,10 +26,11 @@
  *   TFLite's weight layouts, no scratch, plain C. The compiler uses them for
  *   what the fast kernels do not cover.
  * - The fast kernels (mcc_gemm_s8, mcc_conv2d_im2col_s8, mcc_conv2d_band_s8,
- *   mcc_depthwise_conv2d_planar_s8, mcc_depthwise_conv2d_1ch_s8): weights
+ *   mcc_depthwise_conv2d_planar_s8, mcc_depthwise_conv2d_1ch_s8,
+ *   mcc_depthwise_conv2d_pixel_s8): weights
  *   re-ordered at compile time into the order their inner loops read, a
  *   per-channel table for a shorter requantization (below), scratch for int16
- *   operand blocks or padded channel planes (none for the last one). Each contains two inner loops for the same data: ARMv7E-M
+ *   operand blocks or padded channel planes (none for the last two). Each contains two inner loops for the same data: ARMv7E-M
  *   DSP instructions (SMLAD and friends through arm_acle.h) when the compiler
  *   defines __ARM_FEATURE_DSP (Cortex-M4/M7/M33), and portable C otherwise
  *   (Cortex-M0+/M3, the host). The layouts, scratch sizes and results are the
@@ -387,6 +388,44 @@ int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
                                 const int8_t *input, int8_t *output, void *scratch);
 size_t mcc_depthwise_conv2d_1ch_s8_scratch_bytes(const mcc_depthwise_conv2d_1ch_params *p);
 
+/* DEPTHWISE_CONV_2D with depth multiplier 1 and channels in fours, any
+ * filter up to MCC_DW_PIXEL_MAX_TAPS taps, any stride, dilation and padding:
+ * no scratch. Each output pixel reads its taps where they lie in the NHWC
+ * input, four channels to a word, so a layer pays nothing per channel beyond
+ * its arithmetic; the planar kernel's plane copies and per-channel set-up
+ * cost more on small planes and at stride 2. Taps outside the image read a
+ * row of pad_value on the stack.
+ *
+ * weights:  int32 words of two int16 lanes (low lane first), the taps doubled
+ *           (the accumulators hold 2 * acc: fast_requant_doubled). For
+ *           channels 4q..4q+3 and tap k (row-major over the filter), the
+ *           words (w[4q], w[4q+2]) and (w[4q+1], w[4q+3]): [in_c/4][taps][2].
+ * channels: [in_c][4] int32, see "Fast requantization", but with the folded
+ *           bias doubled (it starts the doubled accumulator).
+ * in_c % 4 == 0; filter_h * filter_w <= MCC_DW_PIXEL_MAX_TAPS.
+ */
+#define MCC_DW_PIXEL_MAX_TAPS 49
+/* Channels per pass over a pixel's taps: the stack row of pad_value is this long. */
+#define MCC_DW_PIXEL_CHANNELS 256
+
+typedef struct {
+    int32_t batches;
+    int32_t in_h, in_w, in_c;
+    int32_t out_h, out_w;
+    int32_t filter_h, filter_w;
+    int32_t stride_h, stride_w;
+    int32_t dilation_h, dilation_w;
+    int32_t pad_h, pad_w;
+    int32_t pad_value;
+    int32_t act_min, act_max;
+    const int32_t *weights;
+    const int32_t *channels;
+} mcc_depthwise_conv2d_pixel_params;
+
+int mcc_depthwise_conv2d_pixel_s8(const mcc_depthwise_conv2d_pixel_params *p,
+                                  const int8_t *input, int8_t *output, void *scratch);
+size_t mcc_depthwise_conv2d_pixel_s8_scratch_bytes(const mcc_depthwise_conv2d_pixel_params *p);
+
 /* The optional paths compiled in (mcc_config.h, kernels.OPTIONAL_PATHS): each
  * is defined only when its path is, and a model that takes it reads it, so a
  * library built without a path the model needs does not link. */
@@ -396,5 +435,7 @@ extern const uint8_t mcc_has_path_IM2COL_PATCHES;
 extern const uint8_t mcc_has_path_IM2COL_STACK_PAIRS;
 extern const uint8_t mcc_has_path_IM2COL_RGB;
 extern const uint8_t mcc_has_path_RESIDUAL;
+extern const uint8_t mcc_has_path_DW_PIXEL_GENERAL;
+extern const uint8_t mcc_has_path_PLANAR_S2;
 
 #endif /* MCC_CONV_H */
