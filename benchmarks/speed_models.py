@@ -57,7 +57,10 @@ GENERATED = (("mobilenet_v2_96_a035", "mobilenet_v2", dict(resolution=96, alpha=
              # channels), so that the static estimate's fit sees them.
              ("conv_mix", "conv_mix", dict()),
              # Residual blocks whose ADD runs inside a convolution (band, GEMM, im2col).
-             ("residual_mix", "residual_mix", dict()))
+             ("residual_mix", "residual_mix", dict()),
+             # Depthwise layers the networks above lack (planar stride 2 below 16
+             # channels, 5x5 and 7x7, dilated and pixel by pixel).
+             ("depthwise_mix", "depthwise_mix", dict()))
 
 
 def generated_models(directory: Path) -> list[Path]:

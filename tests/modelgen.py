@@ -697,6 +697,42 @@ def conv_mix(*, input_shape: Shape = (1, 32, 32, 1), num_classes: int = 10,
     return _cached("conv_mix", cfg, build)
 
 
+def depthwise_mix(*, input_shape: Shape = (1, 32, 32, 3), num_classes: int = 10,
+                  per_channel: bool = True, float_io: bool = False, seed: int = 0) -> bytes:
+    """Depthwise layers the benchmark networks lack, for the static estimate's
+    fit: 3x3 at stride 2 over 8 and 12 channels (the planar kernel's pairs),
+    5x5 at stride 1 and 2 and 7x7 (its wide rows), 3x3 dilated by 2 and 3x3 at
+    stride 2 over 32 channels (the pixel kernel), with 1x1 convolutions
+    between them, then the classifier head (the last depthwise layer linear,
+    so the logits still follow the input)."""
+    cfg = _config(locals())
+
+    def build(tf):
+        L = tf.keras.layers
+        (inp,) = _inputs(tf, [input_shape])
+        seeds = iter(range(seed, seed + 10_000, 2))
+
+        def dw(x, kernel, strides=1, dilation=1, act="relu"):
+            init = _he_init(tf, next(seeds), "depthwise_initializer")
+            # Keras counts a depthwise filter's fan-in over every channel; each
+            # output reads one: scale by the channels, or the signal fades.
+            init["depthwise_initializer"].scale *= x.shape[-1]
+            return L.DepthwiseConv2D(kernel, strides=strides, padding="same",
+                                     dilation_rate=dilation, activation=act, **init)(x)
+
+        x = _he_conv(tf, seeds, inp, 8, 3)
+        x = dw(x, 3, 2)                         # 16x16x8
+        x = dw(_he_conv(tf, seeds, x, 12, 1), 5)
+        x = dw(x, 3, 2)                         # 8x8x12
+        x = dw(_he_conv(tf, seeds, x, 16, 1), 7)
+        x = dw(x, 5, 2)                         # 4x4x16
+        x = dw(_he_conv(tf, seeds, x, 32, 1), 3, dilation=2)
+        x = dw(x, 3, 2, act=None)               # 2x2x32
+        return tf.keras.Model(inp, _classifier(tf, x, num_classes, next(seeds)))
+
+    return _cached("depthwise_mix", cfg, build)
+
+
 def residual_mix(*, input_shape: Shape = (1, 16, 16, 8), num_classes: int = 10,
                  per_channel: bool = True, float_io: bool = False, seed: int = 0) -> bytes:
     """Residual blocks whose second convolution takes the ADD in

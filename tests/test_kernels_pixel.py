@@ -23,42 +23,53 @@ PIXEL = "mcc_depthwise_conv2d_pixel_s8"
 DSP = KernelTarget(dsp=True, fpu=True)
 
 
-@pytest.mark.parametrize("attrs,shapes,variant,paths", [
-    # Stride 2 over 16 channels: the planar kernel's pairs are slower.
-    (_dw(stride=2), ((1, 12, 12, 16), (1, 3, 3, 16), (1, 6, 6, 16)), Variant.PIXEL, set()),
-    # A plane of 16 pixels or fewer at stride 1.
-    (_dw(), ((1, 4, 4, 8), (1, 3, 3, 8), (1, 4, 4, 8)), Variant.PIXEL, set()),
-    # 6x6 at stride 1, and stride 2 over 8 channels: planar.
-    (_dw(), ((1, 6, 6, 8), (1, 3, 3, 8), (1, 6, 6, 8)), Variant.PLANAR_3X3, set()),
-    (_dw(stride=2), ((1, 12, 12, 8), (1, 3, 3, 8), (1, 6, 6, 8)), Variant.PLANAR_3X3, {"PLANAR_S2"}),
+P, Q, G = Variant.PIXEL, Variant.PLANAR_3X3, Variant.PLANAR
+
+
+@pytest.mark.parametrize("attrs,shapes,variants", [
+    # Stride 2 over 16 channels: the planar kernel's pairs are slower on DSP
+    # cores; the M3's portable loop wants smaller planes or more channels.
+    (_dw(stride=2), ((1, 12, 12, 16), (1, 3, 3, 16), (1, 6, 6, 16)), (Q, P)),
+    (_dw(stride=2), ((1, 12, 12, 64), (1, 3, 3, 64), (1, 6, 6, 64)), (P, P)),
+    # A 3x3 plane at stride 1 over 16 channels, and over 32.
+    (_dw(), ((1, 3, 3, 16), (1, 3, 3, 16), (1, 3, 3, 16)), (Q, P)),
+    (_dw(), ((1, 3, 3, 32), (1, 3, 3, 32), (1, 3, 3, 32)), (P, P)),
+    # 4x4 and 6x6 at stride 1 over 8 channels, stride 2 over 8: planar.
+    (_dw(), ((1, 4, 4, 8), (1, 3, 3, 8), (1, 4, 4, 8)), (Q, Q)),
+    (_dw(), ((1, 6, 6, 8), (1, 3, 3, 8), (1, 6, 6, 8)), (Q, Q)),
+    (_dw(stride=2), ((1, 12, 12, 8), (1, 3, 3, 8), (1, 6, 6, 8)), (Q, Q)),
     # Filters the planar kernel does not take (it left them to the general kernel):
     # dilated 3x3 (assembly), 4 wide and stride 3 (the C loop).
-    (_dw(dilation=2), ((1, 9, 8, 4), (1, 3, 3, 4), (1, 9, 8, 4)), Variant.PIXEL, set()),
-    (_dw(), ((1, 9, 8, 4), (1, 4, 4, 4), (1, 9, 8, 4)), Variant.PIXEL, {"DW_PIXEL_GENERAL"}),
-    (_dw(stride=3), ((1, 9, 9, 8), (1, 3, 3, 8), (1, 3, 3, 8)), Variant.PIXEL, set()),
+    (_dw(dilation=2), ((1, 9, 8, 4), (1, 3, 3, 4), (1, 9, 8, 4)), (P, P)),
+    (_dw(), ((1, 9, 8, 4), (1, 4, 4, 4), (1, 9, 8, 4)), (P, P)),
+    (_dw(stride=3), ((1, 9, 9, 8), (1, 3, 3, 8), (1, 3, 3, 8)), (P, P)),
     # 5x5 stays planar: the pixel kernel's loop for it is C.
-    (_dw(stride=2), ((1, 12, 12, 16), (1, 5, 5, 16), (1, 6, 6, 16)), Variant.PLANAR, set()),
+    (_dw(stride=2), ((1, 12, 12, 16), (1, 5, 5, 16), (1, 6, 6, 16)), (G, G)),
     # Channels not in fours, or a depth multiplier: not the pixel kernel.
-    (_dw(stride=2), ((1, 12, 12, 18), (1, 3, 3, 18), (1, 6, 6, 18)), Variant.PLANAR_3X3,
-     {"PLANAR_S2"}),
-    (_dw(stride=2, mult=2), ((1, 12, 12, 8), (1, 3, 3, 16), (1, 6, 6, 16)), Variant.PLANAR_3X3,
-     {"PLANAR_S2"}),
+    (_dw(stride=2), ((1, 12, 12, 18), (1, 3, 3, 18), (1, 6, 6, 18)), (Q, Q)),
+    (_dw(stride=2, mult=2), ((1, 12, 12, 8), (1, 3, 3, 16), (1, 6, 6, 16)), (Q, Q)),
 ])
-def test_pixel_kernel_choice(attrs, shapes, variant, paths):
+def test_pixel_kernel_choice(attrs, shapes, variants):
+    """variants: the choice for a portable target, then for a DSP one. Each
+    call lists the optional path it takes: the pixel kernel's C loop for
+    filters other than 3x3, the planar kernel's stride-2 path."""
+    from mcucompile.kernels.conv import _prepare
     in_shape, w_shape, out_shape = shapes
     g = _single_op(OpKind.DEPTHWISE_CONV_2D, attrs, in_shape, w_shape, out_shape,
                    w_scales=(0.02,) * w_shape[3], w_axis=3)
-    for target in (KernelTarget(), DSP):
+    three, strided = w_shape[1:3] == (3, 3), attrs.stride_w != 1
+    paths = {P: set() if three else {"DW_PIXEL_GENERAL"}, Q: {"PLANAR_S2"} if strided else set(),
+             G: set()}
+    for target, variant in zip((KernelTarget(), DSP), variants):
         call = lower(g.ops[0], g, target)
-        assert choose(g.ops[0], g, target).variant == variant
-        assert call.function == variant.value and set(call.paths) == paths, call.paths
-    if variant == Variant.PIXEL:
-        assert call.scratch_bytes == 0
-        # The table starts the doubled accumulator: its folded bias is doubled.
-        from mcucompile.kernels.conv import _prepare
-        table, _ = fast_channel_table(_prepare(g.ops[0], g))
-        got = _array(call, "channels").reshape(-1, 4)
-        assert (got[:, 0] == 2 * table[:, 0]).all() and (got[:, 1:] == table[:, 1:]).all()
+        assert choose(g.ops[0], g, target).variant == variant, target
+        assert call.function == variant.value and set(call.paths) == paths[variant], call.paths
+        if variant == P:
+            assert call.scratch_bytes == 0
+            # The table starts the doubled accumulator: its folded bias is doubled.
+            table, _ = fast_channel_table(_prepare(g.ops[0], g))
+            got = _array(call, "channels").reshape(-1, 4)
+            assert (got[:, 0] == 2 * table[:, 0]).all() and (got[:, 1:] == table[:, 1:]).all()
 
 
 def test_pixel_kernel_at_the_peak_needs_no_scratch():
@@ -87,7 +98,7 @@ def test_pixel_weights_pair_channels_zero_and_two_one_and_three_per_tap():
 # would take: each case must pick the pixel kernel.
 HOST_CASES = {
     "k3_s2_same_c16_relu6": dict(input_shape=(1, 11, 13, 16), stride=2, activation="relu6"),
-    "k3_s1_same_c12_small": dict(input_shape=(1, 4, 3, 12)),
+    "k3_s1_same_c16_small": dict(input_shape=(1, 3, 3, 16)),
     # Above the pad row: channels in runs of 256 (interior pixels and borders).
     "k3_s1_valid_c264": dict(input_shape=(1, 5, 4, 264), padding="valid"),
     "k3_s1_same_c264": dict(input_shape=(1, 3, 3, 264), activation="relu"),

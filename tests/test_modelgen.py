@@ -72,6 +72,11 @@ CASES = {
                 "AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX"]),
     "conv_mix": (mg.conv_mix, dict(input_shape=(1, 16, 16, 1)),
                  ["CONV_2D"] * 6 + ["AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX"]),
+    "depthwise_mix": (mg.depthwise_mix, dict(),
+                      ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D",
+                       "DEPTHWISE_CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "DEPTHWISE_CONV_2D",
+                       "CONV_2D", "DEPTHWISE_CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D",
+                       "FULLY_CONNECTED", "SOFTMAX"]),
     "residual_mix": (mg.residual_mix, dict(input_shape=(1, 8, 8, 8)),
                      ["CONV_2D"] * 3 + ["ADD"] + ["CONV_2D"] * 3 + ["ADD"] + ["CONV_2D"] * 2
                      + ["ADD"] + ["CONV_2D"] * 3 + ["ADD", "AVERAGE_POOL_2D", "FULLY_CONNECTED",

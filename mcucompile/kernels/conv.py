@@ -42,7 +42,7 @@ Kernels. `choose()` is the one place that picks a kernel (the lowering and
   channels in fours, any filter up to 7x7, stride, dilation and padding, no
   scratch: output pixel by output pixel, four channels to a word. Chosen
   where the planar kernel's per-channel work does not pay (`pixel_pays`:
-  planes of 16 pixels or fewer, 3x3 at stride 2 over 16 channels or more),
+  small planes over many channels, most 3x3 layers at stride 2 on DSP cores),
   where the planar kernel does not apply (dilation, other filters, stride 3),
   and in place where every pixel reads ahead (kernels/inplace.py).
 * mcc_depthwise_conv2d_1ch_s8: DEPTHWISE_CONV_2D over one input channel
@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import math
 import weakref
 from dataclasses import dataclass, replace
 
@@ -727,7 +728,7 @@ def _choose(layer: _Layer, compact: bool = False, dsp: bool = False) -> Choice:
         if layer.kind == OpKind.DEPTHWISE_CONV_2D:
             planar = _planar(layer)
             pixel = _pixel(layer)
-            if pixel is not None and pixel_pays(win, planar):
+            if pixel is not None and pixel_pays(win, planar, dsp):
                 return pixel
             if planar.variant != Variant.GENERAL and planar_stack_fits(planar.plane_h, planar.plane_w,
                                                                        win.filter_h):
@@ -737,7 +738,7 @@ def _choose(layer: _Layer, compact: bool = False, dsp: bool = False) -> Choice:
         return Choice(Variant.GENERAL, 0, "no scratch allowed at the memory peak")
     planar = _planar(layer) if layer.kind == OpKind.DEPTHWISE_CONV_2D else None
     pixel = _pixel(layer)
-    if pixel is not None and pixel_pays(win, planar):
+    if pixel is not None and pixel_pays(win, planar, dsp):
         return pixel
     # One input channel, 3x3 filters in fours on DSP cores: the one-channel
     # kernel's assembly beats the planar kernel even with its scratch
@@ -845,16 +846,23 @@ def _pixel(layer: _Layer) -> Choice | None:
     return Choice(Variant.PIXEL, 0, "")
 
 
-# Output planes up to this many pixels take the pixel kernel at stride 1: the
-# planar kernel's per-channel work (plane copy, border, set-up) outweighs its
-# faster inner loop there. person_detect on the M7, instructions per output,
-# planar against pixel: 3x3 plane 47.9 / 31.4, 6x6 27.1 / 31.7, 7x7 with 8
-# channels 28.1 / 44.5; on the M3 75.1 / 65.4, 63.2 / 66.0, 63.2 / 87.6.
-PIXEL_MAX_PLANE = 16
-# At stride 2 the planar kernel's pairs are slower (41.6 instructions per output
-# on a 24x24 plane against the pixel kernel's 32); below 16 channels the pixel
-# kernel's per-pixel set-up is spread too thin.
-PIXEL_MIN_CHANNELS_S2 = 16
+# Where the pixel kernel beats the planar one: (largest output plane in
+# pixels, fewest channels) pairs, per target and stride (1, or more). The
+# planar kernel pays per channel (plane copy, border, set-up), the pixel kernel
+# per pixel (tap offsets, and border pixels one by one), so small planes with
+# many channels go pixel by pixel. Measured on single 3x3 layers (SAME, square
+# planes of 2 to 6 pixels a side, 8 to 128 channels), whole-layer instructions,
+# pixel / planar: M7 stride 1 3x3 plane 0.96 at 16 channels, 4x4 0.96 at 128,
+# 6x6 1.16 at 128; stride 2 0.91 at 6x6 and 16 channels (24x24x32: 0.77), 0.90
+# at 3x3 and 8. The M3's portable loop gains less: stride 1 2x2 0.86 at 16,
+# 3x3 0.97 at 32; stride 2 6x6 0.98 at 64 (24x24x32: 1.01).
+PIXEL_PAYS: dict[tuple[bool, bool], tuple[tuple[float, int], ...]] = {
+    # (DSP core, stride above 1): ((max plane, min channels), ...)
+    (True, False): ((9, 16), (16, 128)),
+    (True, True): ((9, 8), (math.inf, 16)),
+    (False, False): ((4, 16), (9, 32)),
+    (False, True): ((4, 8), (9, 16), (16, 32), (36, 64)),
+}
 
 
 def pixel_call(op: Op, graph: Graph) -> KernelCall | None:
@@ -867,7 +875,7 @@ def pixel_call(op: Op, graph: Graph) -> KernelCall | None:
     return None if pixel is None else _fast_call(layer, pixel, op)
 
 
-def pixel_pays(win: Window, planar: Choice | None) -> bool:
+def pixel_pays(win: Window, planar: Choice | None, dsp: bool) -> bool:
     """Whether the pixel kernel beats the planar one (or the general kernel,
     where the planar one does not apply) on this layer. Its 3x3 loop is the
     only one in assembly, so other filters stay planar where they can."""
@@ -875,8 +883,10 @@ def pixel_pays(win: Window, planar: Choice | None) -> bool:
         return True
     if (win.filter_h, win.filter_w) != (3, 3):
         return False
-    return (win.out_h * win.out_w <= PIXEL_MAX_PLANE
-            or win.stride_w >= 2 and win.in_c >= PIXEL_MIN_CHANNELS_S2)
+    plane = win.batches * win.out_h * win.out_w
+    strided = win.stride_h > 1 or win.stride_w > 1
+    return any(plane <= most and win.in_c >= fewest
+               for most, fewest in PIXEL_PAYS[(dsp, strided)])
 
 
 def _one_channel_unrolled(layer: _Layer) -> bool:
@@ -921,10 +931,13 @@ def choose(op: Op, graph: Graph, target: KernelTarget = KernelTarget()) -> Choic
     instructions. Every fast kernel holds a DSP inner loop (under
     __ARM_FEATURE_DSP) and a portable one over the same layout and scratch,
     so a model built for one target runs, bit for bit, on any (the host's
-    `verify` included). One choice depends on the target: BAND, whose int16
-    column layout only pays off with SMLAD (with its portable loop ResNet-8
-    took 49.6 M instructions on a Cortex-M3, 37.1 M with im2col), is chosen
-    for DSP targets (KernelTarget.dsp) only.
+    `verify` included). Three choices depend on the target (KernelTarget.dsp),
+    each where one kernel's SMLAD loop or assembly changes which is faster:
+    BAND, whose int16 column layout only pays off with SMLAD (with its
+    portable loop ResNet-8 took 49.6 M instructions on a Cortex-M3, 37.1 M
+    with im2col), is chosen for DSP targets only; ONE_CHANNEL for fours of 3x3
+    filters over one input channel likewise; and PIXEL against PLANAR by
+    `PIXEL_PAYS`, per target.
     """
     return _choose(_prepare(op, graph), dsp=target.dsp)
 
@@ -1201,8 +1214,8 @@ def planar_one_plane(op: Op, graph: Graph) -> KernelCall | None:
     layer = _prepare(op, graph)
     if layer.kind != OpKind.DEPTHWISE_CONV_2D or fast_channel_table(layer)[0] is None:
         return None
-    # The planar kernel itself, where out of place the pixel kernel would run:
-    # that one cannot write over its input.
+    # The planar kernel itself, also where `choose` prefers the pixel kernel:
+    # the in-place pipeline weighs the two forms (kernels/inplace.py).
     choice = _planar(layer)
     if choice.variant not in (Variant.PLANAR, Variant.PLANAR_3X3):
         return None

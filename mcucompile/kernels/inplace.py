@@ -37,8 +37,8 @@ bytes of pixels 0..p-1 (channel c) hold outputs. Two cases:
 * Pixel (no scratch, where every pixel reads ahead only): conv.py's pixel
   kernel goes pixel by pixel in raster order, and within a pixel four
   channels at a time, reading all its taps of those channels before it
-  writes them. Output (p, c) lands on input (p, c), which only pixel p reads
-  (q >= p) and pixel p no longer needs; later pixels read q >= p + 1.
+  writes them. Output (p, c) lands on input (p, c), which pixel p no longer
+  needs and no later pixel reads (they read q >= p + 1).
 * Plane (the fast form, `depthwise_conv2d_inplace_planar`): conv.py's planar
   kernel copies channel c's whole padded plane into scratch (or the stack)
   before it writes any output of channel c, and reads only the plane. Faster than the ring
@@ -91,8 +91,8 @@ from ..ir import ALIAS_KINDS, DType, Graph, Op, OpKind, Pool2DAttrs
 from ..quant import activation_range
 from . import (LOWERINGS, SCRATCH, ArrayRef, ConstArray, Field, KernelCall, KernelTarget, TensorArg,
                fast_inplace_lowering, inplace_lowering)
-from .conv import (GEMM_INPLACE_STACK_BLOCK, _prepare, fast_channel_table, gemm_weights, pixel_call,
-                   planar_one_plane, planar_weights, window)
+from .conv import (GEMM_INPLACE_STACK_BLOCK, Variant, _prepare, choose, fast_channel_table,
+                   gemm_weights, pixel_call, planar_one_plane, planar_weights, window)
 from .pool import pool_geometry
 
 LIBRARY = "mcc_inplace"
@@ -315,6 +315,8 @@ def depthwise_conv2d_inplace_planar(op: Op, graph: Graph, target: KernelTarget) 
     lean = depthwise_conv2d_inplace(op, graph, target)     # the same conditions
     if lean is None:
         return None
+    if lean.function == Variant.PIXEL.value and choose(op, graph, target).variant == Variant.PIXEL:
+        return None     # the lean form is already the fast one
     call = planar_one_plane(op, graph)
     return None if call is None else replace(call, inplace_input=lean.inplace_input)
 

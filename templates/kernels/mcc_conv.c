@@ -2933,7 +2933,7 @@ size_t mcc_depthwise_conv2d_pixel_s8_scratch_bytes(const mcc_depthwise_conv2d_pi
 }
 
 #if MCC_CONV_ASM
-/* What dw_pixel_3x3 keeps for a run of pixels: the weights and table rows of
+/* What mcc_dw_pixel_3x3_s8_dsp keeps for a run of pixels: the weights and table rows of
  * its first channel, the table's end, and the bytes from one window to the
  * next. Offsets fixed by the assembly. */
 typedef struct {
@@ -3173,8 +3173,10 @@ int mcc_depthwise_conv2d_pixel_s8(const mcc_depthwise_conv2d_pixel_params *p,
     if (fh * fw > MCC_DW_PIXEL_MAX_TAPS || (in_c & 3) != 0 || !(three || DW_PIXEL_GENERAL)) {
         return MCC_ERROR;   /* conv.py _pixel: never chosen; or compiled out */
     }
-    int8_t pad[MCC_DW_PIXEL_CHANNELS];
-    memset(pad, (int8_t)p->pad_value, sizeof pad);
+    /* Word-aligned, so the border pixels' tap loads from it are aligned too. */
+    uint32_t pad_words[MCC_DW_PIXEL_CHANNELS / 4];
+    int8_t *const pad = (int8_t *)pad_words;
+    memset(pad, (int8_t)p->pad_value, sizeof pad_words);
     /* Tap j of a window inside the image lies inside[j] bytes past its first. */
     int32_t inside[MCC_DW_PIXEL_MAX_TAPS];
     for (int32_t ky = 0, j = 0; ky < fh; ++ky) {
