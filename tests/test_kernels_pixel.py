@@ -27,12 +27,13 @@ P, Q, G = Variant.PIXEL, Variant.PLANAR_3X3, Variant.PLANAR
 
 
 @pytest.mark.parametrize("attrs,shapes,variants", [
-    # Stride 2 over 16 channels: the planar kernel's pairs are slower on DSP
-    # cores; the M3's portable loop wants smaller planes or more channels.
-    (_dw(stride=2), ((1, 12, 12, 16), (1, 3, 3, 16), (1, 6, 6, 16)), (Q, P)),
+    # Stride 2 over 32 channels: the planar kernel's pairs are slower on DSP
+    # cores at any plane; the M3's portable loop wants smaller planes.
+    (_dw(stride=2), ((1, 16, 16, 32), (1, 3, 3, 32), (1, 8, 8, 32)), (Q, P)),
     (_dw(stride=2), ((1, 12, 12, 64), (1, 3, 3, 64), (1, 6, 6, 64)), (P, P)),
+    (_dw(stride=2), ((1, 12, 12, 16), (1, 3, 3, 16), (1, 6, 6, 16)), (Q, Q)),
     # A 3x3 plane at stride 1 over 16 channels, and over 32.
-    (_dw(), ((1, 3, 3, 16), (1, 3, 3, 16), (1, 3, 3, 16)), (Q, P)),
+    (_dw(), ((1, 3, 3, 16), (1, 3, 3, 16), (1, 3, 3, 16)), (Q, Q)),
     (_dw(), ((1, 3, 3, 32), (1, 3, 3, 32), (1, 3, 3, 32)), (P, P)),
     # 4x4 and 6x6 at stride 1 over 8 channels, stride 2 over 8: planar.
     (_dw(), ((1, 4, 4, 8), (1, 3, 3, 8), (1, 4, 4, 8)), (Q, Q)),
@@ -66,46 +67,42 @@ def test_pixel_kernel_choice(attrs, shapes, variants):
         assert call.function == variant.value and set(call.paths) == paths[variant], call.paths
         if variant == P:
             assert call.scratch_bytes == 0
-            # The table starts the doubled accumulator: its folded bias is doubled.
             table, _ = fast_channel_table(_prepare(g.ops[0], g))
-            got = _array(call, "channels").reshape(-1, 4)
-            assert (got[:, 0] == 2 * table[:, 0]).all() and (got[:, 1:] == table[:, 1:]).all()
+            assert (_array(call, "channels").reshape(-1, 4) == table).all()
+            assert _array(call, "weights").dtype == np.int8
 
 
 def test_pixel_kernel_at_the_peak_needs_no_scratch():
     from mcucompile.kernels import lower_compact
-    g = _single_op(OpKind.DEPTHWISE_CONV_2D, _dw(stride=2), (1, 40, 36, 16), (1, 3, 3, 16),
-                   (1, 20, 18, 16), w_scales=(0.02,) * 16, w_axis=3)
+    g = _single_op(OpKind.DEPTHWISE_CONV_2D, _dw(stride=2), (1, 40, 36, 32), (1, 3, 3, 32),
+                   (1, 20, 18, 32), w_scales=(0.02,) * 32, w_axis=3)
     call = lower_compact(g.ops[0], g, DSP)
     assert call.function == PIXEL and call.scratch_bytes == 0
 
 
-def test_pixel_weights_pair_channels_zero_and_two_one_and_three_per_tap():
+def test_pixel_weights_hold_four_channels_per_tap_in_a_word():
     # 8 channels (two fours), a 2x3 filter (six taps).
     w = (np.arange(48) - 24).astype(np.int8).reshape(8, 2, 3)
-    words = pixel_weights(w).view(np.uint32).astype(np.int64)
-    lanes = np.stack([words & 0xFFFF, words >> 16], axis=-1).astype(np.uint16).view(np.int16)
-    got = lanes.reshape(2, 6, 2, 2)             # [four][tap][word][lane]
+    got = pixel_weights(w).reshape(2, 6, 4)     # [four][tap][channel]
+    assert got.dtype == np.int8
     taps = w.reshape(8, 6)
     for q in range(2):
         for k in range(6):
-            c = 4 * q
-            assert got[q, k, 0].tolist() == [2 * taps[c, k], 2 * taps[c + 2, k]]
-            assert got[q, k, 1].tolist() == [2 * taps[c + 1, k], 2 * taps[c + 3, k]]
+            assert got[q, k].tolist() == taps[4 * q:4 * q + 4, k].tolist()
 
 
 # Host runs (the portable loop, under ASan and UBSan) with the kernels an M7
 # would take: each case must pick the pixel kernel.
 HOST_CASES = {
-    "k3_s2_same_c16_relu6": dict(input_shape=(1, 11, 13, 16), stride=2, activation="relu6"),
-    "k3_s1_same_c16_small": dict(input_shape=(1, 3, 3, 16)),
+    "k3_s2_same_c32_relu6": dict(input_shape=(1, 11, 13, 32), stride=2, activation="relu6"),
+    "k3_s1_same_c32_small": dict(input_shape=(1, 3, 3, 32)),
     # Above the pad row: channels in runs of 256 (interior pixels and borders).
     "k3_s1_valid_c264": dict(input_shape=(1, 5, 4, 264), padding="valid"),
     "k3_s1_same_c264": dict(input_shape=(1, 3, 3, 264), activation="relu"),
     "k3_d2_same_c8": dict(input_shape=(1, 9, 10, 8), dilation=2),
     "k4_s1_same_c8": dict(input_shape=(1, 7, 6, 8), kernel=4),
     "k3_s3_valid_c4": dict(input_shape=(1, 10, 11, 4), stride=3, padding="valid"),
-    "k3_s2_same_c8_batch2_no_bias": dict(input_shape=(2, 7, 8, 16), stride=2, use_bias=False),
+    "k3_s2_same_c32_batch2_no_bias": dict(input_shape=(2, 7, 8, 32), stride=2, use_bias=False),
 }
 
 
@@ -140,11 +137,11 @@ def test_pixel_kernel_runs_in_place_where_every_pixel_reads_ahead():
     from mcucompile import boards
     from mcucompile.kernels import lower_inplace
     from mcucompile.pipeline import CompileOptions
-    model = mg.depthwise_conv2d(input_shape=(1, 12, 10, 16), stride=2, activation="relu6", seed=4)
+    model = mg.depthwise_conv2d(input_shape=(1, 12, 10, 32), stride=2, activation="relu6", seed=4)
     compiled = _compiled(model, "inplace")
     (call,) = [c for c in compiled.calls.values() if c is not None]
     assert call.function == PIXEL and call.inplace_input is not None and call.scratch_bytes == 0
-    assert compiled.plan.arena_bytes == 12 * 10 * 16
+    assert compiled.plan.arena_bytes == 12 * 10 * 32
     assert_bit_exact(model, options=CompileOptions(memory="inplace"), board=boards.load("qemu-m7"))
 
     from mcucompile.frontend import tflite
@@ -163,7 +160,7 @@ def test_pixel_kernel_in_place_is_bit_exact_on_qemu(board, tmp_path):
     from harness import run_on_qemu
     from mcucompile.pipeline import CompileOptions
     path = tmp_path / "dw.tflite"
-    path.write_bytes(mg.depthwise_conv2d(input_shape=(1, 13, 11, 20), stride=2, seed=6))
+    path.write_bytes(mg.depthwise_conv2d(input_shape=(1, 13, 11, 32), stride=2, seed=6))
     compiled, report = run_on_qemu(path, board, tmp_path / "build",
                                    options=CompileOptions(memory="inplace"))
     (call,) = [c for c in compiled.calls.values() if c is not None]

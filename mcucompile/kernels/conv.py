@@ -852,16 +852,16 @@ def _pixel(layer: _Layer) -> Choice | None:
 # per pixel (tap offsets, and border pixels one by one), so small planes with
 # many channels go pixel by pixel. Measured on single 3x3 layers (SAME, square
 # planes of 2 to 6 pixels a side, 8 to 128 channels), whole-layer instructions,
-# pixel / planar: M7 stride 1 3x3 plane 0.96 at 16 channels, 4x4 0.96 at 128,
-# 6x6 1.16 at 128; stride 2 0.91 at 6x6 and 16 channels (24x24x32: 0.77), 0.90
-# at 3x3 and 8. The M3's portable loop gains less: stride 1 2x2 0.86 at 16,
-# 3x3 0.97 at 32; stride 2 6x6 0.98 at 64 (24x24x32: 1.01).
+# pixel / planar: M7 stride 1 2x2 plane 0.77 at 16 channels, 3x3 0.90 at 32,
+# 4x4 1.13 at 128; stride 2 2x2 0.86 at 8, 4x4 0.94 at 16, 6x6 0.97 at 32 and
+# 1.04 at 16. M3 stride 1 3x3 0.93 at 32, 4x4 0.97 at 128; stride 2 3x3 0.85
+# at 16, 6x6 0.97 at 32.
 PIXEL_PAYS: dict[tuple[bool, bool], tuple[tuple[float, int], ...]] = {
     # (DSP core, stride above 1): ((max plane, min channels), ...)
-    (True, False): ((9, 16), (16, 128)),
-    (True, True): ((9, 8), (math.inf, 16)),
-    (False, False): ((4, 16), (9, 32)),
-    (False, True): ((4, 8), (9, 16), (16, 32), (36, 64)),
+    (True, False): ((4, 16), (9, 32)),
+    (True, True): ((4, 8), (16, 16), (math.inf, 32)),
+    (False, False): ((4, 16), (9, 32), (16, 128)),
+    (False, True): ((4, 8), (16, 16), (36, 32)),
 }
 
 
@@ -1012,15 +1012,11 @@ def one_channel_weights(w: np.ndarray) -> np.ndarray:
 
 
 def pixel_weights(w: np.ndarray) -> np.ndarray:
-    """[C, filter_h, filter_w] int8 -> mcc_depthwise_conv2d_pixel_s8's int32 words:
-    taps doubled, as int16 lanes; for channels 4q..4q+3 and tap k (row-major),
-    word 0 = (w[4q], w[4q+2]) and word 1 = (w[4q+1], w[4q+3]), low lane first:
-    [C/4][taps][2]."""
+    """[C, filter_h, filter_w] int8 -> mcc_depthwise_conv2d_pixel_s8's int8 layout:
+    for channels 4q..4q+3 and tap k (row-major), the four bytes w[4q..4q+3]:
+    [C/4][taps][4]."""
     c, fh, fw = w.shape
-    taps = 2 * w.reshape(c // 4, 4, fh * fw).astype(np.int64)       # [q, j, k]
-    lanes = taps.transpose(0, 2, 1).reshape(c // 4, fh * fw, 2, 2)  # [q, k, lane, word]: j = 2 lane + word
-    words = (lanes[:, :, 0, :] & 0xFFFF) | ((lanes[:, :, 1, :] & 0xFFFF) << 16)
-    return words.reshape(-1).astype(np.uint32).view(np.int32)
+    return np.ascontiguousarray(w.reshape(c // 4, 4, fh * fw).transpose(0, 2, 1)).reshape(-1)
 
 
 def _fast_arrays(weights: np.ndarray, table: np.ndarray) -> tuple[tuple[Field, ...], tuple[ConstArray, ...]]:
@@ -1095,9 +1091,7 @@ def _fast_call(layer: _Layer, choice: Choice, op: Op) -> KernelCall:
                        stride_h=win.stride_h, stride_w=win.stride_w,
                        dilation_h=win.dilation_h, dilation_w=win.dilation_w,
                        pad_h=win.pad_h, pad_w=win.pad_w, pad_value=-layer.input_offset) + act
-        doubled = table.copy()
-        doubled[:, 0] *= 2      # fast_channel_table keeps |fold| below 2^30
-        arrays = _fast_arrays(pixel_weights(layer.weights), doubled)
+        arrays = _fast_arrays(pixel_weights(layer.weights), table)
         three = (win.filter_h, win.filter_w) == (3, 3)
         return KernelCall(choice.variant.value, LIBRARY, "mcc_depthwise_conv2d_pixel_params",
                           fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs,

@@ -2937,7 +2937,7 @@ size_t mcc_depthwise_conv2d_pixel_s8_scratch_bytes(const mcc_depthwise_conv2d_pi
  * its first channel, the table's end, and the bytes from one window to the
  * next. Offsets fixed by the assembly. */
 typedef struct {
-    const int32_t *w;
+    const int8_t *w;
     const int32_t *t;
     const int32_t *t_end;
     int32_t step;
@@ -2947,20 +2947,22 @@ typedef struct {
  * k->t_end: tap j of channel c at first + off[j] + c (32-bit address
  * arithmetic, so an offset may lead to the stack's pad row), each window
  * k->step bytes after the one before, the outputs one after another from o.
- * Per four channels: the doubled biases, per tap one word split into
- * channels (0, 2) and (1, 3) (r9, r8) times its weight pair (r10, r11) by
- * SMLABB/SMLATT, then fast_requant_doubled. r0 off, lr first + c, r1 the
- * weights, r2 the table row, r3 o, r4..r7 the accumulators. Stack: [sp] first,
- * [sp, #4] k, [sp, #44] pixels left. */
+ * Per four channels: the biases, per tap one input word and one weight word
+ * each split into channels (0, 2) and (1, 3) (r9, r8; r10, r11) and
+ * multiplied lane by lane (SMLABB/SMLATT), then fast_requant. r0 off, lr
+ * first + c, r1 the weights, r2 the table row, r3 o, r4..r7 the accumulators.
+ * Stack: [sp] first, [sp, #4] k, [sp, #44] pixels left. */
 void mcc_dw_pixel_3x3_s8_dsp(const int32_t *off, const int8_t *first, int8_t *o,
                              const dw_pixel_consts *k, int32_t pixels);
 
 #define MCC_DW_PIXEL_TAP(J)                                                    \
     "ldr    r12, [r0, #4 * " #J "]\n\t"                                        \
     "ldr    r8, [lr, r12]\n\t"                                                 \
-    "ldrd   r10, r11, [r1], #8\n\t"                                            \
+    "ldr    r10, [r1], #4\n\t"                                                 \
     "sxtb16 r9, r8\n\t"                                                        \
     "sxtb16 r8, r8, ror #8\n\t"                                                \
+    "sxtb16 r11, r10, ror #8\n\t"                                              \
+    "sxtb16 r10, r10\n\t"                                                      \
     "smlabb r4, r9, r10, r4\n\t"                                               \
     "smlatt r6, r9, r10, r6\n\t"                                               \
     "smlabb r5, r8, r11, r5\n\t"                                               \
@@ -2968,6 +2970,7 @@ void mcc_dw_pixel_3x3_s8_dsp(const int32_t *off, const int8_t *first, int8_t *o,
 #define MCC_DW_PIXEL_OUT(A, J)                                                 \
     "ldrd   r10, r11, [r2, #16 * " #J " + 4]\n\t"  /* mult, hib */              \
     "ldr    r12, [r2, #16 * " #J " + 12]\n\t"     /* post */                   \
+    "lsl    " A ", " A ", #1\n\t"                                              \
     "add    r11, r11, " A ", asr #31\n\t"                                      \
     "smmlar " A ", " A ", r10, r11\n\t"                                         \
     "asr    " A ", " A ", r12\n\t"                                              \
@@ -3034,31 +3037,32 @@ __asm__(".pushsection .text.mcc_dw_pixel_3x3_s8_dsp,\"ax\",%progbits\n\t"
 #if DW_PIXEL_C
 /* Channels [0, n) of one output pixel, n a multiple of 4: tap j of channel c
  * at tap[j][c]; w and t at the first channel's weights and table row. */
-static void dw_pixel(const int8_t *const *tap, int32_t taps, const int32_t *w, const int32_t *t,
+static void dw_pixel(const int8_t *const *tap, int32_t taps, const int8_t *w, const int32_t *t,
                      int32_t n, int8_t *o)
 {
     for (int32_t c = 0; c < n; c += 4, t += 16, o += 4) {
         int32_t a0 = t[0], a1 = t[4], a2 = t[8], a3 = t[12];
-        for (int32_t j = 0; j < taps; ++j, w += 2) {
+        for (int32_t j = 0; j < taps; ++j, w += 4) {
 #if MCC_CONV_DSP
-            const int32_t x = load32(tap[j] + c);
+            const int32_t x = load32(tap[j] + c), v = load32(w);
             const int32_t e = __sxtb16(x), d = sxtb16_ror8(x);  /* channels (0, 2), (1, 3) */
-            a0 = __smlabb(e, w[0], a0);
-            a2 = __smlatt(e, w[0], a2);
-            a1 = __smlabb(d, w[1], a1);
-            a3 = __smlatt(d, w[1], a3);
+            const int32_t we = __sxtb16(v), wd = sxtb16_ror8(v);
+            a0 = __smlabb(e, we, a0);
+            a2 = __smlatt(e, we, a2);
+            a1 = __smlabb(d, wd, a1);
+            a3 = __smlatt(d, wd, a3);
 #else
             const int8_t *x = tap[j] + c;
-            a0 += x[0] * (int16_t)w[0];
-            a2 += x[2] * (w[0] >> 16);
-            a1 += x[1] * (int16_t)w[1];
-            a3 += x[3] * (w[1] >> 16);
+            a0 += x[0] * w[0];
+            a1 += x[1] * w[1];
+            a2 += x[2] * w[2];
+            a3 += x[3] * w[3];
 #endif
         }
-        o[0] = fast_requant_doubled(a0, t[1], t[2], t[3]);
-        o[1] = fast_requant_doubled(a1, t[5], t[6], t[7]);
-        o[2] = fast_requant_doubled(a2, t[9], t[10], t[11]);
-        o[3] = fast_requant_doubled(a3, t[13], t[14], t[15]);
+        o[0] = fast_requant(a0, t[1], t[2], t[3]);
+        o[1] = fast_requant(a1, t[5], t[6], t[7]);
+        o[2] = fast_requant(a2, t[9], t[10], t[11]);
+        o[3] = fast_requant(a3, t[13], t[14], t[15]);
     }
 }
 
@@ -3071,7 +3075,8 @@ static void pixel_taps(const mcc_depthwise_conv2d_pixel_params *p, const int8_t 
     const int32_t fh = p->filter_h, fw = p->filter_w, taps = fh * fw;
     const int32_t dh = p->dilation_h, dw = p->dilation_w;
     const int32_t span_h = (fh - 1) * dh, span_w = (fw - 1) * dw;
-    const int32_t *weights = p->weights, *channels = p->channels;
+    const int8_t *weights = p->weights;
+    const int32_t *channels = p->channels;
     const int8_t *tap[MCC_DW_PIXEL_MAX_TAPS];
     int8_t *o = output;
     for (int32_t b = 0; b < p->batches; ++b) {
@@ -3103,7 +3108,7 @@ static void pixel_taps(const mcc_depthwise_conv2d_pixel_params *p, const int8_t 
                             tap[j] = tap[j] == pad ? pad : tap[j] + MCC_DW_PIXEL_CHANNELS;
                         }
                     }
-                    dw_pixel(tap, taps, weights + 2 * taps * (c >> 2), channels + 4 * c,
+                    dw_pixel(tap, taps, weights + taps * c, channels + 4 * c,
                              MCC_MIN(MCC_DW_PIXEL_CHANNELS, in_c - c), o + c);
                 }
             }
@@ -3121,7 +3126,8 @@ static void pixel_3x3_runs(const mcc_depthwise_conv2d_pixel_params *p, const int
 {
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
     const int32_t dh = p->dilation_h, dw = p->dilation_w, sw = p->stride_w;
-    const int32_t *weights = p->weights, *channels = p->channels;
+    const int8_t *weights = p->weights;
+    const int32_t *channels = p->channels;
     /* The last output column whose window ends inside the image. */
     const int32_t right = in_w - 1 - 2 * dw + p->pad_w;
     const int32_t ox_last = right >= 0 ? right / sw : -1;
@@ -3153,7 +3159,7 @@ static void pixel_3x3_runs(const mcc_depthwise_conv2d_pixel_params *p, const int
                                : 0;
                     }
                     const int32_t n = MCC_MIN(MCC_DW_PIXEL_CHANNELS, in_c - c);
-                    const dw_pixel_consts one = {weights + 18 * (c >> 2), channels + 4 * c,
+                    const dw_pixel_consts one = {weights + 9 * c, channels + 4 * c,
                                                  channels + 4 * (c + n), 0};
                     mcc_dw_pixel_3x3_s8_dsp(off, pad, o + c, &one, 1);
                 }

@@ -396,12 +396,10 @@ size_t mcc_depthwise_conv2d_1ch_s8_scratch_bytes(const mcc_depthwise_conv2d_1ch_
  * cost more on small planes and at stride 2. Taps outside the image read a
  * row of pad_value on the stack.
  *
- * weights:  int32 words of two int16 lanes (low lane first), the taps doubled
- *           (the accumulators hold 2 * acc: fast_requant_doubled). For
- *           channels 4q..4q+3 and tap k (row-major over the filter), the
- *           words (w[4q], w[4q+2]) and (w[4q+1], w[4q+3]): [in_c/4][taps][2].
- * channels: [in_c][4] int32, see "Fast requantization", but with the folded
- *           bias doubled (it starts the doubled accumulator).
+ * weights:  int8, for channels 4q..4q+3 and tap k (row-major over the
+ *           filter) the four bytes w[4q..4q+3]: [in_c/4][taps][4], one word
+ *           per tap and four channels.
+ * channels: [in_c][4] int32, see "Fast requantization".
  * in_c % 4 == 0; filter_h * filter_w <= MCC_DW_PIXEL_MAX_TAPS.
  */
 #define MCC_DW_PIXEL_MAX_TAPS 49
@@ -418,7 +416,7 @@ typedef struct {
     int32_t pad_h, pad_w;
     int32_t pad_value;
     int32_t act_min, act_max;
-    const int32_t *weights;
+    const int8_t *weights;
     const int32_t *channels;
 } mcc_depthwise_conv2d_pixel_params;
 
