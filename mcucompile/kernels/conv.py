@@ -62,9 +62,8 @@ Weights are re-arranged here into the order the inner loops read them
 `pixel_weights`). The DSP/portable split is the C compiler's: each fast kernel
 has SMLAD inner loops under __ARM_FEATURE_DSP and portable ones over the same
 layouts, so a model built for one target runs bit for bit on any (the host's
-`verify` included).
-Only the band and one-channel kernels are chosen by target (`choose`): without
-SMLAD im2col and the planar kernel are faster.
+`verify` included). The band, one-channel and pixel kernels are chosen by
+target (`choose`): without SMLAD im2col and the planar kernel are faster.
 """
 from __future__ import annotations
 
