@@ -20,7 +20,7 @@ from .errors import McuCompileError
 from .frontend import tflite
 from .frontend.tflite import read_model  # noqa: F401  (re-exported for the CLI verbs)
 from .ir import Graph
-from .kernels import KernelCall, KernelTarget, lower, lower_compact, lower_inplace, lower_inplace_fast
+from .kernels import KernelCall, KernelTarget, conv, lower, lower_compact, lower_inplace, lower_inplace_fast
 
 
 MEMORY_STRATEGIES = ("auto", "layer", "inplace", "patch")
@@ -33,6 +33,8 @@ class CompileOptions:
     memory: str = "auto"         # auto (smallest arena of the rest), layer, inplace or patch
     max_recompute: float = 0.15  # patch-based inference: extra MACs allowed, as a fraction
     memory_slack: float = 0.0    # arena above the smallest allowed for a faster plan, as a fraction
+    flash_slack: float = 0.0     # constants' flash above the smallest allowed for int16 weights
+                                 # (faster on DSP cores), as a fraction
     patch_stage_ops: int | None = None        # force the split: ops run per patch
     patch_grid: tuple[int, int] | None = None  # force the patch grid (rows, columns)
     compare_tflm: bool = False   # measure TFLM's arena for the report (tflite-micro, in a subprocess)
@@ -69,6 +71,7 @@ class LayerReport:
     output_offsets: list
     scratch_bytes: int
     scratch_offset: int | None
+    wide_weights: bool = False   # int16 weights (--flash-slack)
 
 
 @dataclass(frozen=True)
@@ -417,13 +420,42 @@ def _estimated_instructions(c: Planned, core: str) -> float:
                for op in c.graph.ops if c.calls.get(op.index) is not None)
 
 
+def _flash_for_speed(c: Planned, target: KernelTarget, slack: float) -> Planned:
+    """int16 weights (conv.widen) for the layers that save the most instructions per
+    extra byte (MACs per weight byte: their output pixels), within `slack` times the
+    constants' bytes; on DSP cores only, where they save SXTB16s. The calls that share
+    one weights array (a layer's patches) widen together, or not at all."""
+    if not (slack > 0 and target.dsp):
+        return c
+    budget = slack * codegen.flash_constant_bytes(c.calls)
+    shared: dict[bytes, list[int]] = {}
+    for index, call in c.calls.items():
+        if call is not None and call.function in conv.WIDE_FUNCTIONS:
+            weights = next(a for a in call.arrays if a.suffix == "weights")
+            shared.setdefault(weights.values.tobytes(), []).append(index)
+    groups = [ops for ops in shared.values() if all(conv.widens(c.calls[i]) for i in ops)]
+    # Most MACs per byte first; ties in the graph's order, so builds are reproducible.
+    groups.sort(key=lambda ops: (-sum(c.calls[i].macs for i in ops)
+                                 / conv.wide_extra_bytes(c.calls[ops[0]]), ops[0]))
+    calls = dict(c.calls)
+    for ops in groups:
+        extra = conv.wide_extra_bytes(calls[ops[0]])
+        if extra <= budget:
+            budget -= extra
+            for i in ops:
+                calls[i] = conv.widen(calls[i])
+    return replace(c, calls=calls)
+
+
 def plan_graph(graph: Graph, board, options: CompileOptions = CompileOptions()) -> Planned:
     """Lower and plan an imported graph as `compile_model` does, without generating code.
 
     For tools that ask "what would this network need on this board" many times (the
     architecture search): the arena is exactly the one `build` would report."""
     graph = passes.run_passes(graph, check=options.check_ir)
-    return _pick(_strategies(graph, target_of(board), options), board, options.memory_slack)
+    target = target_of(board)
+    chosen = _pick(_strategies(graph, target, options), board, options.memory_slack)
+    return _flash_for_speed(chosen, target, options.flash_slack)
 
 
 def _default_stage(graph: Graph) -> int:
@@ -443,11 +475,16 @@ def compile_model(model: bytes, board, options: CompileOptions = CompileOptions(
     candidates = _strategies(graph, target_of(board), options)
     base_macs = patching.conv_macs(graph)
     chosen = _pick(candidates, board, options.memory_slack)
+    widened = _flash_for_speed(chosen, target_of(board), options.flash_slack)
+    candidates = [widened if c is chosen else c for c in candidates]
+    chosen = widened
     sha = hashlib.sha256(model).hexdigest()
     header_options = {"name": options.name, "memory": f"{options.memory} -> {chosen.strategy}",
                       "max_recompute": f"{options.max_recompute:g}"}
     if options.memory_slack:
         header_options["memory_slack"] = f"{options.memory_slack:g}"
+    if options.flash_slack:
+        header_options["flash_slack"] = f"{options.flash_slack:g}"
     header = codegen.header_lines(sha, board.name, header_options)
     files = codegen.generate(chosen.graph, chosen.plan, chosen.calls, options.name, header)
     core = _estimate_core(board)
@@ -516,7 +553,8 @@ def _report(chosen: Planned, board, model_name: str, sha: str,
             input_offsets=[plan.tensor_offsets[t] for t in op.inputs if t in plan.tensor_offsets],
             output_offsets=[plan.tensor_offsets[t] for t in op.outputs if t in plan.tensor_offsets],
             scratch_bytes=c.scratch_bytes if c else 0,
-            scratch_offset=plan.scratch_offsets.get(op.index)))
+            scratch_offset=plan.scratch_offsets.get(op.index),
+            wide_weights=bool(c and "WIDE_WEIGHTS" in c.paths)))
     weights = codegen.flash_constant_bytes(calls)
     sram = None if board.is_host else board.sram_bytes
     flash = None if board.is_host else board.flash_bytes

@@ -21,6 +21,10 @@ def add_memory_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--memory-slack", type=float, default=0.0, metavar="PERCENT",
                    help="accept up to PERCENT more arena than the smallest for a faster plan, by the "
                         "static estimate (default: 0, the smallest arena)")
+    g.add_argument("--flash-slack", type=float, default=0.0, metavar="PERCENT",
+                   help="accept up to PERCENT more flash for the model's constants to run faster "
+                        "on DSP cores: int16 weights for the convolutions that gain most per byte "
+                        "(default: 0, int8 weights)")
     g.add_argument("--patch-split", type=int, default=None, metavar="OPS",
                    help="force the split: run the first OPS ops patch by patch")
     g.add_argument("--patches", default=None, metavar="RxC",
@@ -48,12 +52,15 @@ def compile_options(args):
         raise McuCompileError("--max-recompute must be 0 or more (percent)")
     if not args.memory_slack >= 0:
         raise McuCompileError("--memory-slack must be 0 or more (percent)")
+    if not args.flash_slack >= 0:
+        raise McuCompileError("--flash-slack must be 0 or more (percent)")
     memory = args.memory
     if (grid or args.patch_split) and memory == "auto":
         memory = "patch"
     return CompileOptions(name=getattr(args, "name", "model"), check_ir=getattr(args, "check_ir", False),
                           memory=memory, max_recompute=args.max_recompute / 100.0,
                           memory_slack=args.memory_slack / 100.0,
+                          flash_slack=args.flash_slack / 100.0,
                           patch_stage_ops=args.patch_split, patch_grid=grid,
                           compare_tflm=getattr(args, "compare_tflm", True),
                           compact_at_peak=not args.fast_at_peak,
@@ -74,7 +81,7 @@ def format_report(r: Report) -> str:
     for layer in r.layers:
         rows.append((str(layer.index), layer.op,
                      " ".join("x".join(map(str, s)) for s in layer.output_shapes),
-                     f"{layer.macs:,}", layer.kernel))
+                     f"{layer.macs:,}", layer.kernel + (" (int16 weights)" if layer.wide_weights else "")))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -86,7 +93,9 @@ def format_report(r: Report) -> str:
         f"MACs             {r.macs:,}",
         f"arena            {_kb(r.arena_bytes)}  ({pct:.1f}% of the layer-wise liveness lower bound "
         f"{_kb(r.liveness_lower_bound_bytes)}; planner {r.planner})",
-        f"weights (flash)  {_kb(r.weights_bytes)}",
+        f"weights (flash)  {_kb(r.weights_bytes)}"
+        + (f"  ({sum(x.wide_weights for x in r.layers)} layers with int16 weights, --flash-slack)"
+           if any(x.wide_weights for x in r.layers) else ""),
         f"TFLM arena       {_kb(r.tflm_arena_bytes)}" if r.tflm_arena_bytes else
         "TFLM arena       - (pip install tflite-micro to compare)",
         "",

@@ -64,6 +64,12 @@ has SMLAD inner loops under __ARM_FEATURE_DSP and portable ones over the same
 layouts, so a model built for one target runs bit for bit on any (the host's
 `verify` included). The band, one-channel and pixel kernels are chosen by
 target (`choose`): without SMLAD im2col and the planar kernel are faster.
+
+Flash for speed (`widen`, after the plan is chosen): the GEMM's and band's
+4x2 tiles also read int16 weights (`wide_weights`, twice the bytes), which
+spares them two SXTB16 per weight word: 0.125 instructions per MAC on DSP
+cores. The pipeline gives them to the layers with the most MACs per weight
+byte within `--flash-slack` (pipeline._flash_for_speed); none by default.
 """
 from __future__ import annotations
 
@@ -982,6 +988,13 @@ def band_weights(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(words).reshape(-1)
 
 
+def wide_weights(weights: np.ndarray) -> np.ndarray:
+    """mcc_gemm_s8's or mcc_conv2d_band_s8's int8 layout -> their int16 one
+    (mcc_conv.h, wide_weights): each word (c0 a, c1 a, c0 b, c1 b) becomes the
+    two words (c0 a, c0 b), (c1 a, c1 b), what SXTB16 would make of it."""
+    return weights.reshape(-1, 2, 2).transpose(0, 2, 1).reshape(-1).astype(np.int16)
+
+
 def planar_weights(w: np.ndarray, row_bytes: int) -> np.ndarray:
     """[out_c, filter_h, filter_w] int8 -> [out_c, filter_h, row_bytes], rows zero-padded."""
     out_c, fh, fw = w.shape
@@ -1019,7 +1032,7 @@ def pixel_weights(w: np.ndarray) -> np.ndarray:
 
 
 def _fast_arrays(weights: np.ndarray, table: np.ndarray) -> tuple[tuple[Field, ...], tuple[ConstArray, ...]]:
-    wtype = "int32_t" if weights.dtype == np.int32 else "int8_t"
+    wtype = {np.dtype(np.int32): "int32_t", np.dtype(np.int16): "int16_t"}.get(weights.dtype, "int8_t")
     return ((Field("weights", ArrayRef("weights")), Field("channels", ArrayRef("channels"))),
             (ConstArray("weights", wtype, weights), ConstArray("channels", "int32_t", table.reshape(-1))))
 
@@ -1217,3 +1230,44 @@ def planar_one_plane(op: Op, graph: Graph) -> KernelCall | None:
     one = replace(choice, group=1,
                   scratch_bytes=planar_scratch_bytes(1, choice.plane_h, choice.plane_w))
     return _fast_call(layer, one, op)
+
+
+# --- flash for speed: int16 weights (mcc_conv.h, wide_weights) ----------------------
+
+# The kernels whose 4x2 tiles read int16 weights as well as int8 ones.
+WIDE_FUNCTIONS = (Variant.GEMM.value, "mcc_gemm_inplace_s8", Variant.BAND.value)
+# Instructions per MAC they save on DSP cores: two SXTB16 per weight word, which
+# serves 16 MACs (two channels, two depths, four rows).
+WIDE_SAVING_PER_MAC = 0.125
+
+
+def _field(call: KernelCall, name: str) -> int | None:
+    return next((f.value for f in call.fields if f.name == name), None)
+
+
+def widens(call: KernelCall | None) -> bool:
+    """Whether `call` can take int16 weights: a GEMM whose rows all go in blocks of
+    four (at least four rows, with a block), or any band."""
+    if call is None or call.function not in WIDE_FUNCTIONS:
+        return False
+    if call.function == Variant.BAND.value:
+        return True
+    return _field(call, "row_block") in (2, 4) and (call.function == "mcc_gemm_inplace_s8"
+                                                    or _field(call, "rows") >= 4)
+
+
+def widen(call: KernelCall) -> KernelCall:
+    """The same call reading its weights as int16 (twice the bytes, faster on DSP cores)."""
+    assert widens(call)
+    weights = next(a for a in call.arrays if a.suffix == "weights")
+    wide = ConstArray("weights", "int16_t", wide_weights(weights.values))
+    fields = tuple(Field("wide_weights", f.value) if f.name == "weights" else f for f in call.fields)
+    arrays = tuple(wide if a is weights else a for a in call.arrays)
+    variant = "+".join(v for v in (call.cost_variant, "wide") if v)
+    return replace(call, fields=fields, arrays=arrays, cost_variant=variant,
+                   paths=call.paths | {"WIDE_WEIGHTS"})
+
+
+def wide_extra_bytes(call: KernelCall) -> int:
+    """The flash that widening `call` adds: its int8 weights' bytes once more."""
+    return int(next(a for a in call.arrays if a.suffix == "weights").values.nbytes)

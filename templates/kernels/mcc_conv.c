@@ -58,6 +58,13 @@
 #else
 #define RESIDUAL 1
 #endif
+/* The int16 ("wide") weights of the GEMM and band kernels' 4x2 tiles, for
+ * layers given flash for speed (conv.py, widen). */
+#if defined(MCC_OMIT_WIDE_WEIGHTS)
+#define WIDE_WEIGHTS 0
+#else
+#define WIDE_WEIGHTS 1
+#endif
 /* Each path compiled in defines its symbol; a model that takes a path reads
  * it, so kernels built without the path do not link with that model. */
 #if DW1CH_GENERAL
@@ -83,6 +90,9 @@ const uint8_t mcc_has_path_DW_PIXEL_GENERAL = 1;
 #endif
 #if PLANAR_S2
 const uint8_t mcc_has_path_PLANAR_S2 = 1;
+#endif
+#if WIDE_WEIGHTS
+const uint8_t mcc_has_path_WIDE_WEIGHTS = 1;
 #endif
 
 /* sum(a[i] * b[i]) for i < n. Each product fits in 16 bits; the int32 sum
@@ -289,27 +299,30 @@ int mcc_conv2d_1x1_s8(const mcc_fully_connected_params *p,
 #define DW_PIXEL_C (DW_PIXEL_GENERAL || !MCC_CONV_ASM)
 
 #if MCC_CONV_ASM
-/* `pairs` tiles of gemm_block4: out[r][c] and out[r][c + 1] for the block's
- * four rows (int16 pairs, see widen_rows4) and each full channel pair from
- * the one whose weights start at w (`groups` >= 1 depth groups per pair),
- * table rows at chan and output at o (row 0, channel c; row r at o + r * out_c).
- * Bias, dot products and requantization in one pass per pair. */
-void mcc_gemm_s8_4x2_dsp(const int32_t *block, const int8_t *w, const int32_t *chan, int8_t *o,
-                         int32_t groups, int32_t out_c, int32_t pairs);
-/* The same tile for mcc_conv2d_band_s8 (band_tiles): four output rows of one
- * column, the block being the three input columns it reads (`steps` = 6 *
- * ceil(in_c / 4) steps of three filter taps, see band_column), output rows
- * `row_stride` bytes apart; one function per stride. */
-void mcc_band_s8_4x2_s1_dsp(const int32_t *block, const int8_t *w, const int32_t *chan, int8_t *o,
-                            int32_t steps, int32_t row_stride, int32_t pairs);
-void mcc_band_s8_4x2_s2_dsp(const int32_t *block, const int8_t *w, const int32_t *chan, int8_t *o,
-                            int32_t steps, int32_t row_stride, int32_t pairs);
+/* A 4x2 tile function: `pairs` channel pairs of four output rows (row r at
+ * o + r * row_stride), each pair's weights after the last's from w, its table
+ * rows at chan (8 a pair), over `steps` steps of the block. Bias, dot
+ * products and requantization in one pass per pair. */
+typedef void tile_4x2_fn(const int32_t *block, const int8_t *w, const int32_t *chan, int8_t *o,
+                         int32_t steps, int32_t row_stride, int32_t pairs);
+/* gemm_block4's: the block's four rows (int16 pairs, see widen_rows4), a step
+ * per depth group, row_stride = out_c. */
+tile_4x2_fn mcc_gemm_s8_4x2_dsp;
+/* mcc_conv2d_band_s8's (band_tiles): four output rows of one column, the
+ * block being the three input columns it reads (`steps` = 6 * ceil(in_c / 4)
+ * steps of three filter taps, see band_column); one function per stride. */
+tile_4x2_fn mcc_band_s8_4x2_s1_dsp, mcc_band_s8_4x2_s2_dsp;
+/* The three with int16 weights (conv.py wide_weights): each weight word
+ * already one channel's pair, read two at a time, no SXTB16. */
+tile_4x2_fn mcc_gemm_s8w_4x2_dsp, mcc_band_s8w_4x2_s1_dsp, mcc_band_s8w_4x2_s2_dsp;
 
 /* One weight word (two channels' int8 pairs): channel 0 in lr, 1 in r12. */
 #define MCC_TILE_WEIGHTS                                                       \
     "ldr    r12, [r2], #4\n\t"                                                 \
     "sxtb16 lr, r12\n\t"                                                       \
     "sxtb16 r12, r12, ror #8\n\t"
+/* The same from int16 weights: channel 0's pair in lr, 1's in r12. */
+#define MCC_TILE_WIDE "ldrd   lr, r12, [r2], #8\n\t"
 /* Two rows' int16 pairs (the two words at ADDR) against it. */
 #define MCC_TILE_ROWS(ADDR, A0, A1, B0, B1)                                    \
     "ldrd   r0, r3, " ADDR "\n\t"                                              \
@@ -422,26 +435,38 @@ __asm__(".pushsection .text." #NAME ",\"ax\",%progbits\n\t"                   \
         ".popsection")
 
 /* The GEMM's step is one depth group: weight word A against the four rows'
- * (k, k+2) pairs, word B against their (k+1, k+3) pairs; 8 weight bytes. */
-MCC_TILE_4X2(mcc_gemm_s8_4x2_dsp,
-             "add    r0, r2, r3, lsl #3\n\t",
-             MCC_TILE_WEIGHTS MCC_TILE_ROWS01("[r1], #8") MCC_TILE_ROWS23("[r1], #8")
-             MCC_TILE_WEIGHTS MCC_TILE_ROWS01("[r1], #8") MCC_TILE_ROWS23("[r1], #8"));
-
+ * (k, k+2) pairs, word B against their (k+1, k+3) pairs; W loads a word
+ * (8 weight bytes a step in int8, 16 in int16). */
+#define MCC_GEMM_STEP(W)                                                       \
+    W MCC_TILE_ROWS01("[r1], #8") MCC_TILE_ROWS23("[r1], #8")                  \
+    W MCC_TILE_ROWS01("[r1], #8") MCC_TILE_ROWS23("[r1], #8")
 /* The band's step is one input channel pair of one column: the filter rows
  * in the order dy = 1, 2, 0, each one weight word against the four output
  * rows' taps, consecutive words from the column's first slot for that dy
- * (band_slot); the last load moves to the next pair. 12 weight bytes. */
-#define MCC_BAND_END "add    r0, r3, r3, lsl #1\n\tadd    r0, r2, r0, lsl #2\n\t"
-MCC_TILE_4X2(mcc_band_s8_4x2_s1_dsp, MCC_BAND_END,
-             MCC_TILE_WEIGHTS MCC_TILE_ROWS01("[r1, #4]") MCC_TILE_ROWS23("[r1, #12]")
-             MCC_TILE_WEIGHTS MCC_TILE_ROWS01("[r1, #8]") MCC_TILE_ROWS23("[r1, #16]")
-             MCC_TILE_WEIGHTS MCC_TILE_ROWS23("[r1, #8]") MCC_TILE_ROWS01("[r1], #24"));
-MCC_TILE_4X2(mcc_band_s8_4x2_s2_dsp, MCC_BAND_END,
-             MCC_TILE_WEIGHTS MCC_TILE_ROWS01("[r1, #20]") MCC_TILE_ROWS23("[r1, #28]")
-             MCC_TILE_WEIGHTS MCC_TILE_ROWS01("[r1, #4]") MCC_TILE_ROWS23("[r1, #12]")
-             MCC_TILE_WEIGHTS MCC_TILE_ROWS23("[r1, #8]") MCC_TILE_ROWS01("[r1], #36"));
+ * (band_slot); the last load moves to the next pair. 12 weight bytes a step
+ * in int8, 24 in int16. */
+#define MCC_BAND_S1_STEP(W)                                                    \
+    W MCC_TILE_ROWS01("[r1, #4]") MCC_TILE_ROWS23("[r1, #12]")                 \
+    W MCC_TILE_ROWS01("[r1, #8]") MCC_TILE_ROWS23("[r1, #16]")                 \
+    W MCC_TILE_ROWS23("[r1, #8]") MCC_TILE_ROWS01("[r1], #24")
+#define MCC_BAND_S2_STEP(W)                                                    \
+    W MCC_TILE_ROWS01("[r1, #20]") MCC_TILE_ROWS23("[r1, #28]")                \
+    W MCC_TILE_ROWS01("[r1, #4]") MCC_TILE_ROWS23("[r1, #12]")                 \
+    W MCC_TILE_ROWS23("[r1, #8]") MCC_TILE_ROWS01("[r1], #36")
+#define MCC_BAND_END(SHIFT) "add    r0, r3, r3, lsl #1\n\tadd    r0, r2, r0, lsl #" #SHIFT "\n\t"
+MCC_TILE_4X2(mcc_gemm_s8_4x2_dsp, "add    r0, r2, r3, lsl #3\n\t", MCC_GEMM_STEP(MCC_TILE_WEIGHTS));
+MCC_TILE_4X2(mcc_band_s8_4x2_s1_dsp, MCC_BAND_END(2), MCC_BAND_S1_STEP(MCC_TILE_WEIGHTS));
+MCC_TILE_4X2(mcc_band_s8_4x2_s2_dsp, MCC_BAND_END(2), MCC_BAND_S2_STEP(MCC_TILE_WEIGHTS));
+#if WIDE_WEIGHTS
+MCC_TILE_4X2(mcc_gemm_s8w_4x2_dsp, "add    r0, r2, r3, lsl #4\n\t", MCC_GEMM_STEP(MCC_TILE_WIDE));
+MCC_TILE_4X2(mcc_band_s8w_4x2_s1_dsp, MCC_BAND_END(3), MCC_BAND_S1_STEP(MCC_TILE_WIDE));
+MCC_TILE_4X2(mcc_band_s8w_4x2_s2_dsp, MCC_BAND_END(3), MCC_BAND_S2_STEP(MCC_TILE_WIDE));
+#endif
 #undef MCC_BAND_END
+#undef MCC_BAND_S2_STEP
+#undef MCC_BAND_S1_STEP
+#undef MCC_GEMM_STEP
+#undef MCC_TILE_WIDE
 #undef MCC_TILE_4X2
 #undef MCC_TILE_REQUANT
 #undef MCC_TILE_ROWS23
@@ -1169,8 +1194,7 @@ static inline void requant_column(int8_t *o, int32_t stride, int32_t a0, int32_t
 }
 
 #if MCC_CONV_ASM
-typedef void (*tile_4x2)(const int32_t *block, const int8_t *w, const int32_t *chan, int8_t *o,
-                         int32_t steps, int32_t row_stride, int32_t pairs);
+typedef tile_4x2_fn *tile_4x2;
 
 /* Every output channel of a 4x2 tile function's four rows (row_stride bytes
  * apart): the full channel pairs in one call, then an odd last channel
@@ -1197,11 +1221,54 @@ static inline void tiles_4x2(tile_4x2 tile, const int32_t *block, const int8_t *
 }
 #endif
 
-/* out[r][c..c+1] for the four widened rows of `block`, every channel pair. */
+#if WIDE_WEIGHTS && !MCC_CONV_ASM
+/* gemm_block4 from int16 weights (mcc_conv.h, wide_weights) in C: for the
+ * host and -DMCC_NO_ASM, which run the layouts a DSP build chose. */
+static void gemm_block4_wide_c(const int16_t *x0, int32_t groups, const int16_t *weights,
+                               const int32_t *channels, int32_t out_c, int8_t *out)
+{
+    const int16_t *w = weights;
+    for (int32_t c = 0; c < out_c; c += 2, w += 8 * groups) {
+        const int two = c + 1 < out_c;
+        const int32_t *t0 = channels + 4 * c;
+        const int32_t *t1 = t0 + 4 * two;
+        int32_t a[4][2];
+        for (int32_t r = 0; r < 4; ++r) {
+            a[r][0] = t0[0];
+            a[r][1] = t1[0];
+        }
+        const int16_t *x = x0, *wp = w;
+        for (int32_t g = 0; g < groups; ++g, x += 16, wp += 8) {
+            /* wp: channel 0's (k, k+2), channel 1's; then the same for k+1, k+3. */
+            for (int32_t r = 0; r < 4; ++r) {
+                const int32_t k0 = x[2 * r], k2 = x[2 * r + 1], k1 = x[8 + 2 * r], k3 = x[9 + 2 * r];
+                a[r][0] += k0 * wp[0] + k2 * wp[1] + k1 * wp[4] + k3 * wp[5];
+                a[r][1] += k0 * wp[2] + k2 * wp[3] + k1 * wp[6] + k3 * wp[7];
+            }
+        }
+        requant_column(out + c, out_c, a[0][0], a[1][0], a[2][0], a[3][0], t0);
+        if (two) {
+            requant_column(out + c + 1, out_c, a[0][1], a[1][1], a[2][1], a[3][1], t1);
+        }
+    }
+}
+#endif
+
+/* out[r][c..c+1] for the four widened rows of `block`, every channel pair;
+ * from `wide` instead of `weights` where it is not NULL. */
 static void gemm_block4(const void *block, int32_t groups, const int8_t *weights,
-                        const int32_t *channels, int32_t out_c, int8_t *out)
+                        const int16_t *wide, const int32_t *channels, int32_t out_c, int8_t *out)
 {
     const int8_t *w = weights;
+    if (wide != NULL) {
+#if WIDE_WEIGHTS && MCC_CONV_ASM
+        tiles_4x2(mcc_gemm_s8w_4x2_dsp, (const int32_t *)block, (const int8_t *)wide, channels,
+                  out, groups, 16 * groups, out_c, out_c);
+#elif WIDE_WEIGHTS
+        gemm_block4_wide_c((const int16_t *)block, groups, wide, channels, out_c, out);
+#endif
+        return;
+    }
 #if MCC_CONV_ASM
     tiles_4x2(mcc_gemm_s8_4x2_dsp, (const int32_t *)block, w, channels, out, groups, 8 * groups,
               out_c, out_c);
@@ -1397,7 +1464,7 @@ static void gemm_tail_rows(const mcc_gemm_params *p, const int8_t *input, int8_t
         rows[i] = input + (r + MCC_MIN(i, n - 1)) * depth;
     }
     widen_rows4(rows, depth, scratch);
-    gemm_block4(scratch, groups_of(depth), p->weights, p->channels, out_c, tile);
+    gemm_block4(scratch, groups_of(depth), p->weights, p->wide_weights, p->channels, out_c, tile);
     memcpy(output + r * out_c, tile, (size_t)(n * out_c));
 }
 
@@ -1417,7 +1484,8 @@ static void gemm_inplace(const mcc_gemm_params *p, const int8_t *input, int8_t *
         const int8_t *x = input + r * depth;
         const int8_t *const rows[4] = {x, x + depth, x + 2 * depth, x + 3 * depth};
         widen_rows4(rows, depth, scratch);
-        gemm_block4(scratch, groups_of(depth), p->weights, p->channels, out_c, output + r * out_c);
+        gemm_block4(scratch, groups_of(depth), p->weights, p->wide_weights, p->channels, out_c,
+                    output + r * out_c);
     }
     if (!backward && left) {
         gemm_tail_rows(p, input, output, scratch, whole, left);
@@ -1438,10 +1506,19 @@ static void gemm_residual_rows(const mcc_gemm_params *p, const int8_t *input, in
             const int8_t *x = input + (r + i) * depth;
             const int8_t *const rows[4] = {x, x + depth, x + 2 * depth, x + 3 * depth};
             widen_rows4(rows, depth, block);
-            gemm_block4(block, groups_of(depth), p->weights, p->channels, out_c,
+            gemm_block4(block, groups_of(depth), p->weights, p->wide_weights, p->channels, out_c,
                         tile + i * out_c);
         }
-        if (i < n) {
+        if (i < n && p->wide_weights != NULL) {
+            /* The last rows repeated to a block: the tile has room for four. */
+            const int8_t *rows[4];
+            for (int32_t j = 0; j < 4; ++j) {
+                rows[j] = input + (r + i + MCC_MIN(j, n - i - 1)) * depth;
+            }
+            widen_rows4(rows, depth, block);
+            gemm_block4(block, groups_of(depth), NULL, p->wide_weights, p->channels, out_c,
+                        tile + i * out_c);
+        } else if (i < n) {
             gemm_rows2(input + (r + i) * depth, n - i, depth, p->weights, p->channels, out_c,
                        tile + i * out_c);
         }
@@ -1480,12 +1557,27 @@ static void gemm_rows(const mcc_gemm_params *p, const int8_t *input, int8_t *out
     const int32_t depth = p->depth;
     const int32_t out_c = p->out_c;
     int32_t r = 0;
+    if (p->wide_weights != NULL) {
+        /* Blocks only (rows >= 4): the last one moved up over rows done
+         * before, which it writes again with the same values. */
+        for (;; r += 4) {
+            r = MCC_MIN(r, p->rows - 4);
+            const int8_t *x = input + r * depth;
+            const int8_t *const rows[4] = {x, x + depth, x + 2 * depth, x + 3 * depth};
+            widen_rows4(rows, depth, block);
+            gemm_block4(block, groups_of(depth), NULL, p->wide_weights, p->channels, out_c,
+                        output + r * out_c);
+            if (r + 4 == p->rows) {
+                return;
+            }
+        }
+    }
     if (p->row_block == 4 || p->row_block == 2) {
         for (; r + 4 <= p->rows; r += 4) {
             const int8_t *x = input + r * depth;
             const int8_t *const rows[4] = {x, x + depth, x + 2 * depth, x + 3 * depth};
             widen_rows4(rows, depth, block);
-            gemm_block4(block, groups_of(depth), p->weights, p->channels, out_c,
+            gemm_block4(block, groups_of(depth), p->weights, p->wide_weights, p->channels, out_c,
                         output + r * out_c);
         }
     }
@@ -1506,6 +1598,9 @@ static MCC_NOINLINE void gemm_on_stack(const mcc_gemm_params *p, const int8_t *i
 
 int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, void *scratch)
 {
+    if (p->wide_weights != NULL && (!WIDE_WEIGHTS || p->rows < 4 || p->row_block == 1)) {
+        return MCC_ERROR;
+    }
     if (p->residual.x_scaled != NULL) {
         return !RESIDUAL || p->out_c > MCC_RESIDUAL_MAX_C ? MCC_ERROR
                                                           : gemm_residual(p, input, output, scratch);
@@ -1534,7 +1629,7 @@ static MCC_NOINLINE void gemm_inplace_on_stack(const mcc_gemm_params *p, const i
 int mcc_gemm_inplace_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output,
                         void *scratch)
 {
-    if (!p->inplace || (const int8_t *)output != input) {
+    if (!p->inplace || (const int8_t *)output != input || (p->wide_weights != NULL && !WIDE_WEIGHTS)) {
         return MCC_ERROR;
     }
     if (p->row_block == 2) {
@@ -1874,7 +1969,7 @@ static void im2col_widened(const mcc_conv2d_im2col_params *p, const int8_t *inpu
             }
             next_pixel(p, &b, &oy, &ox);
         }
-        gemm_block4(block, groups_of(depth), p->weights, p->channels, p->out_c,
+        gemm_block4(block, groups_of(depth), p->weights, NULL, p->channels, p->out_c,
                     im2col_out(p, tile, output, q));
         im2col_emitted(p, tile, output, q, 4);
     }
@@ -1938,7 +2033,7 @@ static void im2col_patches(const mcc_conv2d_im2col_params *p, const int8_t *inpu
             if (!widened) {
                 widen_rows4(rows, depth, scratch);
             }
-            gemm_block4(scratch, groups, p->weights, p->channels, p->out_c, out);
+            gemm_block4(scratch, groups, p->weights, NULL, p->channels, p->out_c, out);
         } else {
             gemm_rows2(patches, 1, depth, p->weights, p->channels, p->out_c, out);
         }
@@ -2126,13 +2221,15 @@ static void band_tiles_c(const mcc_conv2d_band_params *p, const int32_t *block, 
 {
     const int32_t steps = 6 * groups_of(p->in_c), out_c = p->out_c;
     const int8_t *w = p->weights;
+    /* int16 weights (WIDE_WEIGHTS): each word's (c0 a, c1 a, c0 b, c1 b) as
+     * (c0 a, c0 b), (c1 a, c1 b). */
+    const int16_t *v = p->wide_weights;
     for (int32_t c = 0; c < out_c; c += 2) {
         const int two = c + 1 < out_c;
         const int32_t *t0 = p->channels + 4 * c;
         const int32_t *t1 = t0 + 4 * two;   /* an odd last channel reads its own row */
         int32_t a00 = t0[0], a01 = t1[0], a10 = t0[0], a11 = t1[0];
         int32_t a20 = t0[0], a21 = t1[0], a30 = t0[0], a31 = t1[0];
-        const int8_t *const end = w + 12 * steps;
         /* Lane L of slot S, read as band_column wrote it. */
 #if MCC_CONV_DSP
         const int32_t *x = block;
@@ -2146,7 +2243,8 @@ static void band_tiles_c(const mcc_conv2d_band_params *p, const int32_t *block, 
         /* One filter row: its weight word against the four rows' pairs from
          * slot S (band_slot). */
 #define MCC_BAND_TAP(S) do {                                                    \
-            const int32_t w0_ = w[0], w1_ = w[1], w2_ = w[2], w3_ = w[3];      \
+            const int32_t w0_ = v ? v[0] : w[0], w1_ = v ? v[2] : w[1];        \
+            const int32_t w2_ = v ? v[1] : w[2], w3_ = v ? v[3] : w[3];        \
             const int32_t x0_ = MCC_BAND_LANE((S), 0), y0_ = MCC_BAND_LANE((S), 1); \
             const int32_t x1_ = MCC_BAND_LANE((S) + 1, 0), y1_ = MCC_BAND_LANE((S) + 1, 1); \
             const int32_t x2_ = MCC_BAND_LANE((S) + 2, 0), y2_ = MCC_BAND_LANE((S) + 2, 1); \
@@ -2159,17 +2257,21 @@ static void band_tiles_c(const mcc_conv2d_band_params *p, const int32_t *block, 
             a21 += x2_ * w1_ + y2_ * w3_;                                      \
             a30 += x3_ * w0_ + y3_ * w2_;                                      \
             a31 += x3_ * w1_ + y3_ * w3_;                                      \
-            w += 4;                                                            \
+            if (v) {                                                           \
+                v += 4;                                                        \
+            } else {                                                           \
+                w += 4;                                                        \
+            }                                                                  \
         } while (0)
         /* The filter rows in weight order: dy = 1, 2, 0. */
         if (p->stride == 1) {
-            for (; w != end; MCC_BAND_NEXT(6)) {
+            for (int32_t i = 0; i < steps; ++i, MCC_BAND_NEXT(6)) {
                 MCC_BAND_TAP(1);
                 MCC_BAND_TAP(2);
                 MCC_BAND_TAP(0);
             }
         } else {
-            for (; w != end; MCC_BAND_NEXT(9)) {
+            for (int32_t i = 0; i < steps; ++i, MCC_BAND_NEXT(9)) {
                 MCC_BAND_TAP(5);
                 MCC_BAND_TAP(1);
                 MCC_BAND_TAP(0);
@@ -2193,6 +2295,14 @@ static void band_tiles(const mcc_conv2d_band_params *p, const int32_t *block, in
 {
 #if MCC_CONV_ASM
     const int32_t steps = 6 * groups_of(p->in_c);
+#if WIDE_WEIGHTS
+    if (p->wide_weights != NULL) {
+        tiles_4x2(p->stride == 1 ? mcc_band_s8w_4x2_s1_dsp : mcc_band_s8w_4x2_s2_dsp, block,
+                  (const int8_t *)p->wide_weights, p->channels, o, steps, 24 * steps, row_stride,
+                  p->out_c);
+        return;
+    }
+#endif
     tiles_4x2(p->stride == 1 ? mcc_band_s8_4x2_s1_dsp : mcc_band_s8_4x2_s2_dsp, block, p->weights,
               p->channels, o, steps, 12 * steps, row_stride, p->out_c);
 #else
@@ -2278,7 +2388,8 @@ static MCC_NOINLINE int band_residual(const mcc_conv2d_band_params *p, const int
 int mcc_conv2d_band_s8(const mcc_conv2d_band_params *p, const int8_t *input, int8_t *output,
                        void *scratch)
 {
-    if ((p->stride != 1 && p->stride != 2) || p->out_h < 4 || p->columns < 3) {
+    if ((p->stride != 1 && p->stride != 2) || p->out_h < 4 || p->columns < 3
+        || (p->wide_weights != NULL && !WIDE_WEIGHTS)) {
         return MCC_ERROR;
     }
     if (p->on_stack && p->columns * band_column_words(p) * 4 > MCC_BAND_STACK_BYTES) {
