@@ -420,31 +420,47 @@ def _estimated_instructions(c: Planned, core: str) -> float:
                for op in c.graph.ops if c.calls.get(op.index) is not None)
 
 
-def _flash_for_speed(c: Planned, target: KernelTarget, slack: float) -> Planned:
+def _flash_for_speed(c: Planned, target: KernelTarget, slack: float, flash_bytes: int | None) -> Planned:
     """int16 weights (conv.widen) for the layers that save the most instructions per
     extra byte (MACs per weight byte: their output pixels), within `slack` times the
-    constants' bytes; on DSP cores only, where they save SXTB16s. The calls that share
-    one weights array (a layer's patches) widen together, or not at all."""
+    constants' bytes and the board's flash; on DSP cores only, where they save
+    SXTB16s. A tile function's code is charged with the first layer that links it.
+    The calls that share one weights array (a layer's patches) widen together."""
     if not (slack > 0 and target.dsp):
         return c
-    budget = slack * codegen.flash_constant_bytes(c.calls)
+    constants = codegen.flash_constant_bytes(c.calls)
+    budget = slack * constants
+    if flash_bytes is not None:
+        budget = min(budget, flash_bytes - constants)
     shared: dict[bytes, list[int]] = {}
     for index, call in c.calls.items():
         if call is not None and call.function in conv.WIDE_FUNCTIONS:
-            weights = next(a for a in call.arrays if a.suffix == "weights")
-            shared.setdefault(weights.values.tobytes(), []).append(index)
+            shared.setdefault(conv.weights_array(call).values.tobytes(), []).append(index)
     groups = [ops for ops in shared.values() if all(conv.widens(c.calls[i]) for i in ops)]
     # Most MACs per byte first; ties in the graph's order, so builds are reproducible.
     groups.sort(key=lambda ops: (-sum(c.calls[i].macs for i in ops)
                                  / conv.wide_extra_bytes(c.calls[ops[0]]), ops[0]))
     calls = dict(c.calls)
+    linked: set[str] = set()
     for ops in groups:
-        extra = conv.wide_extra_bytes(calls[ops[0]])
+        tiles = {conv.wide_tile(calls[i]) for i in ops} - linked
+        extra = (conv.wide_extra_bytes(calls[ops[0]])
+                 + sum(conv.WIDE_TILE_CODE_BYTES[t] for t in tiles))
         if extra <= budget:
             budget -= extra
+            linked |= tiles
             for i in ops:
                 calls[i] = conv.widen(calls[i])
     return replace(c, calls=calls)
+
+
+def _widened_strategies(graph: Graph, board, options: CompileOptions) -> list[Planned]:
+    """Every candidate plan with its int16 weights (--flash-slack), so that their
+    static estimates, which rank them under --memory-slack, count them alike."""
+    target = target_of(board)
+    flash = None if board.is_host else board.flash_bytes
+    return [_flash_for_speed(c, target, options.flash_slack, flash)
+            for c in _strategies(graph, target, options)]
 
 
 def plan_graph(graph: Graph, board, options: CompileOptions = CompileOptions()) -> Planned:
@@ -453,9 +469,7 @@ def plan_graph(graph: Graph, board, options: CompileOptions = CompileOptions()) 
     For tools that ask "what would this network need on this board" many times (the
     architecture search): the arena is exactly the one `build` would report."""
     graph = passes.run_passes(graph, check=options.check_ir)
-    target = target_of(board)
-    chosen = _pick(_strategies(graph, target, options), board, options.memory_slack)
-    return _flash_for_speed(chosen, target, options.flash_slack)
+    return _pick(_widened_strategies(graph, board, options), board, options.memory_slack)
 
 
 def _default_stage(graph: Graph) -> int:
@@ -472,12 +486,9 @@ def compile_model(model: bytes, board, options: CompileOptions = CompileOptions(
     _check_name(options.name)
     graph = tflite.load(model, name=model_name)
     graph = passes.run_passes(graph, check=options.check_ir)
-    candidates = _strategies(graph, target_of(board), options)
+    candidates = _widened_strategies(graph, board, options)
     base_macs = patching.conv_macs(graph)
     chosen = _pick(candidates, board, options.memory_slack)
-    widened = _flash_for_speed(chosen, target_of(board), options.flash_slack)
-    candidates = [widened if c is chosen else c for c in candidates]
-    chosen = widened
     sha = hashlib.sha256(model).hexdigest()
     header_options = {"name": options.name, "memory": f"{options.memory} -> {chosen.strategy}",
                       "max_recompute": f"{options.max_recompute:g}"}

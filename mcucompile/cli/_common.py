@@ -94,7 +94,7 @@ def format_report(r: Report) -> str:
         f"arena            {_kb(r.arena_bytes)}  ({pct:.1f}% of the layer-wise liveness lower bound "
         f"{_kb(r.liveness_lower_bound_bytes)}; planner {r.planner})",
         f"weights (flash)  {_kb(r.weights_bytes)}"
-        + (f"  ({sum(x.wide_weights for x in r.layers)} layers with int16 weights, --flash-slack)"
+        + (f"  (int16 weights in {sum(x.wide_weights for x in r.layers)} kernel calls, --flash-slack)"
            if any(x.wide_weights for x in r.layers) else ""),
         f"TFLM arena       {_kb(r.tflm_arena_bytes)}" if r.tflm_arena_bytes else
         "TFLM arena       - (pip install tflite-micro to compare)",

@@ -991,8 +991,11 @@ def band_weights(w: np.ndarray) -> np.ndarray:
 def wide_weights(weights: np.ndarray) -> np.ndarray:
     """mcc_gemm_s8's or mcc_conv2d_band_s8's int8 layout -> their int16 one
     (mcc_conv.h, wide_weights): each word (c0 a, c1 a, c0 b, c1 b) becomes the
-    two words (c0 a, c0 b), (c1 a, c1 b), what SXTB16 would make of it."""
-    return weights.reshape(-1, 2, 2).transpose(0, 2, 1).reshape(-1).astype(np.int16)
+    two words of int16 lanes (c0 a, c0 b), (c1 a, c1 b), low lane first: what
+    SXTB16 would make of it. int32 words, so C keeps them word aligned (LDRD)."""
+    lanes = weights.reshape(-1, 2, 2).transpose(0, 2, 1).astype(np.int64)   # [word][column][lane]
+    return ((lanes[..., 0] & 0xFFFF) | ((lanes[..., 1] & 0xFFFF) << 16)).reshape(-1).astype(
+        np.uint32).view(np.int32)
 
 
 def planar_weights(w: np.ndarray, row_bytes: int) -> np.ndarray:
@@ -1032,7 +1035,7 @@ def pixel_weights(w: np.ndarray) -> np.ndarray:
 
 
 def _fast_arrays(weights: np.ndarray, table: np.ndarray) -> tuple[tuple[Field, ...], tuple[ConstArray, ...]]:
-    wtype = {np.dtype(np.int32): "int32_t", np.dtype(np.int16): "int16_t"}.get(weights.dtype, "int8_t")
+    wtype = "int32_t" if weights.dtype == np.int32 else "int8_t"
     return ((Field("weights", ArrayRef("weights")), Field("channels", ArrayRef("channels"))),
             (ConstArray("weights", wtype, weights), ConstArray("channels", "int32_t", table.reshape(-1))))
 
@@ -1239,28 +1242,48 @@ WIDE_FUNCTIONS = (Variant.GEMM.value, "mcc_gemm_inplace_s8", Variant.BAND.value)
 # Instructions per MAC they save on DSP cores: two SXTB16 per weight word, which
 # serves 16 MACs (two channels, two depths, four rows).
 WIDE_SAVING_PER_MAC = 0.125
+# Code the int16 tiles add once a model takes them (arm-none-eabi-gcc 12 -O2,
+# Thumb-2, the same on the M4 and M7): mcc_gemm_s8w_4x2_dsp and the band's
+# mcc_band_s8w_4x2_s1/s2_dsp.
+WIDE_TILE_CODE_BYTES = {"gemm": 680, "band_s1": 860, "band_s2": 860}
 
 
-def _field(call: KernelCall, name: str) -> int | None:
+def _field(call: KernelCall, name: str):
     return next((f.value for f in call.fields if f.name == name), None)
 
 
+def weights_array(call: KernelCall) -> ConstArray:
+    """The call's weights (int8, in its kernel's layout)."""
+    return next(a for a in call.arrays if a.suffix == "weights")
+
+
+def wide_tile(call: KernelCall) -> str:
+    """The int16 tile function `call` would link (a key of WIDE_TILE_CODE_BYTES)."""
+    return "gemm" if call.function != Variant.BAND.value else f"band_s{_field(call, 'stride')}"
+
+
 def widens(call: KernelCall | None) -> bool:
-    """Whether `call` can take int16 weights: a GEMM whose rows all go in blocks of
-    four (at least four rows, with a block), or any band."""
+    """Whether `call` gains from int16 weights: a band, or a GEMM whose rows all go
+    in blocks of four (at least four rows, with a block). Without a row-pair
+    kernel for int16 weights, a GEMM's rows % 4 leftover rows take a block of
+    their own (moved up over rows done before, or repeated): one leftover row
+    costs a block (4 x 0.69 instructions per MAC of a row) where the int8 row
+    pairs took 1.25, which 0.125 per MAC saved on 12 more rows pays back."""
     if call is None or call.function not in WIDE_FUNCTIONS:
         return False
     if call.function == Variant.BAND.value:
         return True
-    return _field(call, "row_block") in (2, 4) and (call.function == "mcc_gemm_inplace_s8"
-                                                    or _field(call, "rows") >= 4)
+    rows = _field(call, "rows")
+    if _field(call, "row_block") not in (2, 4) or (call.function == Variant.GEMM.value and rows < 4):
+        return False
+    return call.function == "mcc_gemm_inplace_s8" or rows % 4 != 1 or rows >= 13
 
 
 def widen(call: KernelCall) -> KernelCall:
     """The same call reading its weights as int16 (twice the bytes, faster on DSP cores)."""
     assert widens(call)
-    weights = next(a for a in call.arrays if a.suffix == "weights")
-    wide = ConstArray("weights", "int16_t", wide_weights(weights.values))
+    weights = weights_array(call)
+    wide = ConstArray("weights", "int32_t", wide_weights(weights.values))
     fields = tuple(Field("wide_weights", f.value) if f.name == "weights" else f for f in call.fields)
     arrays = tuple(wide if a is weights else a for a in call.arrays)
     variant = "+".join(v for v in (call.cost_variant, "wide") if v)
@@ -1270,4 +1293,4 @@ def widen(call: KernelCall) -> KernelCall:
 
 def wide_extra_bytes(call: KernelCall) -> int:
     """The flash that widening `call` adds: its int8 weights' bytes once more."""
-    return int(next(a for a in call.arrays if a.suffix == "weights").values.nbytes)
+    return int(weights_array(call).values.nbytes)

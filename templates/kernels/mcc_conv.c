@@ -1221,14 +1221,17 @@ static inline void tiles_4x2(tile_4x2 tile, const int32_t *block, const int8_t *
 }
 #endif
 
+/* Lane 0 (bits 0..15) or 1 of an int16 pair word. */
+#define MCC_LANE(w, l) ((int32_t)(int16_t)(uint16_t)((uint32_t)(w) >> (16 * (l))))
+
 #if WIDE_WEIGHTS && !MCC_CONV_ASM
 /* gemm_block4 from int16 weights (mcc_conv.h, wide_weights) in C: for the
  * host and -DMCC_NO_ASM, which run the layouts a DSP build chose. */
-static void gemm_block4_wide_c(const int16_t *x0, int32_t groups, const int16_t *weights,
+static void gemm_block4_wide_c(const int16_t *x0, int32_t groups, const int32_t *weights,
                                const int32_t *channels, int32_t out_c, int8_t *out)
 {
-    const int16_t *w = weights;
-    for (int32_t c = 0; c < out_c; c += 2, w += 8 * groups) {
+    const int32_t *w = weights;
+    for (int32_t c = 0; c < out_c; c += 2, w += 4 * groups) {
         const int two = c + 1 < out_c;
         const int32_t *t0 = channels + 4 * c;
         const int32_t *t1 = t0 + 4 * two;
@@ -1237,13 +1240,16 @@ static void gemm_block4_wide_c(const int16_t *x0, int32_t groups, const int16_t 
             a[r][0] = t0[0];
             a[r][1] = t1[0];
         }
-        const int16_t *x = x0, *wp = w;
-        for (int32_t g = 0; g < groups; ++g, x += 16, wp += 8) {
+        const int16_t *x = x0;
+        const int32_t *wp = w;
+        for (int32_t g = 0; g < groups; ++g, x += 16, wp += 4) {
             /* wp: channel 0's (k, k+2), channel 1's; then the same for k+1, k+3. */
             for (int32_t r = 0; r < 4; ++r) {
                 const int32_t k0 = x[2 * r], k2 = x[2 * r + 1], k1 = x[8 + 2 * r], k3 = x[9 + 2 * r];
-                a[r][0] += k0 * wp[0] + k2 * wp[1] + k1 * wp[4] + k3 * wp[5];
-                a[r][1] += k0 * wp[2] + k2 * wp[3] + k1 * wp[6] + k3 * wp[7];
+                a[r][0] += k0 * MCC_LANE(wp[0], 0) + k2 * MCC_LANE(wp[0], 1)
+                         + k1 * MCC_LANE(wp[2], 0) + k3 * MCC_LANE(wp[2], 1);
+                a[r][1] += k0 * MCC_LANE(wp[1], 0) + k2 * MCC_LANE(wp[1], 1)
+                         + k1 * MCC_LANE(wp[3], 0) + k3 * MCC_LANE(wp[3], 1);
             }
         }
         requant_column(out + c, out_c, a[0][0], a[1][0], a[2][0], a[3][0], t0);
@@ -1257,7 +1263,7 @@ static void gemm_block4_wide_c(const int16_t *x0, int32_t groups, const int16_t 
 /* out[r][c..c+1] for the four widened rows of `block`, every channel pair;
  * from `wide` instead of `weights` where it is not NULL. */
 static void gemm_block4(const void *block, int32_t groups, const int8_t *weights,
-                        const int16_t *wide, const int32_t *channels, int32_t out_c, int8_t *out)
+                        const int32_t *wide, const int32_t *channels, int32_t out_c, int8_t *out)
 {
     const int8_t *w = weights;
     if (wide != NULL) {
@@ -1452,20 +1458,28 @@ size_t mcc_gemm_s8_scratch_bytes(const mcc_gemm_params *p)
     return p->row_block == 4 && p->rows >= 4 ? (size_t)32 * (size_t)groups_of(p->depth) : 0u;
 }
 
-/* The n < 4 rows from row r through the block (the last one repeated), their
- * outputs via scratch after the block. */
+/* The n <= 4 rows from `first` (depth bytes apart) into the block, the last
+ * one repeated to make four, then the block's four rows of outputs at out. */
+static void gemm_repeat_rows(const mcc_gemm_params *p, const int8_t *first, int32_t n,
+                             void *block, int8_t *out)
+{
+    const int32_t depth = p->depth;
+    const int8_t *rows[4];
+    for (int32_t i = 0; i < 4; ++i) {
+        rows[i] = first + MCC_MIN(i, n - 1) * depth;
+    }
+    widen_rows4(rows, depth, block);
+    gemm_block4(block, groups_of(depth), p->weights, p->wide_weights, p->channels, p->out_c, out);
+}
+
+/* The n < 4 rows from row r through the block, their outputs via scratch
+ * after the block. */
 static void gemm_tail_rows(const mcc_gemm_params *p, const int8_t *input, int8_t *output,
                            void *scratch, int32_t r, int32_t n)
 {
-    const int32_t depth = p->depth, out_c = p->out_c;
-    int8_t *tile = (int8_t *)scratch + 32 * groups_of(depth);
-    const int8_t *rows[4];
-    for (int32_t i = 0; i < 4; ++i) {
-        rows[i] = input + (r + MCC_MIN(i, n - 1)) * depth;
-    }
-    widen_rows4(rows, depth, scratch);
-    gemm_block4(scratch, groups_of(depth), p->weights, p->wide_weights, p->channels, out_c, tile);
-    memcpy(output + r * out_c, tile, (size_t)(n * out_c));
+    int8_t *tile = (int8_t *)scratch + 32 * groups_of(p->depth);
+    gemm_repeat_rows(p, input + r * p->depth, n, scratch, tile);
+    memcpy(output + r * p->out_c, tile, (size_t)(n * p->out_c));
 }
 
 /* In place (mcc_conv.h, `inplace`): whole blocks and the leftover rows, in
@@ -1481,11 +1495,7 @@ static void gemm_inplace(const mcc_gemm_params *p, const int8_t *input, int8_t *
     }
     for (int32_t i = 0; i < whole; i += 4) {
         const int32_t r = backward ? whole - 4 - i : i;
-        const int8_t *x = input + r * depth;
-        const int8_t *const rows[4] = {x, x + depth, x + 2 * depth, x + 3 * depth};
-        widen_rows4(rows, depth, scratch);
-        gemm_block4(scratch, groups_of(depth), p->weights, p->wide_weights, p->channels, out_c,
-                    output + r * out_c);
+        gemm_repeat_rows(p, input + r * depth, 4, scratch, output + r * out_c);
     }
     if (!backward && left) {
         gemm_tail_rows(p, input, output, scratch, whole, left);
@@ -1503,21 +1513,12 @@ static void gemm_residual_rows(const mcc_gemm_params *p, const int8_t *input, in
         const int32_t n = MCC_MIN(chunk, p->rows - r);
         int32_t i = 0;
         for (; p->row_block != 1 && i + 4 <= n; i += 4) {
-            const int8_t *x = input + (r + i) * depth;
-            const int8_t *const rows[4] = {x, x + depth, x + 2 * depth, x + 3 * depth};
-            widen_rows4(rows, depth, block);
-            gemm_block4(block, groups_of(depth), p->weights, p->wide_weights, p->channels, out_c,
-                        tile + i * out_c);
+            gemm_repeat_rows(p, input + (r + i) * depth, 4, block, tile + i * out_c);
         }
         if (i < n && p->wide_weights != NULL) {
-            /* The last rows repeated to a block: the tile has room for four. */
-            const int8_t *rows[4];
-            for (int32_t j = 0; j < 4; ++j) {
-                rows[j] = input + (r + i + MCC_MIN(j, n - i - 1)) * depth;
-            }
-            widen_rows4(rows, depth, block);
-            gemm_block4(block, groups_of(depth), NULL, p->wide_weights, p->channels, out_c,
-                        tile + i * out_c);
+            /* int16 weights have no row-pair kernel: the last rows repeated
+             * to a block, whose four rows the tile has room for. */
+            gemm_repeat_rows(p, input + (r + i) * depth, n - i, block, tile + i * out_c);
         } else if (i < n) {
             gemm_rows2(input + (r + i) * depth, n - i, depth, p->weights, p->channels, out_c,
                        tile + i * out_c);
@@ -1557,29 +1558,18 @@ static void gemm_rows(const mcc_gemm_params *p, const int8_t *input, int8_t *out
     const int32_t depth = p->depth;
     const int32_t out_c = p->out_c;
     int32_t r = 0;
-    if (p->wide_weights != NULL) {
-        /* Blocks only (rows >= 4): the last one moved up over rows done
-         * before, which it writes again with the same values. */
-        for (;; r += 4) {
-            r = MCC_MIN(r, p->rows - 4);
-            const int8_t *x = input + r * depth;
-            const int8_t *const rows[4] = {x, x + depth, x + 2 * depth, x + 3 * depth};
-            widen_rows4(rows, depth, block);
-            gemm_block4(block, groups_of(depth), NULL, p->wide_weights, p->channels, out_c,
-                        output + r * out_c);
-            if (r + 4 == p->rows) {
-                return;
-            }
-        }
-    }
     if (p->row_block == 4 || p->row_block == 2) {
         for (; r + 4 <= p->rows; r += 4) {
-            const int8_t *x = input + r * depth;
-            const int8_t *const rows[4] = {x, x + depth, x + 2 * depth, x + 3 * depth};
-            widen_rows4(rows, depth, block);
-            gemm_block4(block, groups_of(depth), p->weights, p->wide_weights, p->channels, out_c,
-                        output + r * out_c);
+            gemm_repeat_rows(p, input + r * depth, 4, block, output + r * out_c);
         }
+    }
+    if (r < p->rows && p->wide_weights != NULL) {
+        /* int16 weights have no row-pair kernel: a last block moved up over
+         * rows done before (rows >= 4; input and output never overlap here),
+         * which it writes again with the same values. */
+        r = p->rows - 4;
+        gemm_repeat_rows(p, input + r * depth, 4, block, output + r * out_c);
+        r = p->rows;
     }
     if (r < p->rows) {
         gemm_rows2(input + r * depth, p->rows - r, depth, p->weights, p->channels, out_c,
@@ -2215,15 +2205,34 @@ static void band_column(const mcc_conv2d_band_params *p, const int8_t *image, in
 }
 
 #if !MCC_CONV_ASM
+/* One filter tap's weights (c0 a, c1 a, c0 b, c1 b) for channels (c0, c1)
+ * and input channels (a, b): an int8 word, or the int16 pairs (c0 a, c0 b),
+ * (c1 a, c1 b) where v is set (mcc_conv.h, wide_weights). The band runs in
+ * C only on the host and with -DMCC_NO_ASM, so one test a tap is no cost. */
+static inline void band_tap_weights(const int8_t **w, const int32_t **v, int32_t k[4])
+{
+    if (WIDE_WEIGHTS && *v != NULL) {
+        const int32_t c0 = (*v)[0], c1 = (*v)[1];
+        k[0] = MCC_LANE(c0, 0);
+        k[1] = MCC_LANE(c1, 0);
+        k[2] = MCC_LANE(c0, 1);
+        k[3] = MCC_LANE(c1, 1);
+        *v += 2;
+    } else {
+        for (int32_t i = 0; i < 4; ++i) {
+            k[i] = (*w)[i];
+        }
+        *w += 4;
+    }
+}
+
 /* band_tiles in C: each channel pair's four rows over the three columns. */
 static void band_tiles_c(const mcc_conv2d_band_params *p, const int32_t *block, int8_t *o,
                          int32_t row_stride)
 {
     const int32_t steps = 6 * groups_of(p->in_c), out_c = p->out_c;
     const int8_t *w = p->weights;
-    /* int16 weights (WIDE_WEIGHTS): each word's (c0 a, c1 a, c0 b, c1 b) as
-     * (c0 a, c0 b), (c1 a, c1 b). */
-    const int16_t *v = p->wide_weights;
+    const int32_t *v = p->wide_weights;
     for (int32_t c = 0; c < out_c; c += 2) {
         const int two = c + 1 < out_c;
         const int32_t *t0 = p->channels + 4 * c;
@@ -2243,8 +2252,9 @@ static void band_tiles_c(const mcc_conv2d_band_params *p, const int32_t *block, 
         /* One filter row: its weight word against the four rows' pairs from
          * slot S (band_slot). */
 #define MCC_BAND_TAP(S) do {                                                    \
-            const int32_t w0_ = v ? v[0] : w[0], w1_ = v ? v[2] : w[1];        \
-            const int32_t w2_ = v ? v[1] : w[2], w3_ = v ? v[3] : w[3];        \
+            int32_t k_[4];                                                     \
+            band_tap_weights(&w, &v, k_);                                      \
+            const int32_t w0_ = k_[0], w1_ = k_[1], w2_ = k_[2], w3_ = k_[3];  \
             const int32_t x0_ = MCC_BAND_LANE((S), 0), y0_ = MCC_BAND_LANE((S), 1); \
             const int32_t x1_ = MCC_BAND_LANE((S) + 1, 0), y1_ = MCC_BAND_LANE((S) + 1, 1); \
             const int32_t x2_ = MCC_BAND_LANE((S) + 2, 0), y2_ = MCC_BAND_LANE((S) + 2, 1); \
@@ -2257,11 +2267,6 @@ static void band_tiles_c(const mcc_conv2d_band_params *p, const int32_t *block, 
             a21 += x2_ * w1_ + y2_ * w3_;                                      \
             a30 += x3_ * w0_ + y3_ * w2_;                                      \
             a31 += x3_ * w1_ + y3_ * w3_;                                      \
-            if (v) {                                                           \
-                v += 4;                                                        \
-            } else {                                                           \
-                w += 4;                                                        \
-            }                                                                  \
         } while (0)
         /* The filter rows in weight order: dy = 1, 2, 0. */
         if (p->stride == 1) {

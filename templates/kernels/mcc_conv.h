@@ -198,12 +198,14 @@ typedef struct {
  *            that scratch in the arena; 2: on the stack, no arena scratch
  *            (block and leftover outputs within MCC_GEMM_INPLACE_STACK_BLOCK
  *            bytes: 64 channels in and out fit).
- * wide_weights: NULL, or (weights NULL) the same weights as int16, each
- *            word { w[2p][k], w[2p][k+2] } then { w[2p+1][k], w[2p+1][k+2] }
- *            (and likewise for k+1, k+3): twice the flash, no SXTB16 in the
- *            inner loop (0.125 instructions per MAC fewer). Rows in blocks of
- *            four only: rows >= 4, row_block 4 or 2 (not in place, the last
- *            block moves up over rows done before).
+ * wide_weights: NULL, or (weights NULL) the same weights as int16 pairs in
+ *            int32 words (low lane first; words, so they are word aligned for
+ *            LDRD): { w[2p][k], w[2p][k+2] } then { w[2p+1][k], w[2p+1][k+2] },
+ *            and likewise for k+1, k+3. Twice the flash, no SXTB16 in the
+ *            inner loop: 0.125 instructions per MAC fewer. Rows go in blocks
+ *            of four only: rows >= 4 and row_block 4 or 2. Not in place, the
+ *            last block moves up over rows done before (so the output may not
+ *            overlap the input); in place, leftover rows repeat as before.
  */
 typedef struct {
     int32_t rows;
@@ -215,7 +217,7 @@ typedef struct {
     const int32_t *channels;
     int32_t inplace;
     mcc_residual residual;   /* mcc_gemm_s8 only */
-    const int16_t *wide_weights;
+    const int32_t *wide_weights;
 } mcc_gemm_params;
 
 #define MCC_GEMM_STACK_BLOCK 512
@@ -292,8 +294,8 @@ size_t mcc_conv2d_im2col_s8_scratch_bytes(const mcc_conv2d_im2col_params *p);
  *           bytes (rows 6 or 9); when it fills up, the columns still needed move
  *           to its start. on_stack 1: the buffer is on the stack (at most
  *           MCC_BAND_STACK_BYTES), no scratch, for a layer at the memory peak.
- * wide_weights: NULL, or (weights NULL) the same weights as int16, each word
- *           { w[2p][..][a], w[2p][..][b] } then { w[2p+1][..][a],
+ * wide_weights: NULL, or (weights NULL) the same weights as int16 pairs in
+ *           int32 words, { w[2p][..][a], w[2p][..][b] } then { w[2p+1][..][a],
  *           w[2p+1][..][b] }: as mcc_gemm_params.wide_weights.
  */
 typedef struct {
@@ -309,7 +311,7 @@ typedef struct {
     const int8_t *weights;
     const int32_t *channels;
     mcc_residual residual;
-    const int16_t *wide_weights;
+    const int32_t *wide_weights;
 } mcc_conv2d_band_params;
 
 #define MCC_BAND_STACK_BYTES MCC_IM2COL_STACK_BLOCK
