@@ -1266,7 +1266,7 @@ static void gemm_block4(const void *block, int32_t groups, const int8_t *weights
                         const int32_t *wide, const int32_t *channels, int32_t out_c, int8_t *out)
 {
     const int8_t *w = weights;
-    if (wide != NULL) {
+    if (WIDE_WEIGHTS && wide != NULL) {
 #if WIDE_WEIGHTS && MCC_CONV_ASM
         tiles_4x2(mcc_gemm_s8w_4x2_dsp, (const int32_t *)block, (const int8_t *)wide, channels,
                   out, groups, 16 * groups, out_c, out_c);
@@ -1495,7 +1495,11 @@ static void gemm_inplace(const mcc_gemm_params *p, const int8_t *input, int8_t *
     }
     for (int32_t i = 0; i < whole; i += 4) {
         const int32_t r = backward ? whole - 4 - i : i;
-        gemm_repeat_rows(p, input + r * depth, 4, scratch, output + r * out_c);
+        const int8_t *x = input + r * depth;
+        const int8_t *const rows[4] = {x, x + depth, x + 2 * depth, x + 3 * depth};
+        widen_rows4(rows, depth, scratch);
+        gemm_block4(scratch, groups_of(depth), p->weights, p->wide_weights, p->channels, out_c,
+                    output + r * out_c);
     }
     if (!backward && left) {
         gemm_tail_rows(p, input, output, scratch, whole, left);
@@ -1513,9 +1517,13 @@ static void gemm_residual_rows(const mcc_gemm_params *p, const int8_t *input, in
         const int32_t n = MCC_MIN(chunk, p->rows - r);
         int32_t i = 0;
         for (; p->row_block != 1 && i + 4 <= n; i += 4) {
-            gemm_repeat_rows(p, input + (r + i) * depth, 4, block, tile + i * out_c);
+            const int8_t *x = input + (r + i) * depth;
+            const int8_t *const rows[4] = {x, x + depth, x + 2 * depth, x + 3 * depth};
+            widen_rows4(rows, depth, block);
+            gemm_block4(block, groups_of(depth), p->weights, p->wide_weights, p->channels, out_c,
+                        tile + i * out_c);
         }
-        if (i < n && p->wide_weights != NULL) {
+        if (WIDE_WEIGHTS && i < n && p->wide_weights != NULL) {
             /* int16 weights have no row-pair kernel: the last rows repeated
              * to a block, whose four rows the tile has room for. */
             gemm_repeat_rows(p, input + (r + i) * depth, n - i, block, tile + i * out_c);
@@ -1560,10 +1568,14 @@ static void gemm_rows(const mcc_gemm_params *p, const int8_t *input, int8_t *out
     int32_t r = 0;
     if (p->row_block == 4 || p->row_block == 2) {
         for (; r + 4 <= p->rows; r += 4) {
-            gemm_repeat_rows(p, input + r * depth, 4, block, output + r * out_c);
+            const int8_t *x = input + r * depth;
+            const int8_t *const rows[4] = {x, x + depth, x + 2 * depth, x + 3 * depth};
+            widen_rows4(rows, depth, block);
+            gemm_block4(block, groups_of(depth), p->weights, p->wide_weights, p->channels, out_c,
+                        output + r * out_c);
         }
     }
-    if (r < p->rows && p->wide_weights != NULL) {
+    if (WIDE_WEIGHTS && r < p->rows && p->wide_weights != NULL) {
         /* int16 weights have no row-pair kernel: a last block moved up over
          * rows done before (rows >= 4; input and output never overlap here),
          * which it writes again with the same values. */
