@@ -1,4 +1,4 @@
-"""The fast convolution kernels on Arm cores, under QEMU, against TFLM.
+"""The fast kernels (convolutions, pooling, MEAN) on Arm cores, under QEMU, against TFLM.
 
 The host tests (test_kernels_conv.py, test_kernels_pixel.py) run the portable
 inner loops of mcc_gemm_s8, mcc_conv2d_im2col_s8, mcc_depthwise_conv2d_planar[_3x3]_s8
@@ -300,6 +300,25 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
                                      kernel)
     cases["residual_band_s1_c9_clamped"] = (_residual_clamped, dict(
         input_shape=(1, 10, 13, 8), filters=9, seed=3), BAND)
+    # Pooling and MEAN: four channels a word (SXTAB16 lanes, SSUB8/SEL maxima on
+    # DSP cores; unsigned lanes through masks on the M3) and leftover channels;
+    # windows clipped at the edges, rows laid end to end, lanes added out in
+    # chunks past 256 taps, a fused activation narrower than int8.
+    cases["avgpool_k3_s2_same_c13"] = ("avg_pool2d", dict(
+        input_shape=(1, 11, 9, 13), pool_size=3, stride=2, padding="same"), "mcc_avgpool_s8")
+    cases["avgpool_global_c64"] = ("avg_pool2d", dict(
+        input_shape=(1, 25, 5, 64), pool_size=(25, 5), padding="valid"), "mcc_avgpool_s8")
+    cases["avgpool_global_340_taps_c12"] = ("avg_pool2d", dict(
+        input_shape=(1, 20, 17, 12), pool_size=(20, 17), padding="valid"), "mcc_avgpool_s8")
+    cases["maxpool_k3_s2_same_c13"] = ("max_pool2d", dict(
+        input_shape=(1, 11, 9, 13), pool_size=3, stride=2, padding="same"), "mcc_maxpool_s8")
+    cases["maxpool_k5x7_s1_same_c8_relu6"] = ("max_pool2d", dict(
+        input_shape=(1, 6, 9, 8), pool_size=(5, 7), stride=1, padding="same", activation="relu6"),
+        "mcc_maxpool_s8")
+    cases["mean_hw_340_taps_c6"] = ("mean", dict(
+        input_shape=(2, 20, 17, 6), axes=(1, 2), keepdims=False), "mcc_mean_s8")
+    cases["mean_last_axis_13"] = ("mean", dict(
+        input_shape=(2, 5, 7, 13), axes=(-1,), keepdims=False), "mcc_mean_s8")
     return cases
 
 
@@ -336,7 +355,8 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "depthwise_k3_s1_same_even_hw_batch2", "depthwise_k3_s1_valid_three_rows",
                        "depthwise_k3_s1_same_c5_strips_compact", "conv_rgb3x3_s2_same",
                        "conv_rgb3x3_s1_same_f17", "conv_rgb3x3_s1_valid_dh2",
-                       *(n for n in CASES if n.startswith(("residual_", "pixel_")))},
+                       *(n for n in CASES if n.startswith(("residual_", "pixel_", "avgpool_",
+                                                           "maxpool_", "mean_")))},
            "qemu-m4": {"pixel_k3_s2_same_c64", "pixel_k3_s1_same_c264", "residual_band_s1_c17", "residual_gemm_depth72_compact",
                        "residual_gemm_depth160_compact",
                        "residual_band_s1_c9_clamped", "conv_rgb3x3_s2_same", "conv_rgb3x3_s1_valid_dh2", "conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact",
@@ -345,13 +365,15 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "band_k3_s1_same_c16", "band_k3_s2_same_c8_compact",
                        "depthwise_1ch_k3x2_s1_same_m6_compact",
                        "depthwise_1ch_k3x3_s1_valid_m12_compact", "depthwise_k3_s2_same_c6_strips_compact",
-                       "depthwise_k3_s1_same_even_h_odd_w_m2", "depthwise_k3_s1_same_c5_strips_compact"},
+                       "depthwise_k3_s1_same_even_h_odd_w_m2", "depthwise_k3_s1_same_c5_strips_compact",
+                       "avgpool_global_340_taps_c12", "maxpool_k3_s2_same_c13"},
            "qemu-m3": {"pixel_k3_s2_same_c64", "pixel_k3_s1_valid_c264", "depthwise_one_channel_m8", "conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k3_s2_same_c8",
                        "depthwise_1ch_k3x3_s2_same_m8_compact", "conv_k3_s1_same_depth16_compact",
                        "depthwise_1ch_k3x2_s1_same_m6_compact", "conv_k3_s1_valid_c3_compact",
                        "add_tables", "depthwise_k5_s1_same_c3_strips_compact",
                        "conv_rgb3x3_s2_same", "residual_band_s1_c17",
-                       "residual_im2col_k5_c8_pairs_compact", "residual_band_s1_c9_clamped"}}
+                       "residual_im2col_k5_c8_pairs_compact", "residual_band_s1_c9_clamped",
+                       "avgpool_k3_s2_same_c13", "maxpool_k5x7_s1_same_c8_relu6", "mean_hw_340_taps_c6"}}
 
 
 def _params():

@@ -158,6 +158,14 @@ POOLS = [
     dict(input_shape=(1, 6, 9, 7), pool_size=(5, 7), stride=1, padding="same", activation="relu6"),
     dict(input_shape=(1, 8, 8, 1), pool_size=8, padding="valid"),
     dict(input_shape=(1, 5, 5, 3), pool_size=1, stride=2, padding="same"),
+    # Four channels to a word and a leftover one; windows clipped at every edge.
+    dict(input_shape=(1, 11, 9, 13), pool_size=3, stride=1, padding="same"),
+    # DS-CNN's global pool: 125 taps over 64 channels, the rows laid end to end.
+    dict(input_shape=(1, 25, 5, 64), pool_size=(25, 5), padding="valid"),
+    # 340 taps: the int16 lanes are added out in chunks of 15 rows (256 taps at most).
+    dict(input_shape=(1, 20, 17, 12), pool_size=(20, 17), padding="valid"),
+    # Rows longer than 256 taps: segments of a row, not whole rows, per chunk.
+    dict(input_shape=(1, 2, 300, 4), pool_size=(2, 299), stride=1, padding="valid"),
 ]
 
 
@@ -182,6 +190,10 @@ MEANS = [
     dict(input_shape=(1, 5, 7, 3), axes=(0, 1, 2, 3), keepdims=False),
     dict(input_shape=(2, 3, 4, 5, 6), axes=(1, 3), keepdims=False),
     dict(input_shape=(1, 32, 32, 4), axes=(1, 2), keepdims=True),
+    # 340 taps over 6 channels (a word and two leftovers); runs of 13 and 91 bytes.
+    dict(input_shape=(2, 20, 17, 6), axes=(1, 2), keepdims=False),
+    dict(input_shape=(2, 5, 7, 13), axes=(-1,), keepdims=False),
+    dict(input_shape=(2, 5, 7, 13), axes=(2, 3), keepdims=True),
 ]
 
 

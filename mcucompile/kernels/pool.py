@@ -114,14 +114,9 @@ def _pool_call(op: Op, graph: Graph, function: str) -> KernelCall:
                    out_h=g.out_h, out_w=g.out_w, stride_h=attrs.stride_h, stride_w=attrs.stride_w,
                    filter_h=attrs.filter_h, filter_w=attrs.filter_w, pad_h=g.pad_h, pad_w=g.pad_w,
                    act_min=act_min, act_max=act_max)
-    args: tuple = (TensorArg(inp.id), TensorArg(out.id))
-    scratch = 0
-    if op.kind == OpKind.AVERAGE_POOL_2D:
-        # One int32 accumulator per channel, so the taps are read channel-contiguously.
-        scratch = 4 * g.channels
-        args += (SCRATCH,)
-    return KernelCall(function, LIBRARY, "mcc_pool_params", fields, args,
-                      scratch_bytes=scratch)
+    # No scratch for either: the kernels sum or compare four channels at a time in registers.
+    return KernelCall(function, LIBRARY, "mcc_pool_params", fields,
+                      (TensorArg(inp.id), TensorArg(out.id)))
 
 
 @lowering(OpKind.AVERAGE_POOL_2D)

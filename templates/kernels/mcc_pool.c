@@ -1,5 +1,14 @@
-/* mcc_pool.c: pooling and reduction kernels; see mcc_pool.h for the contracts. */
+/* mcc_pool.c: pooling and reduction kernels; see mcc_pool.h for the contracts.
+ *
+ * Sums go four channels at a time, one word per tap: a window's taps are
+ * walked once per four channels, so no accumulator array is needed. On DSP
+ * cores SXTAB16 adds a word's bytes into two pairs of int16 lanes; the portable
+ * loop adds them as unsigned lanes (x + 128) through masks. Maxima go four at
+ * a time on DSP cores (SSUB8/SEL); the portable MAX_POOL walks the channels
+ * innermost, so its loop set-up is paid once per tap, not once per channel.
+ */
 #include "mcc_pool.h"
+#include "mcc_simd.h"
 
 /* The clipped filter range [start, end) along one axis for a window whose
  * first tap sits at input coordinate `origin`. */
@@ -10,95 +19,274 @@ static void window_range(int32_t origin, int32_t filter, int32_t size,
     *end = MCC_MIN(filter, size - origin);
 }
 
-int mcc_avgpool_s8(const mcc_pool_params *p, const int8_t *input, int8_t *output,
-                   void *scratch)
+/* A window of taps over one image: `rows` rows of `width` taps, tap (r, x)
+ * of a channel at first + r * row_step + x * tap_step. */
+typedef struct {
+    const int8_t *first;
+    int32_t rows, width;
+    int32_t row_step, tap_step;
+} tap_window;
+
+/* The clipped window of output (oy, ox); its rows as one long row where they
+ * lie end to end (a window as wide as the image), for fewer loop set-ups.
+ * rows or width is 0 for a window with no tap. */
+static inline tap_window pool_window(const mcc_pool_params *p, const int8_t *image, int32_t oy,
+                                     int32_t ox)
 {
-    int32_t *acc = (int32_t *)scratch;
-    const int32_t channels = p->channels;
-    const size_t row_len = (size_t)p->in_w * (size_t)channels;
+    const int32_t y0 = oy * p->stride_h - p->pad_h;
+    const int32_t x0 = ox * p->stride_w - p->pad_w;
+    int32_t fy_start, fy_end, fx_start, fx_end;
+    window_range(y0, p->filter_h, p->in_h, &fy_start, &fy_end);
+    window_range(x0, p->filter_w, p->in_w, &fx_start, &fx_end);
+    tap_window t;
+    t.tap_step = p->channels;
+    t.row_step = p->in_w * p->channels;
+    t.rows = MCC_MAX(fy_end - fy_start, 0);
+    t.width = MCC_MAX(fx_end - fx_start, 0);
+    t.first = image + (y0 + fy_start) * t.row_step + (x0 + fx_start) * t.tap_step;
+    if (t.rows > 1 && t.row_step == t.width * t.tap_step) {
+        t.width *= t.rows;
+        t.rows = 1;
+    }
+    return t;
+}
+
+/* The most taps a lane sums before it is added out: |256 * -128| fits int16,
+ * 256 * 255 uint16. */
+#define LANE_TAPS 256
+
+/* Four channels' running sums: channels (0, 2) in `even`'s lanes, (1, 3) in
+ * `odd`'s. */
+typedef struct {
+    uint32_t even, odd;
+} lanes4;
+
+static inline void lanes_add(lanes4 *l, int32_t w)
+{
+#if MCC_CONV_DSP
+    l->even = (uint32_t)__sxtab16((int32_t)l->even, w);
+    l->odd = (uint32_t)sxtab16_ror8((int32_t)l->odd, w);
+#else
+    const uint32_t u = (uint32_t)w ^ UINT32_C(0x80808080);   /* x + 128, unsigned */
+    l->even += u & UINT32_C(0x00FF00FF);
+    l->odd += (u >> 8) & UINT32_C(0x00FF00FF);
+#endif
+}
+
+/* n taps of one row from `tap`, two a step. */
+static inline void lanes_add_row(lanes4 *l, const int8_t *tap, int32_t n, int32_t step)
+{
+    const int8_t *end = tap + n * step;
+    if (n & 1) {
+        lanes_add(l, load32(tap));
+        tap += step;
+    }
+    for (; tap != end; tap += 2 * step) {
+        lanes_add(l, load32(tap));
+        lanes_add(l, load32(tap + step));
+    }
+}
+
+/* The lanes' sums of `taps` taps added into s[0..3]. */
+static inline void lanes_out(lanes4 l, int32_t taps, int32_t s[4])
+{
+#if MCC_CONV_DSP
+    (void)taps;
+    s[0] += (int16_t)l.even;
+    s[1] += (int16_t)l.odd;
+    s[2] += (int32_t)l.even >> 16;
+    s[3] += (int32_t)l.odd >> 16;
+#else
+    const int32_t bias = 128 * taps;
+    s[0] += (int32_t)(l.even & 0xFFFFu) - bias;
+    s[1] += (int32_t)(l.odd & 0xFFFFu) - bias;
+    s[2] += (int32_t)(l.even >> 16) - bias;
+    s[3] += (int32_t)(l.odd >> 16) - bias;
+#endif
+}
+
+/* sum4 over more than LANE_TAPS taps: chunks of whole rows, or segments of a
+ * row longer than that, each added out before the lanes could overflow. */
+static MCC_NOINLINE void sum4_chunked(const tap_window *t, const int8_t *first, int32_t s[4])
+{
+    const int32_t seg = MCC_MIN(t->width, LANE_TAPS);
+    const int32_t chunk = LANE_TAPS / seg;
+    for (int32_t x0 = 0; x0 < t->width; x0 += seg) {
+        const int32_t n = MCC_MIN(seg, t->width - x0);
+        for (int32_t r0 = 0; r0 < t->rows; r0 += chunk) {
+            const int32_t r1 = MCC_MIN(t->rows, r0 + chunk);
+            lanes4 l = {0, 0};
+            for (int32_t r = r0; r < r1; ++r) {
+                lanes_add_row(&l, first + r * t->row_step + x0 * t->tap_step, n, t->tap_step);
+            }
+            lanes_out(l, (r1 - r0) * n, s);
+        }
+    }
+}
+
+/* Sums of the four channels at first + 0..3 over the window's taps. */
+static inline void sum4(const tap_window *t, const int8_t *first, int32_t s[4])
+{
+    s[0] = s[1] = s[2] = s[3] = 0;
+    if (t->rows * t->width > LANE_TAPS) {
+        sum4_chunked(t, first, s);
+        return;
+    }
+    lanes4 l = {0, 0};
+    for (int32_t r = 0; r < t->rows; ++r, first += t->row_step) {
+        lanes_add_row(&l, first, t->width, t->tap_step);
+    }
+    lanes_out(l, t->rows * t->width, s);
+}
+
+/* The sum of the one channel at `first` over the window's taps. */
+static int32_t sum1(const tap_window *t, const int8_t *first)
+{
+    int32_t s = 0;
+    for (int32_t r = 0; r < t->rows; ++r, first += t->row_step) {
+        const int8_t *tap = first;
+        for (int32_t x = 0; x < t->width; ++x, tap += t->tap_step) {
+            s += *tap;
+        }
+    }
+    return s;
+}
+
+/* TFLM's average, s / count rounded half away from zero (C division truncates
+ * toward zero), before the activation's clamp. */
+static inline int32_t average(int32_t s, int32_t count)
+{
+    return s > 0 ? (s + count / 2) / count : (s - count / 2) / count;
+}
+
+/* Every output pixel of a pooling layer through `pixel`, which writes its
+ * channels from its window's taps, clamped to [lo, hi]. */
+typedef void pool_pixel(const tap_window *t, int32_t channels, int32_t lo, int32_t hi, int8_t *out);
+
+static int pool_run(const mcc_pool_params *p, const int8_t *input, int8_t *output, pool_pixel *pixel)
+{
+    /* Locals, not p->...: the int8 stores may alias *p as far as the compiler knows. */
+    const int32_t channels = p->channels, out_h = p->out_h, out_w = p->out_w;
+    const int32_t lo = p->act_min, hi = p->act_max;
+    const size_t image_len = (size_t)p->in_h * (size_t)p->in_w * (size_t)channels;
     int8_t *out = output;
 
     for (int32_t b = 0; b < p->batches; ++b) {
-        const int8_t *image = input + (size_t)b * (size_t)p->in_h * row_len;
-        for (int32_t oy = 0; oy < p->out_h; ++oy) {
-            const int32_t y0 = oy * p->stride_h - p->pad_h;
-            int32_t fy_start, fy_end;
-            window_range(y0, p->filter_h, p->in_h, &fy_start, &fy_end);
-            for (int32_t ox = 0; ox < p->out_w; ++ox) {
-                const int32_t x0 = ox * p->stride_w - p->pad_w;
-                int32_t fx_start, fx_end;
-                window_range(x0, p->filter_w, p->in_w, &fx_start, &fx_end);
-                if (fy_end <= fy_start || fx_end <= fx_start) {
-                    return MCC_ERROR; /* TFLM fails too: no tap to average */
+        const int8_t *image = input + (size_t)b * image_len;
+        for (int32_t oy = 0; oy < out_h; ++oy) {
+            for (int32_t ox = 0; ox < out_w; ++ox, out += channels) {
+                const tap_window t = pool_window(p, image, oy, ox);
+                if (t.rows == 0 || t.width == 0) {
+                    return MCC_ERROR; /* TFLM fails too; the compiler refuses such windows */
                 }
-                const int32_t count = (fy_end - fy_start) * (fx_end - fx_start);
-
-                for (int32_t c = 0; c < channels; ++c) {
-                    acc[c] = 0;
-                }
-                for (int32_t fy = fy_start; fy < fy_end; ++fy) {
-                    const int8_t *tap = image + (size_t)(y0 + fy) * row_len
-                                        + (size_t)(x0 + fx_start) * (size_t)channels;
-                    for (int32_t fx = fx_start; fx < fx_end; ++fx, tap += channels) {
-                        for (int32_t c = 0; c < channels; ++c) {
-                            acc[c] += tap[c];
-                        }
-                    }
-                }
-                /* Round half away from zero; C division truncates toward zero. */
-                for (int32_t c = 0; c < channels; ++c) {
-                    const int32_t s = acc[c];
-                    int32_t v = s > 0 ? (s + count / 2) / count : (s - count / 2) / count;
-                    v = MCC_CLAMP(v, p->act_min, p->act_max);
-                    out[c] = (int8_t)v;
-                }
-                out += channels;
+                pixel(&t, channels, lo, hi, out);
             }
         }
     }
     return MCC_OK;
 }
 
-int mcc_maxpool_s8(const mcc_pool_params *p, const int8_t *input, int8_t *output)
+static void average_pixel(const tap_window *t, int32_t channels, int32_t lo, int32_t hi, int8_t *out)
 {
-    const int32_t channels = p->channels;
-    const size_t row_len = (size_t)p->in_w * (size_t)channels;
-    /* max(act_min, taps...) then min(act_max) equals TFLM's clamp of the max. */
-    const int8_t lo = (int8_t)p->act_min;
-    const int8_t hi = (int8_t)p->act_max;
-    int8_t *out = output;
+    const int32_t count = t->rows * t->width;
+    int32_t c = 0;
+    for (; c + 4 <= channels; c += 4) {
+        int32_t s[4];
+        sum4(t, t->first + c, s);
+#if MCC_CONV_DSP
+        /* Averages of int8 values are int8: packed, then clamped four at a time. */
+        uint32_t v = __uxtb16((uint32_t)pack_low_halves(average(s[0], count), average(s[2], count)))
+                     | __uxtb16((uint32_t)pack_low_halves(average(s[1], count), average(s[3], count))) << 8;
+        v = clamp_lanes_s8(v, (uint8_t)lo * UINT32_C(0x01010101), (uint8_t)hi * UINT32_C(0x01010101));
+        memcpy(out + c, &v, 4);
+#else
+        for (int32_t j = 0; j < 4; ++j) {
+            out[c + j] = (int8_t)MCC_CLAMP(average(s[j], count), lo, hi);
+        }
+#endif
+    }
+    for (; c < channels; ++c) {
+        out[c] = (int8_t)MCC_CLAMP(average(sum1(t, t->first + c), count), lo, hi);
+    }
+}
 
-    for (int32_t b = 0; b < p->batches; ++b) {
-        const int8_t *image = input + (size_t)b * (size_t)p->in_h * row_len;
-        for (int32_t oy = 0; oy < p->out_h; ++oy) {
-            const int32_t y0 = oy * p->stride_h - p->pad_h;
-            int32_t fy_start, fy_end;
-            window_range(y0, p->filter_h, p->in_h, &fy_start, &fy_end);
-            for (int32_t ox = 0; ox < p->out_w; ++ox) {
-                const int32_t x0 = ox * p->stride_w - p->pad_w;
-                int32_t fx_start, fx_end;
-                window_range(x0, p->filter_w, p->in_w, &fx_start, &fx_end);
+int mcc_avgpool_s8(const mcc_pool_params *p, const int8_t *input, int8_t *output)
+{
+    return pool_run(p, input, output, average_pixel);
+}
 
-                for (int32_t c = 0; c < channels; ++c) {
-                    out[c] = lo;
-                }
-                for (int32_t fy = fy_start; fy < fy_end; ++fy) {
-                    const int8_t *tap = image + (size_t)(y0 + fy) * row_len
-                                        + (size_t)(x0 + fx_start) * (size_t)channels;
-                    for (int32_t fx = fx_start; fx < fx_end; ++fx, tap += channels) {
-                        for (int32_t c = 0; c < channels; ++c) {
-                            out[c] = MCC_MAX(out[c], tap[c]);
-                        }
-                    }
-                }
-                for (int32_t c = 0; c < channels; ++c) {
-                    out[c] = MCC_MIN(out[c], hi);
-                }
-                out += channels;
+#if MCC_CONV_DSP
+/* m's lanes raised to the four channels' maxima over n taps of one row from
+ * `tap`, two a step. */
+static inline uint32_t max_row(uint32_t m, const int8_t *tap, int32_t n, int32_t step)
+{
+    const int8_t *end = tap + n * step;
+    if (n & 1) {
+        m = max_lanes_s8(m, (uint32_t)load32(tap));
+        tap += step;
+    }
+    for (; tap != end; tap += 2 * step) {
+        m = max_lanes_s8(max_lanes_s8(m, (uint32_t)load32(tap)), (uint32_t)load32(tap + step));
+    }
+    return m;
+}
+#endif
+
+/* max(lo, taps...) then min(hi): TFLM's clamp of the maximum. */
+static void max_pixel(const tap_window *t, int32_t channels, int32_t lo, int32_t hi, int8_t *out)
+{
+    int32_t c = 0;
+#if MCC_CONV_DSP
+    const uint32_t lo4 = (uint8_t)lo * UINT32_C(0x01010101);
+    const uint32_t hi4 = (uint8_t)hi * UINT32_C(0x01010101);
+    for (; c + 4 <= channels; c += 4) {
+        uint32_t m = lo4;
+        const int8_t *row = t->first + c;
+        for (int32_t r = 0; r < t->rows; ++r, row += t->row_step) {
+            m = max_row(m, row, t->width, t->tap_step);
+        }
+        m = clamp_lanes_s8(m, lo4, hi4);
+        memcpy(out + c, &m, 4);
+    }
+#endif
+    /* Channels innermost, the running maxima in the output. */
+    for (int32_t j = c; j < channels; ++j) {
+        out[j] = (int8_t)lo;
+    }
+    const int8_t *row = t->first;
+    for (int32_t r = 0; r < t->rows; ++r, row += t->row_step) {
+        const int8_t *tap = row;
+        for (int32_t x = 0; x < t->width; ++x, tap += t->tap_step) {
+            for (int32_t j = c; j < channels; ++j) {
+                out[j] = MCC_MAX(out[j], tap[j]);
             }
         }
     }
-    return MCC_OK;
+    for (int32_t j = c; j < channels; ++j) {
+        out[j] = (int8_t)MCC_MIN(out[j], hi);
+    }
+}
+
+int mcc_maxpool_s8(const mcc_pool_params *p, const int8_t *input, int8_t *output)
+{
+    return pool_run(p, input, output, max_pixel);
+}
+
+/* The sum of the n bytes at x: four to a word, as four channels of n / 4
+ * taps, then the rest one by one. */
+static int32_t sum_bytes(const int8_t *x, int32_t n)
+{
+    int32_t total = 0;
+    if (n >= 8) {
+        const tap_window words = {x, 1, n / 4, 0, 4};
+        int32_t s[4];
+        sum4(&words, x, s);
+        total = s[0] + s[1] + s[2] + s[3];
+    }
+    for (int32_t i = n >= 8 ? n & ~3 : 0; i < n; ++i) {
+        total += x[i];
+    }
+    return total;
 }
 
 int mcc_mean_s8(const mcc_mean_params *p, const int8_t *input, int8_t *output, void *scratch)
@@ -111,28 +299,41 @@ int mcc_mean_s8(const mcc_mean_params *p, const int8_t *input, int8_t *output, v
     for (int32_t k = 0; k < p->outputs; ++k) {
         acc[k] = 0;
     }
-    /* Walk the input in memory order; the innermost dim is either reduced
-     * (one running sum) or kept (stride 1 after the compiler's merging). */
+    /* Walk the input in memory order, a block of d[3] x d[4] values at a time.
+     * The innermost dim is either reduced (a run of d[4] bytes into one sum)
+     * or kept (stride 1 after the compiler's merging): then a reduced d[3]
+     * above it makes the block a window of d[3] taps over d[4] channels. */
     for (int32_t i0 = 0; i0 < d[0]; ++i0) {
         const int32_t o0 = i0 * s[0];
         for (int32_t i1 = 0; i1 < d[1]; ++i1) {
             const int32_t o1 = o0 + i1 * s[1];
             for (int32_t i2 = 0; i2 < d[2]; ++i2) {
                 const int32_t o2 = o1 + i2 * s[2];
-                for (int32_t i3 = 0; i3 < d[3]; ++i3) {
+                if (s[4] == 1 && s[3] == 0) {
+                    const tap_window t = {in, 1, d[3], 0, d[4]};
+                    int32_t c = 0;
+                    for (; c + 4 <= d[4]; c += 4) {
+                        int32_t sums[4];
+                        sum4(&t, in + c, sums);
+                        for (int32_t j = 0; j < 4; ++j) {
+                            acc[o2 + c + j] += sums[j];
+                        }
+                    }
+                    for (; c < d[4]; ++c) {
+                        acc[o2 + c] += sum1(&t, in + c);
+                    }
+                    in += d[3] * d[4];
+                    continue;
+                }
+                for (int32_t i3 = 0; i3 < d[3]; ++i3, in += d[4]) {
                     int32_t *a = acc + o2 + i3 * s[3];
                     if (s[4] == 0) {
-                        int32_t sum = 0;
-                        for (int32_t i4 = 0; i4 < d[4]; ++i4) {
-                            sum += in[i4];
-                        }
-                        *a += sum;
+                        *a += sum_bytes(in, d[4]);
                     } else {
                         for (int32_t i4 = 0; i4 < d[4]; ++i4) {
                             a[i4 * s[4]] += in[i4];
                         }
                     }
-                    in += d[4];
                 }
             }
         }

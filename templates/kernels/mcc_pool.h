@@ -34,9 +34,8 @@ typedef struct {
     int32_t act_min, act_max;
 } mcc_pool_params;
 
-/* scratch: channels int32 accumulators (4 * channels bytes, 4-byte aligned). */
-int mcc_avgpool_s8(const mcc_pool_params *p, const int8_t *input, int8_t *output,
-                   void *scratch);
+/* No scratch: each output's channels are summed four at a time in registers. */
+int mcc_avgpool_s8(const mcc_pool_params *p, const int8_t *input, int8_t *output);
 
 int mcc_maxpool_s8(const mcc_pool_params *p, const int8_t *input, int8_t *output);
 

@@ -10,6 +10,15 @@
 #include "mcc_common.h"
 #include <string.h>
 
+/* Four bytes from any address: one word load on ARMv7-M and ARMv7E-M, which
+ * allow unaligned ones (the compiler splits it where the core does not). */
+static inline int32_t load32(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #include <arm_acle.h>
 #define MCC_CONV_DSP 1
@@ -19,6 +28,15 @@ static inline int32_t sxtb16_ror8(int32_t x)
 {
     int32_t r;
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+/* acc plus the sign-extended bytes 1 and 3 of x, lane by lane (bytes 0 and 2:
+ * __sxtab16). */
+static inline int32_t sxtab16_ror8(int32_t acc, int32_t x)
+{
+    int32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(acc), "r"(x));
     return r;
 }
 
@@ -44,14 +62,6 @@ static inline int32_t smmlar(int32_t a, int32_t b, int32_t top)
     int32_t r;
     __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(top));
     return r;
-}
-
-/* Four bytes from any address (unaligned word loads are fine on ARMv7E-M). */
-static inline int32_t load32(const int8_t *p)
-{
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
 }
 
 /* n < 4 bytes, zero-filled to a word: the last depth group of a row. */
@@ -172,6 +182,16 @@ static inline uint32_t clamp_lanes_s8(uint32_t w, uint32_t lo4, uint32_t hi4)
             "sel   %1, %3, %1"
             : "=&r"(t), "+r"(w) : "r"(lo4), "r"(hi4) : "cc");
     return w;
+}
+
+/* Each signed byte lane the larger of a's and b's (SSUB8's GE flags, then SEL). */
+static inline uint32_t max_lanes_s8(uint32_t a, uint32_t b)
+{
+    uint32_t t;
+    __asm__("ssub8 %0, %1, %2\n\t"
+            "sel   %1, %1, %2"
+            : "=&r"(t), "+r"(a) : "r"(b) : "cc");
+    return a;
 }
 
 /* The four values of one input word through the tables and the output
