@@ -127,6 +127,17 @@ def test_pool_lowering_computes_same_padding_and_clamp():
     assert call.function == "mcc_maxpool_s8" and call.scratch_bytes == 0
 
 
+def test_sums_past_256_taps_take_the_chunked_path():
+    # int16 lanes hold 256 taps; longer sums keep POOL_CHUNKS compiled in.
+    big = Pool2DAttrs(Padding.VALID, 1, 1, 20, 17, Activation.NONE)
+    small = Pool2DAttrs(Padding.VALID, 1, 1, 16, 16, Activation.NONE)
+    for attrs, out, paths in ((big, (1, 1, 1, 4), {"POOL_CHUNKS"}), (small, (1, 5, 2, 4), set())):
+        for kind in (OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D):
+            g = _pool_graph(kind, attrs, (1, 20, 17, 4), out)
+            expect = paths if kind == OpKind.AVERAGE_POOL_2D else set()   # maxima never overflow
+            assert lower(g.ops[0], g).paths == expect
+
+
 def test_pool_lowering_refuses_wrong_output_shape():
     attrs = Pool2DAttrs(Padding.VALID, 2, 2, 2, 2, Activation.NONE)
     g = _pool_graph(OpKind.AVERAGE_POOL_2D, attrs, (1, 5, 5, 3), (1, 3, 3, 3))
@@ -147,6 +158,7 @@ def test_mean_lowering_fields():
     assert call.scratch_bytes == 4 * 6
     arrays = {a.suffix: a.values.tolist() for a in call.arrays}
     assert arrays == {"shape": [1, 1, 1, 20, 6], "out_stride": [0, 0, 0, 0, 1]}
+    assert call.paths == frozenset()    # 20 taps: one pass of the int16 lanes
 
 
 # --- bit-exact against TFLM -------------------------------------------------

@@ -140,6 +140,11 @@ OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
         # person_detect's code grows by 349 B with them, ResNet-8's by 2,257 B.
         "WIDE_WEIGHTS",
     ),
+    "mcc_pool": (
+        # AVERAGE_POOL_2D's and MEAN's sums over more than 256 taps, added out
+        # of their int16 lanes in chunks (pool.py pool_paths; ~300 B on the M7).
+        "POOL_CHUNKS",
+    ),
 }
 
 

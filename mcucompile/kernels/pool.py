@@ -33,6 +33,15 @@ LIBRARY = "mcc_pool"
 # Canonical rank of the MEAN kernel's loops (TFLM's int8 MEAN takes up to 5-D input).
 MEAN_DIMS = 5
 
+# The most taps the kernels sum in one pass of their int16 lanes (mcc_pool.c
+# LANE_TAPS); more take the optional path POOL_CHUNKS.
+LANE_TAPS = 256
+
+
+def pool_paths(taps: int) -> frozenset[str]:
+    """The optional paths of a sum over windows of up to `taps` taps."""
+    return frozenset({"POOL_CHUNKS"}) if taps > LANE_TAPS else frozenset()
+
 
 def _where(op: Op) -> str:
     return f"op {op.index} ({op.kind.value})"
@@ -115,8 +124,10 @@ def _pool_call(op: Op, graph: Graph, function: str) -> KernelCall:
                    filter_h=attrs.filter_h, filter_w=attrs.filter_w, pad_h=g.pad_h, pad_w=g.pad_w,
                    act_min=act_min, act_max=act_max)
     # No scratch for either: the kernels sum or compare four channels at a time in registers.
+    average = op.kind == OpKind.AVERAGE_POOL_2D
     return KernelCall(function, LIBRARY, "mcc_pool_params", fields,
-                      (TensorArg(inp.id), TensorArg(out.id)))
+                      (TensorArg(inp.id), TensorArg(out.id)),
+                      paths=pool_paths(attrs.filter_h * attrs.filter_w) if average else frozenset())
 
 
 @lowering(OpKind.AVERAGE_POOL_2D)
@@ -231,6 +242,9 @@ def lower_mean(op: Op, graph: Graph, target: KernelTarget) -> KernelCall:
     fields += (Field("shape", ArrayRef("shape")), Field("out_stride", ArrayRef("out_stride")))
     arrays = (ConstArray("shape", "int32_t", np.array(loops.shape, dtype=np.int32)),
               ConstArray("out_stride", "int32_t", np.array(loops.out_stride, dtype=np.int32)))
+    # The kernel's longest sums: d[3] taps of kept channels, or a run of d[4]
+    # bytes as four channels of d[4] / 4 taps (mcc_mean_s8's own check).
+    d3, d4 = loops.shape[3], loops.shape[4]
     return KernelCall("mcc_mean_s8", LIBRARY, "mcc_mean_params", fields,
                       (TensorArg(inp.id), TensorArg(out.id), SCRATCH), arrays,
-                      scratch_bytes=4 * loops.outputs)
+                      scratch_bytes=4 * loops.outputs, paths=pool_paths(max(d3, -(-d4 // 4))))

@@ -10,6 +10,17 @@
 #include "mcc_pool.h"
 #include "mcc_simd.h"
 
+/* Sums over more than LANE_TAPS taps (sum4_chunked, ~300 B on the M7): only
+ * models with such a window or MEAN keep it (pool.py pool_paths). */
+#if defined(MCC_OMIT_POOL_CHUNKS)
+#define POOL_CHUNKS 0
+#else
+#define POOL_CHUNKS 1
+#endif
+#if POOL_CHUNKS
+const uint8_t mcc_has_path_POOL_CHUNKS = 1;
+#endif
+
 /* The clipped filter range [start, end) along one axis for a window whose
  * first tap sits at input coordinate `origin`. */
 static void window_range(int32_t origin, int32_t filter, int32_t size,
@@ -73,17 +84,12 @@ static inline void lanes_add(lanes4 *l, int32_t w)
 #endif
 }
 
-/* n taps of one row from `tap`, two a step. */
+/* n taps of one row from `tap`. (Two a step saved a quarter of the loop but
+ * cost 66 B, and person_detect's code stays under 20 KB with every byte.) */
 static inline void lanes_add_row(lanes4 *l, const int8_t *tap, int32_t n, int32_t step)
 {
-    const int8_t *end = tap + n * step;
-    if (n & 1) {
+    for (const int8_t *end = tap + n * step; tap != end; tap += step) {
         lanes_add(l, load32(tap));
-        tap += step;
-    }
-    for (; tap != end; tap += 2 * step) {
-        lanes_add(l, load32(tap));
-        lanes_add(l, load32(tap + step));
     }
 }
 
@@ -109,6 +115,7 @@ static inline void lanes_out(lanes4 l, int32_t taps, int32_t s[4])
  * row longer than that, each added out before the lanes could overflow. */
 static MCC_NOINLINE void sum4_chunked(const tap_window *t, const int8_t *first, int32_t s[4])
 {
+#if POOL_CHUNKS
     const int32_t seg = MCC_MIN(t->width, LANE_TAPS);
     const int32_t chunk = LANE_TAPS / seg;
     for (int32_t x0 = 0; x0 < t->width; x0 += seg) {
@@ -122,6 +129,9 @@ static MCC_NOINLINE void sum4_chunked(const tap_window *t, const int8_t *first, 
             lanes_out(l, (r1 - r0) * n, s);
         }
     }
+#else
+    (void)t, (void)first, (void)s;   /* the kernels refuse such windows first */
+#endif
 }
 
 /* Sums of the four channels at first + 0..3 over the window's taps. */
@@ -186,32 +196,30 @@ static int pool_run(const mcc_pool_params *p, const int8_t *input, int8_t *outpu
     return MCC_OK;
 }
 
+/* Four channels a step, then one at a time, through one epilogue (its copies
+ * for each cost more code than they saved time). */
 static void average_pixel(const tap_window *t, int32_t channels, int32_t lo, int32_t hi, int8_t *out)
 {
     const int32_t count = t->rows * t->width;
-    int32_t c = 0;
-    for (; c + 4 <= channels; c += 4) {
+    for (int32_t c = 0, n; c < channels; c += n) {
         int32_t s[4];
-        sum4(t, t->first + c, s);
-#if MCC_CONV_DSP
-        /* Averages of int8 values are int8: packed, then clamped four at a time. */
-        uint32_t v = __uxtb16((uint32_t)pack_low_halves(average(s[0], count), average(s[2], count)))
-                     | __uxtb16((uint32_t)pack_low_halves(average(s[1], count), average(s[3], count))) << 8;
-        v = clamp_lanes_s8(v, (uint8_t)lo * UINT32_C(0x01010101), (uint8_t)hi * UINT32_C(0x01010101));
-        memcpy(out + c, &v, 4);
-#else
-        for (int32_t j = 0; j < 4; ++j) {
+        n = channels - c >= 4 ? 4 : 1;
+        if (n == 4) {
+            sum4(t, t->first + c, s);
+        } else {
+            s[0] = sum1(t, t->first + c);
+        }
+        for (int32_t j = 0; j < n; ++j) {
             out[c + j] = (int8_t)MCC_CLAMP(average(s[j], count), lo, hi);
         }
-#endif
-    }
-    for (; c < channels; ++c) {
-        out[c] = (int8_t)MCC_CLAMP(average(sum1(t, t->first + c), count), lo, hi);
     }
 }
 
 int mcc_avgpool_s8(const mcc_pool_params *p, const int8_t *input, int8_t *output)
 {
+    if (!POOL_CHUNKS && p->filter_h * p->filter_w > LANE_TAPS) {
+        return MCC_ERROR;
+    }
     return pool_run(p, input, output, average_pixel);
 }
 
@@ -296,6 +304,9 @@ int mcc_mean_s8(const mcc_mean_params *p, const int8_t *input, int8_t *output, v
     const int32_t *s = p->out_stride;
     const int8_t *in = input;
 
+    if (!POOL_CHUNKS && (d[3] > LANE_TAPS || d[4] > 4 * LANE_TAPS)) {
+        return MCC_ERROR;
+    }
     for (int32_t k = 0; k < p->outputs; ++k) {
         acc[k] = 0;
     }

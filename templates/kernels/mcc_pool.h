@@ -68,4 +68,7 @@ typedef struct {
 /* scratch: outputs int32 sums (4 * outputs bytes, 4-byte aligned). */
 int mcc_mean_s8(const mcc_mean_params *p, const int8_t *input, int8_t *output, void *scratch);
 
+/* Defined by a library built with the optional path (see mcc_pool.c). */
+extern const uint8_t mcc_has_path_POOL_CHUNKS;
+
 #endif /* MCC_POOL_H */
