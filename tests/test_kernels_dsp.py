@@ -302,14 +302,17 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
         input_shape=(1, 10, 13, 8), filters=9, seed=3), BAND)
     # Pooling and MEAN: four channels a word (SXTAB16 lanes, SSUB8/SEL maxima on
     # DSP cores; unsigned lanes through masks on the M3) and leftover channels;
-    # windows clipped at the edges, rows laid end to end, lanes added out in
-    # chunks past 256 taps, a fused activation narrower than int8.
+    # windows clipped at the edges, rows laid end to end, lanes added out past
+    # 256 taps (in segments of a long row, or in chunks of rows), a fused
+    # activation narrower than int8.
     cases["avgpool_k3_s2_same_c13"] = ("avg_pool2d", dict(
         input_shape=(1, 11, 9, 13), pool_size=3, stride=2, padding="same"), "mcc_avgpool_s8")
     cases["avgpool_global_c64"] = ("avg_pool2d", dict(
         input_shape=(1, 25, 5, 64), pool_size=(25, 5), padding="valid"), "mcc_avgpool_s8")
     cases["avgpool_global_340_taps_c12"] = ("avg_pool2d", dict(
         input_shape=(1, 20, 17, 12), pool_size=(20, 17), padding="valid"), "mcc_avgpool_s8")
+    cases["avgpool_300_rows_c6"] = ("avg_pool2d", dict(
+        input_shape=(1, 300, 3, 6), pool_size=(300, 2), stride=1, padding="valid"), "mcc_avgpool_s8")
     cases["maxpool_k3_s2_same_c13"] = ("max_pool2d", dict(
         input_shape=(1, 11, 9, 13), pool_size=3, stride=2, padding="same"), "mcc_maxpool_s8")
     cases["maxpool_k5x7_s1_same_c8_relu6"] = ("max_pool2d", dict(
@@ -373,7 +376,8 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "add_tables", "depthwise_k5_s1_same_c3_strips_compact",
                        "conv_rgb3x3_s2_same", "residual_band_s1_c17",
                        "residual_im2col_k5_c8_pairs_compact", "residual_band_s1_c9_clamped",
-                       "avgpool_k3_s2_same_c13", "maxpool_k5x7_s1_same_c8_relu6", "mean_hw_340_taps_c6"}}
+                       "avgpool_k3_s2_same_c13", "maxpool_k5x7_s1_same_c8_relu6", "mean_hw_340_taps_c6",
+                       "avgpool_300_rows_c6"}}
 
 
 def _params():

@@ -174,22 +174,35 @@ POOLS = [
     dict(input_shape=(1, 11, 9, 13), pool_size=3, stride=1, padding="same"),
     # DS-CNN's global pool: 125 taps over 64 channels, the rows laid end to end.
     dict(input_shape=(1, 25, 5, 64), pool_size=(25, 5), padding="valid"),
-    # 340 taps: the int16 lanes are added out in chunks of 15 rows (256 taps at most).
+    # Past 256 taps the lanes are added out (POOL_CHUNKS): a whole-image window is
+    # one row of 340 taps, in segments of 256 and 84; a narrower one goes in
+    # chunks of 15 rows of 17 taps; rows of 299 taps in segments; 300 rows of 2
+    # taps in chunks of 128 rows.
     dict(input_shape=(1, 20, 17, 12), pool_size=(20, 17), padding="valid"),
-    # Rows longer than 256 taps: segments of a row, not whole rows, per chunk.
+    dict(input_shape=(1, 20, 18, 12), pool_size=(20, 17), stride=1, padding="valid"),
     dict(input_shape=(1, 2, 300, 4), pool_size=(2, 299), stride=1, padding="valid"),
+    dict(input_shape=(1, 300, 3, 6), pool_size=(300, 2), stride=1, padding="valid"),
 ]
 
 
 @pytest.mark.tf
 @pytest.mark.reference
+@pytest.mark.parametrize("memory", ["layer", "auto"])
 @pytest.mark.parametrize("kind", ["avg", "max"])
 @pytest.mark.parametrize("config", POOLS, ids=config_id)
-def test_pool_bit_exact(kind, config):
+def test_pool_bit_exact(kind, config, memory):
+    # Layer by layer: mcc_avgpool_s8 / mcc_maxpool_s8 (checked). The default plan
+    # puts a one-op model's pool in place where it can (test_inplace.py's kernels).
+    from harness import host_board
+    from mcucompile.pipeline import CompileOptions, compile_model
     factory = modelgen.avg_pool2d if kind == "avg" else modelgen.max_pool2d
     model = factory(**config)
     assert modelgen.op_names(model) == ["AVERAGE_POOL_2D" if kind == "avg" else "MAX_POOL_2D"]
-    assert_bit_exact(model)
+    options = CompileOptions(memory=memory)
+    if memory == "layer":
+        (layer,) = compile_model(model, host_board(), options).report.layers
+        assert layer.kernel == f"mcc_{kind}pool_s8"
+    assert_bit_exact(model, options=options)
 
 
 MEANS = [

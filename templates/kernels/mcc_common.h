@@ -35,11 +35,20 @@
 #define MCC_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define MCC_CLAMP(x, lo, hi) MCC_MIN(MCC_MAX((x), (lo)), (hi))
 
-/* Keeps a function's stack frame its own (two stack buffers never share one). */
+/* Keeps a function's stack frame its own (two stack buffers never share one),
+ * or a cold path out of the loops its caller is inlined into. */
 #if defined(__GNUC__)
 #define MCC_NOINLINE __attribute__((noinline))
 #else
 #define MCC_NOINLINE
+#endif
+
+/* A kernel's driver inlined into each entry point, so that the per-pixel
+ * function it is given becomes a direct call (or is inlined) there. */
+#if defined(__GNUC__)
+#define MCC_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define MCC_ALWAYS_INLINE inline
 #endif
 
 /* An NHWC shape. */

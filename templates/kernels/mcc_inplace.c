@@ -713,8 +713,7 @@ static int pool_inplace(const mcc_pool_inplace_params *p, const int8_t *input, i
                             s += row[(x0 + fx) * rows.step];
                         }
                     }
-                    /* Round half away from zero; C division truncates toward zero. */
-                    v = s > 0 ? (s + count / 2) / count : (s - count / 2) / count;
+                    v = pool_average(s, count);
                 } else {
                     v = p->act_min;   /* max(act_min, taps) == TFLM's clamp of the max */
                     for (int32_t fy = fy_start; fy < fy_end; ++fy) {

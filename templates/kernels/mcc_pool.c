@@ -30,40 +30,17 @@ static void window_range(int32_t origin, int32_t filter, int32_t size,
     *end = MCC_MIN(filter, size - origin);
 }
 
-/* A window of taps over one image: `rows` rows of `width` taps, tap (r, x)
- * of a channel at first + r * row_step + x * tap_step. */
+/* A window of taps over one image: `rows` rows of `width` taps; channel c of
+ * tap (r, x) at first[c + r * row_step + x * tap_step]. (Indices, not end
+ * pointers: a pointer a row past the tensor would be undefined.) */
 typedef struct {
     const int8_t *first;
     int32_t rows, width;
     int32_t row_step, tap_step;
 } tap_window;
 
-/* The clipped window of output (oy, ox); its rows as one long row where they
- * lie end to end (a window as wide as the image), for fewer loop set-ups.
- * rows or width is 0 for a window with no tap. */
-static inline tap_window pool_window(const mcc_pool_params *p, const int8_t *image, int32_t oy,
-                                     int32_t ox)
-{
-    const int32_t y0 = oy * p->stride_h - p->pad_h;
-    const int32_t x0 = ox * p->stride_w - p->pad_w;
-    int32_t fy_start, fy_end, fx_start, fx_end;
-    window_range(y0, p->filter_h, p->in_h, &fy_start, &fy_end);
-    window_range(x0, p->filter_w, p->in_w, &fx_start, &fx_end);
-    tap_window t;
-    t.tap_step = p->channels;
-    t.row_step = p->in_w * p->channels;
-    t.rows = MCC_MAX(fy_end - fy_start, 0);
-    t.width = MCC_MAX(fx_end - fx_start, 0);
-    t.first = image + (y0 + fy_start) * t.row_step + (x0 + fx_start) * t.tap_step;
-    if (t.rows > 1 && t.row_step == t.width * t.tap_step) {
-        t.width *= t.rows;
-        t.rows = 1;
-    }
-    return t;
-}
-
-/* The most taps a lane sums before it is added out: |256 * -128| fits int16,
- * 256 * 255 uint16. */
+/* The most taps a lane sums before it is added out: 256 * -128 = INT16_MIN and
+ * 256 * 127 fit an int16 lane, 256 * 255 a uint16 one. */
 #define LANE_TAPS 256
 
 /* Four channels' running sums: channels (0, 2) in `even`'s lanes, (1, 3) in
@@ -84,12 +61,12 @@ static inline void lanes_add(lanes4 *l, int32_t w)
 #endif
 }
 
-/* n taps of one row from `tap`. (Two a step saved a quarter of the loop but
- * cost 66 B, and person_detect's code stays under 20 KB with every byte.) */
-static inline void lanes_add_row(lanes4 *l, const int8_t *tap, int32_t n, int32_t step)
+/* n taps of one row. (Two a step saved a quarter of the loop but cost 66 B,
+ * and person_detect's code stays under 20 KB with every byte.) */
+static inline void lanes_add_row(lanes4 *l, const int8_t *row, int32_t n, int32_t step)
 {
-    for (const int8_t *end = tap + n * step; tap != end; tap += step) {
-        lanes_add(l, load32(tap));
+    for (int32_t x = 0; x < n; ++x) {
+        lanes_add(l, load32(row + x * step));
     }
 }
 
@@ -113,7 +90,7 @@ static inline void lanes_out(lanes4 l, int32_t taps, int32_t s[4])
 
 /* sum4 over more than LANE_TAPS taps: chunks of whole rows, or segments of a
  * row longer than that, each added out before the lanes could overflow. */
-static MCC_NOINLINE void sum4_chunked(const tap_window *t, const int8_t *first, int32_t s[4])
+static MCC_NOINLINE void sum4_chunked(const tap_window *t, int32_t c, int32_t s[4])
 {
 #if POOL_CHUNKS
     const int32_t seg = MCC_MIN(t->width, LANE_TAPS);
@@ -124,70 +101,76 @@ static MCC_NOINLINE void sum4_chunked(const tap_window *t, const int8_t *first, 
             const int32_t r1 = MCC_MIN(t->rows, r0 + chunk);
             lanes4 l = {0, 0};
             for (int32_t r = r0; r < r1; ++r) {
-                lanes_add_row(&l, first + r * t->row_step + x0 * t->tap_step, n, t->tap_step);
+                lanes_add_row(&l, t->first + c + r * t->row_step + x0 * t->tap_step, n, t->tap_step);
             }
             lanes_out(l, (r1 - r0) * n, s);
         }
     }
 #else
-    (void)t, (void)first, (void)s;   /* the kernels refuse such windows first */
+    (void)t, (void)c, (void)s;   /* the kernels refuse such windows first */
 #endif
 }
 
-/* Sums of the four channels at first + 0..3 over the window's taps. */
-static inline void sum4(const tap_window *t, const int8_t *first, int32_t s[4])
+/* Sums of channels c..c+3 over the window's taps. */
+static inline void sum4(const tap_window *t, int32_t c, int32_t s[4])
 {
     s[0] = s[1] = s[2] = s[3] = 0;
     if (t->rows * t->width > LANE_TAPS) {
-        sum4_chunked(t, first, s);
+        sum4_chunked(t, c, s);
         return;
     }
     lanes4 l = {0, 0};
-    for (int32_t r = 0; r < t->rows; ++r, first += t->row_step) {
-        lanes_add_row(&l, first, t->width, t->tap_step);
+    for (int32_t r = 0; r < t->rows; ++r) {
+        lanes_add_row(&l, t->first + c + r * t->row_step, t->width, t->tap_step);
     }
     lanes_out(l, t->rows * t->width, s);
 }
 
-/* The sum of the one channel at `first` over the window's taps. */
-static int32_t sum1(const tap_window *t, const int8_t *first)
+/* The sum of channel c over the window's taps. */
+static int32_t sum1(const tap_window *t, int32_t c)
 {
     int32_t s = 0;
-    for (int32_t r = 0; r < t->rows; ++r, first += t->row_step) {
-        const int8_t *tap = first;
-        for (int32_t x = 0; x < t->width; ++x, tap += t->tap_step) {
-            s += *tap;
+    for (int32_t r = 0; r < t->rows; ++r) {
+        for (int32_t x = 0; x < t->width; ++x) {
+            s += t->first[c + r * t->row_step + x * t->tap_step];
         }
     }
     return s;
 }
 
-/* TFLM's average, s / count rounded half away from zero (C division truncates
- * toward zero), before the activation's clamp. */
-static inline int32_t average(int32_t s, int32_t count)
-{
-    return s > 0 ? (s + count / 2) / count : (s - count / 2) / count;
-}
-
-/* Every output pixel of a pooling layer through `pixel`, which writes its
- * channels from its window's taps, clamped to [lo, hi]. */
+/* One output pixel's channels from its window's taps, clamped to [lo, hi]. */
 typedef void pool_pixel(const tap_window *t, int32_t channels, int32_t lo, int32_t hi, int8_t *out);
 
-static int pool_run(const mcc_pool_params *p, const int8_t *input, int8_t *output, pool_pixel *pixel)
+/* Every output pixel of a pooling layer through `pixel`. */
+static MCC_ALWAYS_INLINE int pool_run(const mcc_pool_params *p, const int8_t *input, int8_t *output,
+                                      pool_pixel *pixel)
 {
     /* Locals, not p->...: the int8 stores may alias *p as far as the compiler knows. */
     const int32_t channels = p->channels, out_h = p->out_h, out_w = p->out_w;
+    const int32_t in_h = p->in_h, in_w = p->in_w, filter_h = p->filter_h, filter_w = p->filter_w;
+    const int32_t stride_h = p->stride_h, stride_w = p->stride_w, pad_h = p->pad_h, pad_w = p->pad_w;
     const int32_t lo = p->act_min, hi = p->act_max;
-    const size_t image_len = (size_t)p->in_h * (size_t)p->in_w * (size_t)channels;
+    const int32_t row_step = in_w * channels;
     int8_t *out = output;
 
     for (int32_t b = 0; b < p->batches; ++b) {
-        const int8_t *image = input + (size_t)b * image_len;
+        const int8_t *image = input + (size_t)b * (size_t)in_h * (size_t)row_step;
         for (int32_t oy = 0; oy < out_h; ++oy) {
+            const int32_t y0 = oy * stride_h - pad_h;
+            int32_t fy_start, fy_end;
+            window_range(y0, filter_h, in_h, &fy_start, &fy_end);
             for (int32_t ox = 0; ox < out_w; ++ox, out += channels) {
-                const tap_window t = pool_window(p, image, oy, ox);
-                if (t.rows == 0 || t.width == 0) {
+                const int32_t x0 = ox * stride_w - pad_w;
+                int32_t fx_start, fx_end;
+                window_range(x0, filter_w, in_w, &fx_start, &fx_end);
+                if (fy_end <= fy_start || fx_end <= fx_start) {
                     return MCC_ERROR; /* TFLM fails too; the compiler refuses such windows */
+                }
+                tap_window t = {image + (y0 + fy_start) * row_step + (x0 + fx_start) * channels,
+                                fy_end - fy_start, fx_end - fx_start, row_step, channels};
+                if (t.rows > 1 && t.width == in_w) {   /* rows end to end: one long row */
+                    t.width *= t.rows;
+                    t.rows = 1;
                 }
                 pixel(&t, channels, lo, hi, out);
             }
@@ -205,12 +188,12 @@ static void average_pixel(const tap_window *t, int32_t channels, int32_t lo, int
         int32_t s[4];
         n = channels - c >= 4 ? 4 : 1;
         if (n == 4) {
-            sum4(t, t->first + c, s);
+            sum4(t, c, s);
         } else {
-            s[0] = sum1(t, t->first + c);
+            s[0] = sum1(t, c);
         }
         for (int32_t j = 0; j < n; ++j) {
-            out[c + j] = (int8_t)MCC_CLAMP(average(s[j], count), lo, hi);
+            out[c + j] = (int8_t)MCC_CLAMP(pool_average(s[j], count), lo, hi);
         }
     }
 }
@@ -223,48 +206,34 @@ int mcc_avgpool_s8(const mcc_pool_params *p, const int8_t *input, int8_t *output
     return pool_run(p, input, output, average_pixel);
 }
 
-#if MCC_CONV_DSP
-/* m's lanes raised to the four channels' maxima over n taps of one row from
- * `tap`, two a step. */
-static inline uint32_t max_row(uint32_t m, const int8_t *tap, int32_t n, int32_t step)
-{
-    const int8_t *end = tap + n * step;
-    if (n & 1) {
-        m = max_lanes_s8(m, (uint32_t)load32(tap));
-        tap += step;
-    }
-    for (; tap != end; tap += 2 * step) {
-        m = max_lanes_s8(max_lanes_s8(m, (uint32_t)load32(tap)), (uint32_t)load32(tap + step));
-    }
-    return m;
-}
-#endif
-
 /* max(lo, taps...) then min(hi): TFLM's clamp of the maximum. */
 static void max_pixel(const tap_window *t, int32_t channels, int32_t lo, int32_t hi, int8_t *out)
 {
+    /* Locals: the int8 stores may alias *t as far as the compiler knows. */
+    const int8_t *first = t->first;
+    const int32_t rows = t->rows, width = t->width, row_step = t->row_step, tap_step = t->tap_step;
     int32_t c = 0;
 #if MCC_CONV_DSP
-    const uint32_t lo4 = (uint8_t)lo * UINT32_C(0x01010101);
-    const uint32_t hi4 = (uint8_t)hi * UINT32_C(0x01010101);
+    const uint32_t lo4 = splat_s8(lo), hi4 = splat_s8(hi);
     for (; c + 4 <= channels; c += 4) {
         uint32_t m = lo4;
-        const int8_t *row = t->first + c;
-        for (int32_t r = 0; r < t->rows; ++r, row += t->row_step) {
-            m = max_row(m, row, t->width, t->tap_step);
+        for (int32_t r = 0; r < rows; ++r) {
+            for (int32_t x = 0; x < width; ++x) {
+                m = max_lanes_s8(m, (uint32_t)load32(first + c + r * row_step + x * tap_step));
+            }
         }
         m = clamp_lanes_s8(m, lo4, hi4);
         memcpy(out + c, &m, 4);
     }
 #endif
-    /* Channels innermost, the running maxima in the output. */
+    /* The rest channels innermost, the running maxima in the output, seeded
+     * from the first tap (every window has one; a max may see it twice). */
     for (int32_t j = c; j < channels; ++j) {
-        out[j] = (int8_t)lo;
+        out[j] = (int8_t)MCC_MAX(first[j], lo);
     }
-    const int8_t *row = t->first;
-    for (int32_t r = 0; r < t->rows; ++r, row += t->row_step) {
-        const int8_t *tap = row;
-        for (int32_t x = 0; x < t->width; ++x, tap += t->tap_step) {
+    for (int32_t r = 0; r < rows; ++r) {
+        for (int32_t x = 0; x < width; ++x) {
+            const int8_t *tap = first + r * row_step + x * tap_step;
             for (int32_t j = c; j < channels; ++j) {
                 out[j] = MCC_MAX(out[j], tap[j]);
             }
@@ -286,9 +255,9 @@ static int32_t sum_bytes(const int8_t *x, int32_t n)
 {
     int32_t total = 0;
     if (n >= 8) {
-        const tap_window words = {x, 1, n / 4, 0, 4};
+        const tap_window words = {.first = x, .rows = 1, .width = n / 4, .row_step = 0, .tap_step = 4};
         int32_t s[4];
-        sum4(&words, x, s);
+        sum4(&words, 0, s);
         total = s[0] + s[1] + s[2] + s[3];
     }
     for (int32_t i = n >= 8 ? n & ~3 : 0; i < n; ++i) {
@@ -321,17 +290,18 @@ int mcc_mean_s8(const mcc_mean_params *p, const int8_t *input, int8_t *output, v
             for (int32_t i2 = 0; i2 < d[2]; ++i2) {
                 const int32_t o2 = o1 + i2 * s[2];
                 if (s[4] == 1 && s[3] == 0) {
-                    const tap_window t = {in, 1, d[3], 0, d[4]};
+                    const tap_window t = {.first = in, .rows = 1, .width = d[3], .row_step = 0,
+                                          .tap_step = d[4]};
                     int32_t c = 0;
                     for (; c + 4 <= d[4]; c += 4) {
                         int32_t sums[4];
-                        sum4(&t, in + c, sums);
+                        sum4(&t, c, sums);
                         for (int32_t j = 0; j < 4; ++j) {
                             acc[o2 + c + j] += sums[j];
                         }
                     }
                     for (; c < d[4]; ++c) {
-                        acc[o2 + c] += sum1(&t, in + c);
+                        acc[o2 + c] += sum1(&t, c);
                     }
                     in += d[3] * d[4];
                     continue;

@@ -136,6 +136,19 @@ static inline int32_t fast_requant_unsaturated(int32_t acc, int32_t mult, int32_
     return fast_requant_doubled_unsaturated((int32_t)((uint32_t)acc << 1), mult, hib, post);
 }
 
+/* v's low byte in all four bytes of a word (a clamp bound, a pad value). */
+static inline uint32_t splat_s8(int32_t v)
+{
+    return (uint8_t)v * UINT32_C(0x01010101);
+}
+
+/* TFLM's average pool: s / count rounded half away from zero (C division
+ * truncates toward zero). */
+static inline int32_t pool_average(int32_t s, int32_t count)
+{
+    return s > 0 ? (s + count / 2) / count : (s - count / 2) / count;
+}
+
 /* The fused activation, when it is narrower than int8's range. */
 static inline void clamp_activation(int8_t *out, int32_t n, int32_t act_min, int32_t act_max)
 {
