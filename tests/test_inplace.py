@@ -649,15 +649,24 @@ def test_pointwise_in_place_is_bit_exact(make, function):
 
 @pytest.mark.tf
 @pytest.mark.reference
-@pytest.mark.parametrize("kind,config", [
-    ("max", dict(input_shape=(1, 9, 10, 5), pool_size=3, stride=2, padding="same")),
+@pytest.mark.parametrize("kind,config,function", [
+    # Every window reads only pixels at or after its own output pixel: the
+    # plain kernels run over their own input.
+    ("max", dict(input_shape=(1, 9, 10, 5), pool_size=3, stride=2, padding="same"), "mcc_maxpool_s8"),
+    ("avg", dict(input_shape=(1, 9, 11, 13), pool_size=2, stride=2, padding="valid"), "mcc_avgpool_s8"),
+    ("max", dict(input_shape=(1, 8, 9, 12), pool_size=(2, 3), stride=(2, 3), padding="valid",
+                 activation="relu"), "mcc_maxpool_s8"),
+    # Stride 1 SAME reads pixels before its own: the ring kernel.
     ("avg", dict(input_shape=(1, 6, 9, 7), pool_size=(5, 7), stride=1, padding="same",
-                 activation="relu6")),
-], ids=["max_k3_s2_same", "avg_k5x7_s1_same"])
-def test_pool_in_place_is_bit_exact(kind, config):
+                 activation="relu6"), "mcc_avgpool_inplace_s8"),
+], ids=["max_k3_s2_same", "avg_k2_s2_valid_c13", "max_k2x3_relu_c12", "avg_k5x7_s1_same"])
+def test_pool_in_place_is_bit_exact(kind, config, function):
     import modelgen as mg
     factory = mg.avg_pool2d if kind == "avg" else mg.max_pool2d
-    _assert_inplace_bit_exact(factory(**config), f"mcc_{kind}pool_inplace_s8")
+    compiled = _assert_inplace_bit_exact(factory(**config), function)
+    if function in ("mcc_avgpool_s8", "mcc_maxpool_s8"):
+        (call,) = [c for c in compiled.calls.values() if c is not None]
+        assert call.scratch_bytes == 0
 
 
 @pytest.mark.tf
