@@ -263,3 +263,47 @@ def test_mean_with_clamped_shift():
     scale, _ = io_quant(model, "input")
     model = with_quant(model, io="output", scale=scale * 2.0**28, zero_point=-3)
     assert_bit_exact(model)
+
+
+def test_kernels_built_without_the_chunked_path_refuse_long_sums(tmp_path):
+    # A library built with MCC_OMIT_POOL_CHUNKS (what mcc_config.h says for
+    # models without such sums) returns MCC_ERROR for a longer one rather than
+    # overflow its int16 lanes; the model would not link with it anyway
+    # (mcc_has_path_POOL_CHUNKS), this is the kernel's own guard.
+    import shutil
+    import subprocess
+    from mcucompile.resources import data_dir
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no host C compiler")
+    main = tmp_path / "main.c"
+    main.write_text(r"""
+#include <stdio.h>
+#include "mcc_pool.h"
+static int8_t in[20 * 17 * 4], out[2 * 4];
+static int32_t acc[4];
+static int pool(int32_t fh, int32_t fw)
+{
+    const mcc_pool_params p = {1, 20, 17, 4, 1, 1, 1, 1, fh, fw, 0, 0, -128, 127};
+    return mcc_avgpool_s8(&p, in, out);
+}
+static int mean(int32_t taps)
+{
+    const int32_t shape[5] = {1, 1, 1, taps, 4}, stride[5] = {0, 0, 0, 0, 1};
+    const mcc_mean_params p = {4, 0, 1 << 30, 0, 0, shape, stride};
+    return mcc_mean_s8(&p, in, out, acc);
+}
+int main(void)
+{
+    printf("%d %d %d %d\n", pool(20, 17), pool(16, 16), mean(300), mean(256));
+    return 0;
+}
+""")
+    kernels = data_dir("templates") / "kernels"
+    exe = tmp_path / "refuse"
+    r = subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-DMCC_OMIT_POOL_CHUNKS",
+                        "-I", str(kernels), str(main), str(kernels / "mcc_pool.c"), "-o", str(exe)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    # MCC_ERROR (1) past 256 taps, MCC_OK (0) at or under.
+    assert subprocess.run([str(exe)], capture_output=True, text=True).stdout.split() == ["1", "0", "1", "0"]

@@ -1142,8 +1142,8 @@ static MCC_NOINLINE void residual_add(const mcc_residual *r, const int8_t *z, in
                                       int32_t n, int8_t *out, int32_t out_stride, int32_t rows)
 {
     const residual_consts k = {r->x_scaled + 128, r->z_scaled + 128, r->mult, r->hib, r->post,
-                               (uint8_t)r->act_min * 0x01010101u,
-                               (uint8_t)r->act_max * 0x01010101u};
+                               splat_s8(r->act_min),
+                               splat_s8(r->act_max)};
     for (; rows > 0; --rows, out += out_stride, z += z_stride) {
         int32_t i = 0;
 #if MCC_CONV_ASM
@@ -2435,13 +2435,6 @@ size_t mcc_depthwise_conv2d_planar_s8_scratch_bytes(const mcc_depthwise_conv2d_p
     return (size_t)p->group * (size_t)p->plane_h * (size_t)p->plane_w;
 }
 
-static inline uint32_t load32u(const int8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
 /* a, b, c, d: bytes 0..3 of four pixels (four channels each); t[k]: channel
  * k of the four pixels. Halves paired first (PKHBT/PKHTB), then bytes
  * (UXTB16); the portable form with shifts and masks. */
@@ -2494,8 +2487,8 @@ static void fill_planes(const mcc_depthwise_conv2d_planar_params *p, const int8_
             int32_t x = 0;
             for (; x + 4 <= in_w; x += 4, src += 4 * in_c) {
                 uint32_t t[4];
-                transpose4x4(load32u(src), load32u(src + in_c), load32u(src + 2 * in_c),
-                             load32u(src + 3 * in_c), t);
+                transpose4x4((uint32_t)load32(src), (uint32_t)load32(src + in_c),
+                             (uint32_t)load32(src + 2 * in_c), (uint32_t)load32(src + 3 * in_c), t);
                 memcpy(dst + x, &t[0], 4);
                 memcpy(dst + plane + x, &t[1], 4);
                 memcpy(dst + 2 * plane + x, &t[2], 4);
@@ -2756,7 +2749,7 @@ static int planar_run(const mcc_depthwise_conv2d_planar_params *p, const int8_t 
     /* Every plane's border is the pad value, once: each pass rewrites only
      * the interiors (word stores: plane_w is a multiple of 4, scratch word
      * aligned). */
-    const uint32_t pad = (uint8_t)p->pad_value * UINT32_C(0x01010101);
+    const uint32_t pad = splat_s8(p->pad_value);
     uint32_t *words = (uint32_t *)scratch;
     const int32_t nw = MCC_MIN(p->group, p->in_c) * plane / 4;
     int32_t i = 0;

@@ -26,7 +26,7 @@ static void add_scaled_flat(const int32_t *t1, const int32_t *t2, const int8_t *
     int32_t i = 0;
 #if MCC_CONV_DSP
     /* Four elements a step: word loads, one word store, the clamp per lane. */
-    const uint32_t lo4 = (uint8_t)lo * 0x01010101u, hi4 = (uint8_t)hi * 0x01010101u;
+    const uint32_t lo4 = splat_s8(lo), hi4 = splat_s8(hi);
     for (; i + 4 <= n; i += 4) {
         const uint32_t w = add_scaled_word(t1, t2, load32(x1 + i), load32(x2 + i), mult, hib, post);
         const uint32_t c = clamp_lanes_s8(w, lo4, hi4);

@@ -657,15 +657,6 @@ int mcc_depthwise_conv2d_inplace_s8(const mcc_depthwise_conv2d_inplace_params *p
 
 /* ---------------------------------------------------------------- pooling */
 
-/* The clipped filter range [start, end) along one axis for a window whose
- * first tap sits at input coordinate `origin` (as mcc_pool.c). */
-static void window_range(int32_t origin, int32_t filter, int32_t size,
-                         int32_t *start, int32_t *end)
-{
-    *start = MCC_MAX(0, -origin);
-    *end = MCC_MIN(filter, size - origin);
-}
-
 static window pool_window(const mcc_pool_inplace_params *p)
 {
     const window g = {p->in_h, p->in_w, p->channels, p->out_h, p->out_w,

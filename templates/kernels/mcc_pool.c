@@ -21,15 +21,6 @@
 const uint8_t mcc_has_path_POOL_CHUNKS = 1;
 #endif
 
-/* The clipped filter range [start, end) along one axis for a window whose
- * first tap sits at input coordinate `origin`. */
-static void window_range(int32_t origin, int32_t filter, int32_t size,
-                         int32_t *start, int32_t *end)
-{
-    *start = MCC_MAX(0, -origin);
-    *end = MCC_MIN(filter, size - origin);
-}
-
 /* A window of taps over one image: `rows` rows of `width` taps; channel c of
  * tap (r, x) at first[c + r * row_step + x * tap_step]. (Indices, not end
  * pointers: a pointer a row past the tensor would be undefined.) */

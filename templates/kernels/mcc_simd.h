@@ -142,6 +142,15 @@ static inline uint32_t splat_s8(int32_t v)
     return (uint8_t)v * UINT32_C(0x01010101);
 }
 
+/* A pooling window's clipped filter range [start, end) along one axis, for
+ * a window whose first tap sits at input coordinate `origin`. */
+static inline void window_range(int32_t origin, int32_t filter, int32_t size, int32_t *start,
+                                int32_t *end)
+{
+    *start = MCC_MAX(0, -origin);
+    *end = MCC_MIN(filter, size - origin);
+}
+
 /* TFLM's average pool: s / count rounded half away from zero (C division
  * truncates toward zero). */
 static inline int32_t pool_average(int32_t s, int32_t count)
