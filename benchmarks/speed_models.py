@@ -3,7 +3,8 @@
     python benchmarks/speed_models.py [--models DIR] [--json results.json] [--no-generated]
 
 For every model in ../shared/models and the generated ones (tests/modelgen.py,
-needs TensorFlow: two MobileNetV2-style models, MLPerf Tiny's ResNet-8 and DS-CNN, and
+needs TensorFlow: two MobileNetV2-style models, a TinyNAS-style one with 5x5 and 7x7
+depthwise filters, MLPerf Tiny's ResNet-8 and DS-CNN, and
 mixes of convolutions and of fused residual blocks for the static estimate's fit), builds the firmware and runs it in QEMU
 (`mcucompile bench`'s measure(): -icount shift=0, deterministic instruction
 counts) on four configurations:
@@ -50,6 +51,11 @@ GENERATED = (("mobilenet_v2_96_a035", "mobilenet_v2", dict(resolution=96, alpha=
              ("mobilenet_v2_64_a050", "mobilenet_v2", dict(resolution=64, alpha=0.5)),
              # MLPerf Tiny's image classification network (CIFAR-10 ResNet-8): 3x3 convolutions.
              ("resnet8_mlperf_ic", "resnet8", dict()),
+             # TinyNAS-style (MCUNet): the same blocks with 3x3, 5x5 and 7x7 depthwise
+             # filters and expansion ratios of 1, 4 and 6, as the search picks them.
+             ("tinynas_style_64", "mobilenet_v2", dict(
+                 resolution=64, alpha=0.5, blocks=((1, 16, 1, 1, 3), (6, 24, 2, 2, 7), (4, 32, 2, 2, 5),
+                                                   (6, 64, 2, 2, 5), (4, 96, 1, 1, 7)))),
              # MLPerf Tiny's keyword spotting network (DS-CNN): a 10x4 conv over one channel,
              # then depthwise-separable blocks of 64 channels.
              ("ds_cnn_mlperf_kws", "ds_cnn", dict()),

@@ -31,17 +31,25 @@ def assert_bit_exact(model: bytes, runs: int = 3, seed: int = 0, sanitize: bool 
     return result
 
 
-def run_on_qemu(model_path, board_name: str, out, options, runs: int = 2, seed: int = 17):
+def run_on_qemu(model_path, board_name: str, out, options, runs: int = 2, seed: int = 17,
+                defines: tuple[str, ...] = ()):
     """Build the model into the real firmware for a QEMU board (`options`: a
     pipeline.CompileOptions), boot it, run `runs` random inputs and compare
     every output byte with TFLM. Returns (pipeline.Compiled, hil.DeviceReport);
-    the caller asserts on both."""
+    the caller asserts on both. `defines`: macros added to the model's
+    mcc_config.h (e.g. MCC_NO_ASM) before the firmware is compiled."""
     from mcucompile import boards, emulator, hil
     from mcucompile.build import compile_firmware
     from mcucompile.pipeline import build
 
     board = boards.load(board_name)
     compiled = build(model_path, board, out, options=options)
+    if defines:
+        config = out / "model" / "mcc_config.h"
+        end = "#endif /* MCC_CONFIG_H */"
+        text = config.read_text()
+        assert end in text
+        config.write_text(text.replace(end, "".join(f"#define {d} 1\n" for d in defines) + end))
     firmware = compile_firmware(out, board, "qemu")
     assert not firmware.warnings, firmware.warnings
     with emulator.boot(firmware.elf, firmware.qemu_machine, "tcp") as qemu:

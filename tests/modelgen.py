@@ -549,8 +549,10 @@ def mobilenet_v2(*, resolution: int = 96, alpha: float = 0.35, channels: int = 3
     allows), 1x1 head conv (`head_channels`; the paper uses 1280), global average
     pool (MEAN), dense, softmax.
 
-    `blocks` is a list of (expansion t, output channels c, repeats n, first stride s);
-    the default is a shortened version of the paper's table.
+    `blocks` is a list of (expansion t, output channels c, repeats n, first stride s),
+    optionally with a fifth entry, the depthwise filter size k (3 if absent; MCUNet's
+    TinyNAS picks 3, 5 or 7 per block); the default is a shortened version of the
+    paper's table.
     """
     if blocks is None:
         blocks = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 2, 2), (6, 64, 2, 2), (6, 96, 1, 1))
@@ -576,20 +578,20 @@ def mobilenet_v2(*, resolution: int = 96, alpha: float = 0.35, channels: int = 3
             x = L.Conv2D(c, k, strides=s, padding="same", **inits(next(counter)))(x)
             return L.ReLU(6.0)(x) if act else x
 
-        def dwconv(x, s):
+        def dwconv(x, s, k):
             init = inits(next(counter))
-            x = L.DepthwiseConv2D(3, strides=s, padding="same", depthwise_initializer=init["kernel_initializer"],
+            x = L.DepthwiseConv2D(k, strides=s, padding="same", depthwise_initializer=init["kernel_initializer"],
                                   bias_initializer=init["bias_initializer"])(x)
             return L.ReLU(6.0)(x)
 
         x = conv(inp, _make_divisible(32 * alpha), 3, 2, True)
-        for t, c, n, s in blocks:
+        for t, c, n, s, *k in blocks:
             out_c = _make_divisible(c * alpha)
             for r in range(n):
                 stride = s if r == 0 else 1
                 in_c = x.shape[-1]
                 y = conv(x, in_c * t, 1, 1, True) if t != 1 else x
-                y = dwconv(y, stride)
+                y = dwconv(y, stride, k[0] if k else 3)
                 y = conv(y, out_c, 1, 1, False)
                 x = L.Add()([x, y]) if stride == 1 and in_c == out_c else y
         x = conv(x, head_channels, 1, 1, True)

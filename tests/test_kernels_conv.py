@@ -320,6 +320,7 @@ def test_compact_choice_for_one_input_channel(attrs, shapes, variant, why):
     (OpKind.DEPTHWISE_CONV_2D, _dw(), ((1, 9, 8, 3), (1, 3, 4, 3), (1, 9, 8, 3)), "width 4"),
     (OpKind.DEPTHWISE_CONV_2D, _dw(stride=3), ((1, 9, 8, 3), (1, 3, 3, 3), (1, 3, 3, 3)),
      "stride_w 3"),
+    (OpKind.DEPTHWISE_CONV_2D, _dw(), ((1, 12, 8, 3), (1, 9, 5, 3), (1, 12, 8, 3)), "height 9"),
 ])
 def test_shapes_the_fast_kernels_do_not_take_go_to_the_general_ones(kind, attrs, shapes, why):
     in_shape, w_shape, out_shape = shapes
@@ -518,7 +519,8 @@ def _c_scratch_cases():
                          ("MCC_IM2COL_STACK_BLOCK", conv.IM2COL_STACK_BLOCK),
                          ("MCC_GEMM_STACK_BLOCK", conv.GEMM_STACK_BLOCK),
                          ("MCC_GEMM_INPLACE_STACK_BLOCK", conv.GEMM_INPLACE_STACK_BLOCK),
-                         ("MCC_PLANAR_STACK_PLANE", conv.PLANAR_STACK_PLANE)]:
+                         ("MCC_PLANAR_STACK_PLANE", conv.PLANAR_STACK_PLANE),
+                         ("MCC_PLANAR_MAX_FILTER_H", conv.PLANAR_MAX_FILTER_H)]:
         cases.append((f"printf(\"%d\\n\", (int)({macro}));", value))
     return cases
 

@@ -222,6 +222,24 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
         cases[f"depthwise_k3_{name}"] = ("depthwise_conv2d", dict(
             input_shape=(n, h, w, odd(3, max_c)), kernel=3, stride=stride, padding=padding,
             seed=int(rng.integers(100)), **extra), "mcc_depthwise_conv2d_planar_3x3_s8")
+    # Filters up to 7 wide (mcc_depthwise_conv2d_planar_s8): at stride 1 four
+    # outputs a step, then a pair and an odd column (up to 5 wide and 7 wide);
+    # at stride 2 pairs (up to 5 wide without t8); filters of 5x3, 3x5 and
+    # 7x5, strides of 2 by 1 and 1 by 2, rows of fewer than four outputs, two
+    # batches.
+    for name, (n, h, w), max_c, kernel, stride, padding, extra in [
+            ("k5_s1_same_w15", (1, 9, 15), 9, 5, 1, "same", dict(activation="relu6")),
+            ("k5_s1_valid_w3_m2", (1, 8, 7), 7, 5, 1, "valid", dict(depth_multiplier=2)),
+            ("k5x3_s1_valid_w8", (1, 8, 10), 7, (5, 3), 1, "valid", {}),
+            ("k3x5_s2_same_w7", (1, 11, 13), 9, (3, 5), 2, "same", {}),
+            ("k7x5_s2x1_same", (1, 12, 14), 7, (7, 5), (2, 1), "same", {}),
+            ("k7_s1x2_valid", (1, 10, 17), 9, 7, (1, 2), "valid", dict(activation="relu")),
+            ("k7_s1_same_batch2", (2, 7, 9), 7, 7, 1, "same", {}),
+            ("k7_s1_valid_w14", (1, 9, 20), 7, 7, 1, "valid", dict(activation="relu6")),
+            ("k5_s2_valid_batch2", (2, 9, 13), 7, 5, 2, "valid", {})]:
+        cases[f"depthwise_{name}"] = ("depthwise_conv2d", dict(
+            input_shape=(n, h, w, odd(3, max_c)), kernel=kernel, stride=stride, padding=padding,
+            seed=int(rng.integers(100)), **extra), "mcc_depthwise_conv2d_planar_s8")
     cases["depthwise_k3_s1_same_c5_strips_compact"] = ("depthwise_conv2d", dict(
         input_shape=(1, 40, 37, 5), kernel=3, stride=1, padding="same", activation="relu",
         seed=int(rng.integers(100))), "mcc_depthwise_conv2d_planar_3x3_s8")
@@ -332,6 +350,11 @@ ON_M3 = {"depthwise_one_channel_m8": "mcc_depthwise_conv2d_planar_3x3_s8"}
 # Built with compact_at_peak: the one layer is the memory peak, so it gets the
 # scratch-free form (checked: no scratch).
 COMPACT = {name for name in CASES if name.endswith("_compact")}
+# The filters up to 7 wide: every loop of dw_wide_channel.
+WIDE = {f"depthwise_{n}" for n in ("k5_s1_same_w15", "k5_s1_valid_w3_m2", "k5x3_s1_valid_w8",
+                                   "k3x5_s2_same_w7", "k7x5_s2x1_same", "k7_s1x2_valid",
+                                   "k7_s1_same_batch2", "k7_s1_valid_w14",
+                                   "k5_s2_valid_batch2")}
 # A run of the default tests covers every variant on the M7 and the two most
 # common on the M4 (the same DSP code) and the M3 (the portable loops); the
 # slow tests run every case on every core (~6 s each).
@@ -359,7 +382,8 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "depthwise_k3_s1_same_c5_strips_compact", "conv_rgb3x3_s2_same",
                        "conv_rgb3x3_s1_same_f17", "conv_rgb3x3_s1_valid_dh2",
                        *(n for n in CASES if n.startswith(("residual_", "pixel_", "avgpool_",
-                                                           "maxpool_", "mean_")))},
+                                                           "maxpool_", "mean_"))),
+                       *WIDE},
            "qemu-m4": {"pixel_k3_s2_same_c64", "pixel_k3_s1_same_c264", "residual_band_s1_c17", "residual_gemm_depth72_compact",
                        "residual_gemm_depth160_compact",
                        "residual_band_s1_c9_clamped", "conv_rgb3x3_s2_same", "conv_rgb3x3_s1_valid_dh2", "conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k1_depth12_compact",
@@ -369,7 +393,8 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "depthwise_1ch_k3x2_s1_same_m6_compact",
                        "depthwise_1ch_k3x3_s1_valid_m12_compact", "depthwise_k3_s2_same_c6_strips_compact",
                        "depthwise_k3_s1_same_even_h_odd_w_m2", "depthwise_k3_s1_same_c5_strips_compact",
-                       "avgpool_global_340_taps_c12", "maxpool_k3_s2_same_c13"},
+                       "avgpool_global_340_taps_c12", "maxpool_k3_s2_same_c13",
+                       "depthwise_k5_s1_same_w15", "depthwise_k5_s2_valid_batch2"},
            "qemu-m3": {"pixel_k3_s2_same_c64", "pixel_k3_s1_valid_c264", "depthwise_one_channel_m8", "conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k3_s2_same_c8",
                        "depthwise_1ch_k3x3_s2_same_m8_compact", "conv_k3_s1_same_depth16_compact",
                        "depthwise_1ch_k3x2_s1_same_m6_compact", "conv_k3_s1_valid_c3_compact",
@@ -377,7 +402,7 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "conv_rgb3x3_s2_same", "residual_band_s1_c17",
                        "residual_im2col_k5_c8_pairs_compact", "residual_band_s1_c9_clamped",
                        "avgpool_k3_s2_same_c13", "maxpool_k5x7_s1_same_c8_relu6", "mean_hw_340_taps_c6",
-                       "avgpool_300_rows_c6"}}
+                       "avgpool_300_rows_c6", "depthwise_k5_s1_same_w15"}}
 
 
 def _params():
@@ -394,25 +419,31 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 def _run_on_qemu(model_path: Path, board_name: str, out: Path, runs: int = 2,
-                 compact: bool = False):
+                 compact: bool = False, defines: tuple[str, ...] = ()):
     from harness import run_on_qemu
     from mcucompile.pipeline import CompileOptions
 
     # Layer by layer: the in-place and patch strategies would swap in other kernels.
     # A one-layer model's layer is its memory peak: keep the fast kernel's scratch
     # there, unless the case is about the scratch-free form.
-    return run_on_qemu(model_path, board_name, out, runs=runs,
+    return run_on_qemu(model_path, board_name, out, runs=runs, defines=defines,
                        options=CompileOptions(memory="layer", compact_at_peak=compact))
 
 
-@pytest.mark.parametrize("name,board", list(_params()))
-def test_fast_kernel_is_bit_exact_on_qemu(name, board, model_dir, tmp_path):
+def _model(name: str, model_dir: Path) -> Path:
     import modelgen as mg
-    factory, kwargs, kernel = CASES[name]
+    factory, kwargs, _ = CASES[name]
     path = model_dir / f"{name}.tflite"
     if not path.exists():
         make = factory if callable(factory) else getattr(mg, factory)
         path.write_bytes(make(**kwargs))
+    return path
+
+
+@pytest.mark.parametrize("name,board", list(_params()))
+def test_fast_kernel_is_bit_exact_on_qemu(name, board, model_dir, tmp_path):
+    kernel = CASES[name][2]
+    path = _model(name, model_dir)
     compiled, report = _run_on_qemu(path, board, tmp_path / "build", compact=name in COMPACT)
     kernels = [layer.kernel for layer in compiled.report.layers]
     if kernel == BAND and board == "qemu-m3":
@@ -451,6 +482,35 @@ def test_fast_kernel_is_bit_exact_on_qemu(name, board, model_dir, tmp_path):
         assert call.cost_variant == ("rgb3x3" if rgb else way)
     assert report.compared and report.samples == 2
     assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)
+
+
+# The DSP loops in C that -DMCC_NO_ASM takes instead of the assembly (a
+# compiler or core the assembly does not suit): the 4x2 GEMM and band tiles,
+# the 3x3 depthwise pairs and blocks, the one-channel and pixel depthwise
+# loops, and the filters up to 7 wide at both strides.
+NO_ASM = ("conv_k1_depth12_compact", "conv_k1_depth8_odd_c", "band_k3_s1_same_c16",
+          "depthwise_k3_s1_same_even_h_odd_w_m2", "depthwise_k3_s2x1_same",
+          "depthwise_1ch_k3x3_s1_valid_m12_compact", "pixel_k3_s2_same_c64",
+          "depthwise_k5_s1_same_w15", "depthwise_k7_s1x2_valid", "depthwise_k3x5_s2_same_w7")
+
+
+@pytest.mark.parametrize("name", NO_ASM)
+def test_dsp_loops_in_c_are_bit_exact_on_qemu(name, model_dir, tmp_path):
+    kernel = CASES[name][2]
+    import subprocess
+
+    from mcucompile.build import toolchain
+    out = tmp_path / "build"
+    compiled, report = _run_on_qemu(_model(name, model_dir), "qemu-m7", out,
+                                    compact=name in COMPACT, defines=("MCC_NO_ASM",))
+    assert kernel in [layer.kernel for layer in compiled.report.layers]
+    assert report.compared and report.samples == 2
+    # No assembly function was linked: the C loops ran.
+    (elf,) = (out / "build" / "qemu").glob("*.elf")
+    symbols = subprocess.run([toolchain("nm"), str(elf)], capture_output=True, text=True,
+                             check=True).stdout
+    assert "dw_wide_channel" in symbols or "mcc_" in symbols
+    assert not [line for line in symbols.splitlines() if line.endswith("_dsp")]
 
 
 @pytest.mark.parametrize("board", ["qemu-m7", pytest.param("qemu-m4", marks=pytest.mark.slow),
@@ -515,6 +575,29 @@ def test_ds_cnn_default_build_is_bit_exact_on_qemu(board, model_dir, tmp_path):
                if c and c.function == "mcc_gemm_inplace_s8"]
     assert inplace and all(f["row_block"] == 2 and f["depth"] == 64 for f in inplace), inplace
     assert "mcc_conv2d_im2col_s8" in {c.function for c in compiled.calls.values() if c}
+    assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)
+
+
+@pytest.mark.parametrize("board", ["qemu-m7", pytest.param("qemu-m4", marks=pytest.mark.slow),
+                                   pytest.param("qemu-m3", marks=pytest.mark.slow)])
+def test_tinynas_style_default_build_is_bit_exact_on_qemu(board, model_dir, tmp_path):
+    # Inverted residual blocks with 5x5 and 7x7 depthwise filters at stride 1
+    # and 2, as TinyNAS picks them, built as `build` builds it (its plan's
+    # patches, in-place layers and stack planes at the peak included).
+    import modelgen as mg
+    from harness import run_on_qemu
+    from mcucompile.pipeline import CompileOptions
+    path = model_dir / "tinynas_style_40.tflite"
+    if not path.exists():
+        path.write_bytes(mg.mobilenet_v2(
+            resolution=40, alpha=0.5, num_classes=5, head_channels=32,
+            blocks=((1, 16, 1, 1, 3), (4, 24, 2, 2, 7), (4, 32, 2, 2, 5), (6, 48, 1, 1, 5))))
+    compiled, report = run_on_qemu(path, board, tmp_path / "build", runs=1, options=CompileOptions())
+    wide = [{f.name: f.value for f in c.fields} for c in compiled.calls.values()
+            if c and c.function == "mcc_depthwise_conv2d_planar_s8"]
+    # (The M3's plan differs: its costs move some of these layers in place.)
+    taken = {(f["filter_w"], f["stride_w"]) for f in wide}
+    assert taken == {(7, 1), (7, 2), (5, 1), (5, 2)} or (board == "qemu-m3" and taken), taken
     assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)
 
 

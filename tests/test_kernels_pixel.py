@@ -53,14 +53,14 @@ P, Q, G = Variant.PIXEL, Variant.PLANAR_3X3, Variant.PLANAR
 def test_pixel_kernel_choice(attrs, shapes, variants):
     """variants: the choice for a portable target, then for a DSP one. Each
     call lists the optional path it takes: the pixel kernel's C loop for
-    filters other than 3x3, the planar kernel's stride-2 path."""
+    filters other than 3x3, the planar kernels' stride-2 paths."""
     from mcucompile.kernels.conv import _prepare
     in_shape, w_shape, out_shape = shapes
     g = _single_op(OpKind.DEPTHWISE_CONV_2D, attrs, in_shape, w_shape, out_shape,
                    w_scales=(0.02,) * w_shape[3], w_axis=3)
     three, strided = w_shape[1:3] == (3, 3), attrs.stride_w != 1
     paths = {P: set() if three else {"DW_PIXEL_GENERAL"}, Q: {"PLANAR_S2"} if strided else set(),
-             G: set()}
+             G: {"PLANAR_WIDE_S2"} if strided else set()}
     for target, variant in zip((KernelTarget(), DSP), variants):
         call = lower(g.ops[0], g, target)
         assert choose(g.ops[0], g, target).variant == variant, target

@@ -135,6 +135,9 @@ OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
         # mcc_depthwise_conv2d_planar_3x3_s8 at stride_w 2 (350 B on the M7):
         # the pixel kernel takes most such layers, in place too.
         "PLANAR_S2",
+        # mcc_depthwise_conv2d_planar_s8 (filters 5 and 7 wide) at stride_w 2
+        # (its two assembly loops, ~330 B on the M7).
+        "PLANAR_WIDE_S2",
         # The GEMM's and band's 4x2 tiles over int16 weights: only models with
         # layers given flash for speed (--flash-slack, conv.widen). On the M7
         # person_detect's code grows by 349 B with them, ResNet-8's by 2,257 B.

@@ -544,6 +544,9 @@ PLANAR_MAX_PLANE = 32 * 1024
 # MCC_PLANAR_STACK_PLANE (mcc_conv.h): the scratch-free planar kernel (group 0)
 # keeps planes of at most this many bytes in all on the stack (planar_group).
 PLANAR_STACK_PLANE = 1152
+# MCC_PLANAR_MAX_FILTER_H (mcc_conv.h): mcc_depthwise_conv2d_planar_s8's filter
+# rows, split into int16 pairs on the stack (a 3x3 filter takes any height).
+PLANAR_MAX_FILTER_H = 8
 # mcc_depthwise_conv2d_1ch_s8: filter rows of at most two words, and a border
 # pixel's window (filter_h rows of 4 or 8 bytes) in a stack buffer of
 # MCC_DW1CH_MAX_WINDOW bytes (mcc_conv.h).
@@ -915,6 +918,9 @@ def _planar(layer: _Layer) -> Choice:
         return Choice(Variant.GENERAL, 0, f"depthwise filter width {win.filter_w} (not 3, 5 or 7)")
     if win.stride_w not in (1, 2):
         return Choice(Variant.GENERAL, 0, f"depthwise stride_w {win.stride_w} (not 1 or 2)")
+    if _planar_row_bytes(win) == 8 and win.filter_h > PLANAR_MAX_FILTER_H:
+        return Choice(Variant.GENERAL, 0,
+                      f"depthwise filter height {win.filter_h} (above {PLANAR_MAX_FILTER_H})")
     plane_h = max(win.pad_h + win.in_h, (win.out_h - 1) * win.stride_h + win.filter_h)
     plane_w = max(win.pad_w + win.in_w, (win.out_w - 1) * win.stride_w + _planar_row_bytes(win))
     plane_w = (plane_w + 3) // 4 * 4
@@ -1121,11 +1127,12 @@ def _fast_call(layer: _Layer, choice: Choice, op: Op) -> KernelCall:
     arrays = _fast_arrays(planar_weights(layer.weights, _planar_row_bytes(win)), table)
     # 3x3 at stride 1 takes output rows two at a time (2x2 blocks on DSP cores).
     two_rows = choice.variant == Variant.PLANAR_3X3 and win.stride_h == win.stride_w == 1
-    s2 = choice.variant == Variant.PLANAR_3X3 and win.stride_w != 1
+    s2 = win.stride_w != 1
+    path = "PLANAR_S2" if choice.variant == Variant.PLANAR_3X3 else "PLANAR_WIDE_S2"
     return KernelCall(choice.variant.value, LIBRARY, "mcc_depthwise_conv2d_planar_params",
                       fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs,
                       cost_variant="2rows" if two_rows else "",
-                      paths=frozenset({"PLANAR_S2"}) if s2 else frozenset())
+                      paths=frozenset({path}) if s2 else frozenset())
 
 
 # --- the lowerings ------------------------------------------------------------

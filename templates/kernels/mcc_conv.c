@@ -45,6 +45,12 @@
 #else
 #define PLANAR_S2 1
 #endif
+/* mcc_depthwise_conv2d_planar_s8 at stride_w 2 (filters 5 and 7 wide). */
+#if defined(MCC_OMIT_PLANAR_WIDE_S2)
+#define PLANAR_WIDE_S2 0
+#else
+#define PLANAR_WIDE_S2 1
+#endif
 /* mcc_depthwise_conv2d_pixel_s8's C loop over any filter: on DSP cores the
  * 3x3 filters run in assembly without it. */
 #if defined(MCC_OMIT_DW_PIXEL_GENERAL)
@@ -90,6 +96,9 @@ const uint8_t mcc_has_path_DW_PIXEL_GENERAL = 1;
 #endif
 #if PLANAR_S2
 const uint8_t mcc_has_path_PLANAR_S2 = 1;
+#endif
+#if PLANAR_WIDE_S2
+const uint8_t mcc_has_path_PLANAR_WIDE_S2 = 1;
 #endif
 #if WIDE_WEIGHTS
 const uint8_t mcc_has_path_WIDE_WEIGHTS = 1;
@@ -349,15 +358,7 @@ tile_4x2_fn mcc_gemm_s8w_4x2_dsp, mcc_band_s8w_4x2_s1_dsp, mcc_band_s8w_4x2_s2_d
  * chan, [sp, #8] o, [sp, #12] the block, [sp, #52] steps, [sp, #56] the
  * output row stride, [sp, #60] pairs left. */
 #define MCC_TILE_4X2(NAME, END, STEP)                                          \
-__asm__(".pushsection .text." #NAME ",\"ax\",%progbits\n\t"                   \
-        ".syntax unified\n\t"                                                  \
-        ".thumb\n\t"                                                           \
-        ".p2align 2\n\t"                                                       \
-        ".global " #NAME "\n\t"                                                \
-        ".hidden " #NAME "\n\t"                                                \
-        ".type " #NAME ", %function\n\t"                                       \
-        ".thumb_func\n"                                                        \
-        #NAME ":\n\t"                                                          \
+__asm__(MCC_ASM_FUNCTION(#NAME)                                                \
         "push   {r4-r11, lr}\n\t"                                              \
         "sub    sp, sp, #16\n\t"                                               \
         "str    r0, [sp, #12]\n\t"                                             \
@@ -431,8 +432,7 @@ __asm__(".pushsection .text." #NAME ",\"ax\",%progbits\n\t"                   \
         "bne    0b\n\t"                                                        \
         "add    sp, sp, #16\n\t"                                               \
         "pop    {r4-r11, pc}\n\t"                                              \
-        ".size " #NAME ", .-" #NAME "\n\t"                                     \
-        ".popsection")
+        MCC_ASM_END(#NAME))
 
 /* The GEMM's step is one depth group: weight word A against the four rows'
  * (k, k+2) pairs, word B against their (k+1, k+3) pairs; W loads a word
@@ -493,15 +493,7 @@ void mcc_gemm_s8_2x2_dsp(const int8_t *x0, const int8_t *x1, const int8_t *w, in
  * (row, channel); r8..r11 the group's four weight pairs; r12, lr a row's
  * (k, k+2) and (k+1, k+3) pairs. Stack: [sp] o0, [sp, #40] o1, [sp, #44]
  * chan, [sp, #48] groups. */
-__asm__(".pushsection .text.mcc_gemm_s8_2x2_dsp,\"ax\",%progbits\n\t"
-        ".syntax unified\n\t"
-        ".thumb\n\t"
-        ".p2align 2\n\t"
-        ".global mcc_gemm_s8_2x2_dsp\n\t"
-        ".hidden mcc_gemm_s8_2x2_dsp\n\t"
-        ".type mcc_gemm_s8_2x2_dsp, %function\n\t"
-        ".thumb_func\n"
-        "mcc_gemm_s8_2x2_dsp:\n\t"
+__asm__(MCC_ASM_FUNCTION("mcc_gemm_s8_2x2_dsp")
         "push   {r4-r11, lr}\n\t"
         "push   {r3}\n\t"
         "ldr    r12, [sp, #44]\n\t"
@@ -550,8 +542,7 @@ __asm__(".pushsection .text.mcc_gemm_s8_2x2_dsp,\"ax\",%progbits\n\t"
         "strb   r7, [r1, #1]\n\t"
         "add    sp, sp, #4\n\t"
         "pop    {r4-r11, pc}\n\t"
-        ".size mcc_gemm_s8_2x2_dsp, .-mcc_gemm_s8_2x2_dsp\n\t"
-        ".popsection");
+        MCC_ASM_END("mcc_gemm_s8_2x2_dsp"));
 #undef MCC_ROWS2_REQUANT
 
 /* One row x (int8, read where it lies) by two full channel pairs: weights w
@@ -577,15 +568,7 @@ void mcc_gemm_s8_1x4_dsp(const int8_t *x, const int8_t *w, const int32_t *chan, 
  * accumulators of channels 0..3; r8 r9 the row's (k, k+2) and (k+1, k+3)
  * pairs, r10..r12 lr a weight pair's operands. Stack: [sp] chan, [sp, #4] o,
  * [sp, #44] groups. */
-__asm__(".pushsection .text.mcc_gemm_s8_1x4_dsp,\"ax\",%progbits\n\t"
-        ".syntax unified\n\t"
-        ".thumb\n\t"
-        ".p2align 2\n\t"
-        ".global mcc_gemm_s8_1x4_dsp\n\t"
-        ".hidden mcc_gemm_s8_1x4_dsp\n\t"
-        ".type mcc_gemm_s8_1x4_dsp, %function\n\t"
-        ".thumb_func\n"
-        "mcc_gemm_s8_1x4_dsp:\n\t"
+__asm__(MCC_ASM_FUNCTION("mcc_gemm_s8_1x4_dsp")
         "push   {r4-r11, lr}\n\t"
         "push   {r2, r3}\n\t"
         "ldr    r4, [r2]\n\t"             /* the four folded biases */
@@ -626,8 +609,7 @@ __asm__(".pushsection .text.mcc_gemm_s8_1x4_dsp,\"ax\",%progbits\n\t"
         MCC_1X4_REQUANT("r7", "3", "52", "60")
         "add    sp, sp, #8\n\t"
         "pop    {r4-r11, pc}\n\t"
-        ".size mcc_gemm_s8_1x4_dsp, .-mcc_gemm_s8_1x4_dsp\n\t"
-        ".popsection");
+        MCC_ASM_END("mcc_gemm_s8_1x4_dsp"));
 #undef MCC_1X4_REQUANT
 
 /* What the 3x3 channel loops read; offsets are fixed by the assembly. */
@@ -654,15 +636,7 @@ void mcc_dw3x3_s8_pairs_s2_dsp(const int8_t *r, int8_t *o, dw_pair_consts *k);
 /* Both: r0 r, r1 o, r2 k, r3 pw, r4-r8 the weights (e0 e1 e2 m01 m2); r9 a0,
  * r10 a1, r11 r12 lr the taps. A row with no pair (out_w 1) skips to 2. */
 #define MCC_DW_BEGIN(NAME)                                                     \
-    ".pushsection .text." NAME ",\"ax\",%progbits\n\t"                         \
-    ".syntax unified\n\t"                                                      \
-    ".thumb\n\t"                                                               \
-    ".p2align 2\n\t"                                                           \
-    ".global " NAME "\n\t"                                                     \
-    ".hidden " NAME "\n\t"                                                     \
-    ".type " NAME ", %function\n\t"                                            \
-    ".thumb_func\n"                                                            \
-    NAME ":\n\t"                                                               \
+    MCC_ASM_FUNCTION(NAME)                                                     \
     "push   {r4-r11, lr}\n\t"                                                  \
     "ldr    r3, [r2, #28]\n\t"                                                 \
     "add    r4, r2, #32\n\t"                                                   \
@@ -734,8 +708,7 @@ void mcc_dw3x3_s8_pairs_s2_dsp(const int8_t *r, int8_t *o, dw_pair_consts *k);
     "cmp    r1, r11\n\t"                                                       \
     "bne    0b\n\t"                                                            \
     "pop    {r4-r11, pc}\n\t"                                                  \
-    ".size " NAME ", .-" NAME "\n\t"                                           \
-    ".popsection"
+    MCC_ASM_END(NAME)
 
 /* Stride 1: E = (t0, t2), O = (t1, t3) of each row's word. */
 __asm__(MCC_DW_BEGIN("mcc_dw3x3_s8_pairs_dsp")
@@ -798,6 +771,242 @@ __asm__(MCC_DW_BEGIN("mcc_dw3x3_s8_pairs_s2_dsp")
 #undef MCC_DW_BEGIN
 #undef MCC_DW_END
 
+/* What the loops of filters up to 7 taps wide read (dw_wide_channel). */
+typedef struct {
+    int32_t bias2;                  /*  0: 2 * folded bias */
+    int32_t mult, hib, post;        /*  4: the channel's table row */
+    int32_t out_c;                  /* 16 */
+    const int8_t *end;              /* 20: where r stops in this row (past its last pair) */
+    int32_t pw;                     /* 24: plane_w */
+    const int32_t *w, *w_end;       /* 28: the filter rows' doubled pairs (dw_row_pairs) */
+} dw_wide_consts;
+
+/* The output pairs of one row: r the first pair's first tap in the plane, o
+ * its output; pairs until r reaches k->end (one at least). Each filter row's
+ * two words split once into E0 = (t0, t2), O0 = (t1, t3), E1 = (t4, t6),
+ * O1 = (t5, t7) serve both outputs; the row's pairs a b c d come by LDRD. */
+void mcc_dw_wide_s8_pairs_dsp(const int8_t *r, int8_t *o, const dw_wide_consts *k);
+void mcc_dw_wide_s8_pairs_s2_dsp(const int8_t *r, int8_t *o, const dw_wide_consts *k);
+/* The same at stride 2 for filters up to 5 wide (w5 = w6 = 0: no d, no t8). */
+void mcc_dw_wide5_s8_pairs_s2_dsp(const int8_t *r, int8_t *o, const dw_wide_consts *k);
+
+/* Both: r0 the row pointer, r1 the weights, r2 k, r3 pw, r4 a0, r5 a1, r6-r9
+ * the taps, r10 r11 two weight pairs, r12 the weights' end; r and o wait at
+ * [sp] during a pair. */
+#define MCC_WIDE_BEGIN(NAME)                                                   \
+    MCC_ASM_FUNCTION(NAME)                                                     \
+    "push   {r4-r11, lr}\n\t"                                                  \
+    "sub    sp, sp, #8\n\t"                                                    \
+    "ldr    r3, [r2, #24]\n\t"                                                 \
+    "ldr    r12, [r2, #32]\n"                                                  \
+    "1:\n\t"                                                                   \
+    "strd   r0, r1, [sp]\n\t"                                                  \
+    "ldr    r1, [r2, #28]\n\t"                                                 \
+    "ldr    r4, [r2]\n\t"                                                      \
+    "mov    r5, r4\n"                                                          \
+    "2:\n\t"                                                                   \
+    "ldr    r7, [r0]\n\t"                                                      \
+    "ldr    r9, [r0, #4]\n\t"
+/* The row loop's end, fast_requant_doubled of both, the stores, r += STEP. */
+#define MCC_WIDE_END(NAME, STEP)                                               \
+    "cmp    r1, r12\n\t"                                                       \
+    "bne    2b\n\t"                                                            \
+    "ldrd   r10, r11, [r2, #4]\n\t"                                            \
+    "add    r6, r11, r4, asr #31\n\t"                                          \
+    "smmlar r4, r4, r10, r6\n\t"                                               \
+    "add    r6, r11, r5, asr #31\n\t"                                          \
+    "smmlar r5, r5, r10, r6\n\t"                                               \
+    "ldrd   r10, r11, [r2, #12]\n\t"     /* post, out_c */                    \
+    "asr    r4, r4, r10\n\t"                                                   \
+    "asr    r5, r5, r10\n\t"                                                   \
+    "ssat   r4, #8, r4\n\t"                                                    \
+    "ssat   r5, #8, r5\n\t"                                                    \
+    "ldrd   r0, r1, [sp]\n\t"                                                  \
+    "strb   r4, [r1]\n\t"                                                      \
+    "strb   r5, [r1, r11]\n\t"                                                 \
+    "add    r1, r1, r11, lsl #1\n\t"                                           \
+    "add    r0, r0, #" STEP "\n\t"                                             \
+    "ldr    r10, [r2, #20]\n\t"                                                \
+    "cmp    r0, r10\n\t"                                                       \
+    "bne    1b\n\t"                                                            \
+    "add    sp, sp, #8\n\t"                                                    \
+    "pop    {r4-r11, pc}\n\t"                                                  \
+    MCC_ASM_END(NAME)
+
+/* Stride 1: out1's taps are out0's moved by one: (t2, t4) meets (w1, w3)
+ * through SMLADX of (t4, t2), t6 w5 alone. */
+__asm__(MCC_WIDE_BEGIN("mcc_dw_wide_s8_pairs_dsp")
+        "add    r0, r0, r3\n\t"
+        "ldrd   r10, r11, [r1], #16\n\t"    /* a = (w0, w2), b = (w1, w3) */
+        "sxtb16 r6, r7\n\t"
+        "sxtb16 r7, r7, ror #8\n\t"
+        "sxtb16 r8, r9\n\t"
+        "sxtb16 r9, r9, ror #8\n\t"
+        "smlad  r4, r6, r10, r4\n\t"
+        "smlad  r4, r7, r11, r4\n\t"
+        "smlad  r5, r7, r10, r5\n\t"
+        "pkhbt  r6, r8, r6\n\t"             /* (t4, t2) */
+        "smladx r5, r6, r11, r5\n\t"
+        "ldrd   r10, r11, [r1, #-8]\n\t"    /* c = (w4, w6), d = (w5, 0) */
+        "smlad  r4, r8, r10, r4\n\t"
+        "smlad  r4, r9, r11, r4\n\t"
+        "smlad  r5, r9, r10, r5\n\t"
+        "smlatb r5, r8, r11, r5\n\t"
+        MCC_WIDE_END("mcc_dw_wide_s8_pairs_dsp", "2"));
+
+#if PLANAR_WIDE_S2
+/* Stride 2, the row's a and b pairs: a0 += (t0, t2).a + (t1, t3).b, a1 +=
+ * (t2, t4).a + (t3, t5).b through SMLADX of (t4, t2) and (t5, t3); leaves
+ * E1 = (t4, t6) in r8, O1 = (t5, t7) in r9. */
+#define MCC_WIDE_S2_AB                                                         \
+    "ldrd   r10, r11, [r1], #16\n\t"                                           \
+    "sxtb16 r6, r7\n\t"                                                        \
+    "sxtb16 r7, r7, ror #8\n\t"                                                \
+    "sxtb16 r8, r9\n\t"                                                        \
+    "sxtb16 r9, r9, ror #8\n\t"                                                \
+    "smlad  r4, r6, r10, r4\n\t"                                               \
+    "smlad  r4, r7, r11, r4\n\t"                                               \
+    "pkhbt  r6, r8, r6\n\t"                                                    \
+    "pkhbt  r7, r9, r7\n\t"                                                    \
+    "smladx r5, r6, r10, r5\n\t"                                               \
+    "smladx r5, r7, r11, r5\n\t"
+
+/* Stride 2: out1's taps are out0's moved by two: (t2, t4), (t3, t5) and
+ * (t6, t8) through SMLADX of (t4, t2), (t5, t3) and (t8, t6), t7 w5 alone.
+ * t8 is read as a byte: the plane holds out1's taps, not a word past them. */
+__asm__(MCC_WIDE_BEGIN("mcc_dw_wide_s8_pairs_s2_dsp")
+        "ldrsb  lr, [r0, #8]\n\t"
+        "add    r0, r0, r3\n\t"
+        MCC_WIDE_S2_AB
+        "ldrd   r10, r11, [r1, #-8]\n\t"
+        "smlad  r4, r8, r10, r4\n\t"
+        "smlad  r4, r9, r11, r4\n\t"
+        "pkhbt  lr, lr, r8\n\t"             /* (t8, t6) */
+        "smladx r5, lr, r10, r5\n\t"
+        "smlatb r5, r9, r11, r5\n\t"
+        MCC_WIDE_END("mcc_dw_wide_s8_pairs_s2_dsp", "4"));
+
+/* Up to 5 wide at stride 2: a0 = t0..t4, a1 = t2..t6; c = (w4, 0). */
+__asm__(MCC_WIDE_BEGIN("mcc_dw_wide5_s8_pairs_s2_dsp")
+        "add    r0, r0, r3\n\t"
+        MCC_WIDE_S2_AB
+        "ldr    r10, [r1, #-8]\n\t"         /* c = (w4, 0) */
+        "smlabb r4, r8, r10, r4\n\t"
+        "smlatb r5, r8, r10, r5\n\t"
+        MCC_WIDE_END("mcc_dw_wide5_s8_pairs_s2_dsp", "4"));
+#undef MCC_WIDE_S2_AB
+#endif
+#undef MCC_WIDE_BEGIN
+#undef MCC_WIDE_END
+
+/* Stride 1, four outputs a step: one word pair of each filter row split
+ * once for all four. r0 the row pointer, r1 the weights, r2 their end, r3
+ * pw, r4-r7 the four accumulators, r8-r11 the taps, r12 lr two weight
+ * pairs; r, o and k wait at [sp] during a step. Steps until r reaches
+ * k->end (one at least). Filters up to 5 wide read t0..t7 (about 6.3
+ * instructions per output and filter row against the pairs' 10), up to 7
+ * wide t0..t9 (8.3). */
+void mcc_dw_wide5_s8_quads_dsp(const int8_t *r, int8_t *o, const dw_wide_consts *k);
+void mcc_dw_wide_s8_quads_dsp(const int8_t *r, int8_t *o, const dw_wide_consts *k);
+
+#define MCC_QUAD_BEGIN(NAME)                                                   \
+    MCC_ASM_FUNCTION(NAME)                                                     \
+    "push   {r4-r11, lr}\n\t"                                                  \
+    "sub    sp, sp, #16\n\t"                                                   \
+    "str    r2, [sp, #8]\n\t"                                                  \
+    "ldr    r3, [r2, #24]\n"                                                   \
+    "1:\n\t"                                                                   \
+    "strd   r0, r1, [sp]\n\t"                                                  \
+    "ldr    r12, [sp, #8]\n\t"                                                 \
+    "ldrd   r1, r2, [r12, #28]\n\t"       /* the weights and their end */     \
+    "ldr    r4, [r12]\n\t"                                                     \
+    "mov    r5, r4\n\t"                                                        \
+    "mov    r6, r4\n\t"                                                        \
+    "mov    r7, r4\n"                                                          \
+    "2:\n\t"                                                                   \
+    "ldr    r8, [r0]\n\t"                                                      \
+    "ldr    r10, [r0, #4]\n\t"                                                 \
+    "ldrd   r12, lr, [r1], #16\n\t"       /* a = (w0, w2), b = (w1, w3) */    \
+    "sxtb16 r9, r8, ror #8\n\t"           /* O0 = (t1, t3) */                 \
+    "sxtb16 r8, r8\n\t"                   /* E0 = (t0, t2) */                 \
+    "sxtb16 r11, r10, ror #8\n\t"         /* O1 = (t5, t7) */                 \
+    "sxtb16 r10, r10\n\t"                 /* E1 = (t4, t6) */                 \
+    "smlad  r4, r8, r12, r4\n\t"                                               \
+    "smlad  r4, r9, lr, r4\n\t"                                                \
+    "smlad  r5, r9, r12, r5\n\t"                                               \
+    "pkhbt  r8, r10, r8\n\t"              /* X = (t4, t2) */                  \
+    "pkhbt  r9, r11, r9\n\t"              /* Y = (t5, t3) */                  \
+    "smladx r5, r8, lr, r5\n\t"           /* out1: t2 w1 + t4 w3 */           \
+    "smladx r6, r8, r12, r6\n\t"          /* out2: t2 w0 + t4 w2 */           \
+    "smladx r6, r9, lr, r6\n\t"           /* out2: t3 w1 + t5 w3 */           \
+    "smladx r7, r9, r12, r7\n\t"          /* out3: t3 w0 + t5 w2 */           \
+    "smlad  r7, r10, lr, r7\n\t"          /* out3: t4 w1 + t6 w3 */
+/* fast_requant_doubled of A with mult in r12, hib in lr; r8 scratch. */
+#define MCC_WIDE_MUL(A)                                                        \
+    "add    r8, lr, " A ", asr #31\n\t"                                        \
+    "smmlar " A ", " A ", r12, r8\n\t"
+/* ... then its shift by post (r12) and saturation. */
+#define MCC_WIDE_SAT(A)                                                        \
+    "asr    " A ", " A ", r12\n\t"                                             \
+    "ssat   " A ", #8, " A "\n\t"
+/* The row loop's end (r0 already moved to the next row), the four outputs. */
+#define MCC_QUAD_END(NAME)                                                     \
+    "cmp    r1, r2\n\t"                                                        \
+    "bne    2b\n\t"                                                            \
+    "ldr    r2, [sp, #8]\n\t"                                                  \
+    "ldrd   r12, lr, [r2, #4]\n\t"        /* mult, hib */                     \
+    MCC_WIDE_MUL("r4") MCC_WIDE_MUL("r5") MCC_WIDE_MUL("r6") MCC_WIDE_MUL("r7") \
+    "ldrd   r12, lr, [r2, #12]\n\t"       /* post, out_c */                   \
+    MCC_WIDE_SAT("r4") MCC_WIDE_SAT("r5") MCC_WIDE_SAT("r6") MCC_WIDE_SAT("r7") \
+    "ldrd   r0, r1, [sp]\n\t"                                                  \
+    "strb   r4, [r1]\n\t"                                                      \
+    "strb   r5, [r1, lr]\n\t"                                                  \
+    "add    r1, r1, lr, lsl #1\n\t"                                            \
+    "strb   r6, [r1]\n\t"                                                      \
+    "strb   r7, [r1, lr]\n\t"                                                  \
+    "add    r1, r1, lr, lsl #1\n\t"                                            \
+    "add    r0, r0, #4\n\t"                                                    \
+    "ldr    r12, [r2, #20]\n\t"                                                \
+    "cmp    r0, r12\n\t"                                                       \
+    "bne    1b\n\t"                                                            \
+    "add    sp, sp, #16\n\t"                                                   \
+    "pop    {r4-r11, pc}\n\t"                                                  \
+    MCC_ASM_END(NAME)
+
+/* Up to 5 wide: out0 = t0..t4 ... out3 = t3..t7; c = (w4, 0). */
+__asm__(MCC_QUAD_BEGIN("mcc_dw_wide5_s8_quads_dsp")
+        "add    r0, r0, r3\n\t"
+        "ldr    r12, [r1, #-8]\n\t"         /* c */
+        "smlabb r4, r10, r12, r4\n\t"
+        "smlabb r5, r11, r12, r5\n\t"
+        "smlatb r6, r10, r12, r6\n\t"
+        "smlatb r7, r11, r12, r7\n\t"
+        MCC_QUAD_END("mcc_dw_wide5_s8_quads_dsp"));
+
+/* Up to 7 wide: out0 = t0..t6 ... out3 = t3..t9; c = (w4, w6), d = (w5, 0).
+ * t8 and t9 are read as bytes once X and Y are spent: (t8, t6) and (t9, t7)
+ * meet c through SMLADX, and (t8, t6)'s low half gives t8 w5. */
+__asm__(MCC_QUAD_BEGIN("mcc_dw_wide_s8_quads_dsp")
+        "ldrd   r12, lr, [r1, #-8]\n\t"     /* c, d */
+        "smlad  r4, r10, r12, r4\n\t"       /* out0: t4 w4 + t6 w6 */
+        "smlad  r4, r11, lr, r4\n\t"        /* out0: t5 w5 */
+        "smlad  r5, r11, r12, r5\n\t"       /* out1: t5 w4 + t7 w6 */
+        "smlatb r5, r10, lr, r5\n\t"        /* out1: t6 w5 */
+        "smlatb r6, r11, lr, r6\n\t"        /* out2: t7 w5 */
+        "ldrsb  r8, [r0, #8]\n\t"
+        "ldrsb  r9, [r0, #9]\n\t"
+        "add    r0, r0, r3\n\t"
+        "pkhbt  r8, r8, r10\n\t"            /* (t8, t6) */
+        "pkhbt  r9, r9, r11\n\t"            /* (t9, t7) */
+        "smladx r6, r8, r12, r6\n\t"        /* out2: t6 w4 + t8 w6 */
+        "smlabb r7, r8, lr, r7\n\t"         /* out3: t8 w5 */
+        "smladx r7, r9, r12, r7\n\t"        /* out3: t7 w4 + t9 w6 */
+        MCC_QUAD_END("mcc_dw_wide_s8_quads_dsp"));
+#undef MCC_QUAD_BEGIN
+#undef MCC_QUAD_END
+#undef MCC_WIDE_MUL
+#undef MCC_WIDE_SAT
+
 /* What the stride-1 block loop reads. The first 11 words are copied to its
  * stack frame in this order (it has no register left for a pointer to them). */
 typedef struct {
@@ -846,15 +1055,7 @@ void mcc_dw3x3_s8_quads_dsp(const int8_t *r, int8_t *o, const dw_quad_consts *k)
     "asr    " A ", " A ", r8\n\t"                                              \
     "ssat   " A ", #8, " A "\n\t"
 
-__asm__(".pushsection .text.mcc_dw3x3_s8_quads_dsp,\"ax\",%progbits\n\t"
-        ".syntax unified\n\t"
-        ".thumb\n\t"
-        ".p2align 2\n\t"
-        ".global mcc_dw3x3_s8_quads_dsp\n\t"
-        ".hidden mcc_dw3x3_s8_quads_dsp\n\t"
-        ".type mcc_dw3x3_s8_quads_dsp, %function\n\t"
-        ".thumb_func\n"
-        "mcc_dw3x3_s8_quads_dsp:\n\t"
+__asm__(MCC_ASM_FUNCTION("mcc_dw3x3_s8_quads_dsp")
         "push   {r4-r11, lr}\n\t"
         "sub    sp, sp, #44\n\t"
         "ldm    r2!, {r3-r12, lr}\n\t"
@@ -935,8 +1136,7 @@ __asm__(".pushsection .text.mcc_dw3x3_s8_quads_dsp,\"ax\",%progbits\n\t"
         "bne    0b\n\t"
         "add    sp, sp, #44\n\t"
         "pop    {r4-r11, pc}\n\t"
-        ".size mcc_dw3x3_s8_quads_dsp, .-mcc_dw3x3_s8_quads_dsp\n\t"
-        ".popsection");
+        MCC_ASM_END("mcc_dw3x3_s8_quads_dsp"));
 #undef MCC_DW_SPLIT
 #undef MCC_DW_COL
 #undef MCC_DW_ROW
@@ -976,15 +1176,7 @@ void mcc_dw1ch_s8_3rows_dsp(const int8_t *r, int32_t stride, const int32_t *w,
     "ssat   r9, #8, r9\n\t"                                                    \
     "strb   r9, [r2], #1\n\t"
 
-__asm__(".pushsection .text.mcc_dw1ch_s8_3rows_dsp,\"ax\",%progbits\n\t"
-        ".syntax unified\n\t"
-        ".thumb\n\t"
-        ".p2align 2\n\t"
-        ".global mcc_dw1ch_s8_3rows_dsp\n\t"
-        ".hidden mcc_dw1ch_s8_3rows_dsp\n\t"
-        ".type mcc_dw1ch_s8_3rows_dsp, %function\n\t"
-        ".thumb_func\n"
-        "mcc_dw1ch_s8_3rows_dsp:\n\t"
+__asm__(MCC_ASM_FUNCTION("mcc_dw1ch_s8_3rows_dsp")
         "push   {r4-r11, lr}\n\t"
         "sub    sp, sp, #16\n\t"
         "strd   r0, r1, [sp]\n\t"
@@ -1023,8 +1215,7 @@ __asm__(".pushsection .text.mcc_dw1ch_s8_3rows_dsp,\"ax\",%progbits\n\t"
         "bne    0b\n\t"
         "add    sp, sp, #16\n\t"
         "pop    {r4-r11, pc}\n\t"
-        ".size mcc_dw1ch_s8_3rows_dsp, .-mcc_dw1ch_s8_3rows_dsp\n\t"
-        ".popsection");
+        MCC_ASM_END("mcc_dw1ch_s8_3rows_dsp"));
 #undef MCC_DW1CH_CHANNEL
 #endif
 
@@ -1099,15 +1290,7 @@ void mcc_residual_words_dsp(int8_t *out, const int8_t *z, int32_t words,
     "smmlar " D ", " D ", r6, r12\n\t"                                        \
     "asr    " D ", " D ", r8\n\t"                                             \
     "ssat   " D ", #8, " D "\n\t"
-__asm__(".pushsection .text.mcc_residual_words_dsp,\"ax\",%progbits\n\t"
-        ".syntax unified\n\t"
-        ".thumb\n\t"
-        ".p2align 2\n\t"
-        ".global mcc_residual_words_dsp\n\t"
-        ".hidden mcc_residual_words_dsp\n\t"
-        ".type mcc_residual_words_dsp, %function\n\t"
-        ".thumb_func\n"
-        "mcc_residual_words_dsp:\n\t"
+__asm__(MCC_ASM_FUNCTION("mcc_residual_words_dsp")
         "push   {r4-r11, lr}\n\t"
         "ldm    r3, {r4-r10}\n\t"
         "add    r2, r0, r2, lsl #2\n"     /* the end of out */
@@ -1129,8 +1312,7 @@ __asm__(".pushsection .text.mcc_residual_words_dsp,\"ax\",%progbits\n\t"
         "cmp    r0, r2\n\t"
         "bne    1b\n\t"
         "pop    {r4-r11, pc}\n\t"
-        ".size mcc_residual_words_dsp, .-mcc_residual_words_dsp\n\t"
-        ".popsection");
+        MCC_ASM_END("mcc_residual_words_dsp"));
 #undef MCC_RES_LANE
 #endif
 
@@ -2662,6 +2844,25 @@ static void dw3x3_channel(const mcc_depthwise_conv2d_planar_params *p, const int
     }
 }
 
+#if MCC_CONV_DSP
+/* One filter row of up to 7 taps as four doubled int16 pairs, from its 8
+ * weight bytes (w7 = 0): a = (w0, w2), b = (w1, w3), c = (w4, w6), d = (w5, 0). */
+typedef struct {
+    int32_t a, b, c, d;
+} dw_row_pairs;
+
+/* One output's row: taps t0..t7 of one word pair, E = (t0, t2) (t4, t6) and
+ * O = (t1, t3) (t5, t7) as SXTB16 splits them. */
+static inline int32_t dw_row_one(const int8_t *r, const dw_row_pairs *k, int32_t acc)
+{
+    const int32_t t0 = load32(r), t1 = load32(r + 4);
+    acc = __smlad(__sxtb16(t0), k->a, acc);
+    acc = __smlad(sxtb16_ror8(t0), k->b, acc);
+    acc = __smlad(__sxtb16(t1), k->c, acc);
+    return __smlad(sxtb16_ror8(t1), k->d, acc);
+}
+#endif
+
 /* One output channel of any other filter (rows of 8 weight bytes, at most 7 taps). */
 static void dw_wide_channel(const mcc_depthwise_conv2d_planar_params *p, const int8_t *plane,
                             const int8_t *w, chan_row k, int8_t *out)
@@ -2675,50 +2876,114 @@ static void dw_wide_channel(const mcc_depthwise_conv2d_planar_params *p, const i
     const int32_t row_step = p->stride_h * pw;
     const int8_t *r0 = plane;
     int8_t *o = out;
+#if MCC_CONV_DSP
+    /* The channel's weights split into int16 pairs once, doubled so the
+     * accumulators hold 2 * acc (fast_requant_doubled); a pass over the plane
+     * then reads each row's pairs with two LDRDs. */
+    dw_row_pairs wk[MCC_PLANAR_MAX_FILTER_H];
+    for (int32_t ky = 0; ky < fh; ++ky) {
+        const int32_t v0 = load32(w + 8 * ky), v1 = load32(w + 8 * ky + 4);
+        wk[ky].a = __sadd16(__sxtb16(v0), __sxtb16(v0));
+        wk[ky].b = __sadd16(sxtb16_ror8(v0), sxtb16_ror8(v0));
+        wk[ky].c = __sadd16(__sxtb16(v1), __sxtb16(v1));
+        wk[ky].d = __sadd16(sxtb16_ror8(v1), sxtb16_ror8(v1));
+    }
+    const dw_row_pairs *const wend = wk + fh;
+    const int32_t bias2 = 2 * k.bias;
+#if MCC_CONV_ASM
+    /* At stride 1 four outputs a step, then a pair; at stride 2 pairs.
+     * Filters up to 5 wide (w5 = w6 = 0) take shorter loops. */
+    const int narrow = p->filter_w <= 5;
+    const int32_t quads = sw == 1 ? ow >> 2 : 0;
+    const int32_t rest = (ow - 4 * quads) >> 1;
+    dw_wide_consts kc = {bias2, k.mult, k.hib, k.post, out_c, NULL, pw,
+                         (const int32_t *)wk, (const int32_t *)wend};
+#endif
     for (int32_t oy = 0; oy < oh; ++oy, r0 += row_step) {
         int32_t x = 0;
-#if MCC_CONV_DSP
+#if MCC_CONV_ASM
+        if (quads) {
+            kc.end = r0 + 4 * quads;
+            if (narrow) {
+                mcc_dw_wide5_s8_quads_dsp(r0, o, &kc);
+            } else {
+                mcc_dw_wide_s8_quads_dsp(r0, o, &kc);
+            }
+            x = 4 * quads;
+            o += 4 * quads * out_c;
+        }
+        if (rest && sw <= 2) {
+            const int8_t *r = r0 + x * sw;
+            kc.end = r + 2 * sw * rest;
+            if (sw == 1) {
+                mcc_dw_wide_s8_pairs_dsp(r, o, &kc);
+            }
+#if PLANAR_WIDE_S2
+            else if (narrow) {
+                mcc_dw_wide5_s8_pairs_s2_dsp(r, o, &kc);
+            } else {
+                mcc_dw_wide_s8_pairs_s2_dsp(r, o, &kc);
+            }
+#endif
+            x += 2 * rest;
+            o += 2 * rest * out_c;
+        }
+#else
+        const int32_t pairs = ow >> 1;
         if (sw == 1) {
-            /* Taps t0..t7 as E0 = (t0, t2), O0 = (t1, t3), E1 = (t4, t6), O1 = (t5, t7);
-             * weights likewise (w7 = 0). out1 pairs (t2, t4) with (w1, w3) through
-             * SMLADX of (t4, t2), and takes t6 w5 alone. */
-            for (; x + 2 <= ow; x += 2, o += 2 * out_c) {
+            /* Two outputs a step from one word pair per row: out1's taps are
+             * out0's moved by one, (t2, t4) pairs with (w1, w3) through SMLADX
+             * of (t4, t2), t6 w5 alone (as mcc_dw_wide_s8_pairs_dsp). */
+            for (; x < 2 * pairs; x += 2, o += 2 * out_c) {
                 const int8_t *r = r0 + x;
-                const int8_t *wr = w;
-                int32_t a0 = k.bias, a1 = k.bias;
-                for (int32_t ky = 0; ky < fh; ++ky, r += pw, wr += 8) {
+                int32_t a0 = bias2, a1 = bias2;
+                for (const dw_row_pairs *kr = wk; kr < wend; ++kr, r += pw) {
                     const int32_t t0 = load32(r), t1 = load32(r + 4);
                     const int32_t E0 = __sxtb16(t0), O0 = sxtb16_ror8(t0);
                     const int32_t E1 = __sxtb16(t1), O1 = sxtb16_ror8(t1);
-                    const int32_t v0 = load32(wr), v1 = load32(wr + 4);
-                    const int32_t we0 = __sxtb16(v0), wo0 = sxtb16_ror8(v0);
-                    const int32_t we1 = __sxtb16(v1), wo1 = sxtb16_ror8(v1);
-                    a0 = __smlad(E0, we0, a0); a0 = __smlad(O0, wo0, a0);
-                    a0 = __smlad(E1, we1, a0); a0 = __smlad(O1, wo1, a0);
-                    a1 = __smlad(O0, we0, a1); a1 = __smladx(pkhbt(E1, E0), wo0, a1);
-                    a1 = __smlad(O1, we1, a1); a1 = __smlatb(E1, wo1, a1);
+                    a0 = __smlad(E0, kr->a, a0); a0 = __smlad(O0, kr->b, a0);
+                    a0 = __smlad(E1, kr->c, a0); a0 = __smlad(O1, kr->d, a0);
+                    a1 = __smlad(O0, kr->a, a1); a1 = __smladx(pkhbt(E1, E0), kr->b, a1);
+                    a1 = __smlad(O1, kr->c, a1); a1 = __smlatb(E1, kr->d, a1);
                 }
-                o[0] = fast_requant(a0, k.mult, k.hib, k.post);
-                o[out_c] = fast_requant(a1, k.mult, k.hib, k.post);
+                o[0] = fast_requant_doubled(a0, k.mult, k.hib, k.post);
+                o[out_c] = fast_requant_doubled(a1, k.mult, k.hib, k.post);
+            }
+        } else if (PLANAR_WIDE_S2 && sw == 2) {
+            /* Two outputs a step, out1's taps out0's moved by two (as
+             * mcc_dw_wide_s8_pairs_s2_dsp); t8 read as a byte. */
+            for (; x < 2 * pairs; x += 2, o += 2 * out_c) {
+                const int8_t *r = r0 + 2 * x;
+                int32_t a0 = bias2, a1 = bias2;
+                for (const dw_row_pairs *kr = wk; kr < wend; ++kr, r += pw) {
+                    const int32_t t0 = load32(r), t1 = load32(r + 4);
+                    const int32_t E0 = __sxtb16(t0), O0 = sxtb16_ror8(t0);
+                    const int32_t E1 = __sxtb16(t1), O1 = sxtb16_ror8(t1);
+                    a0 = __smlad(E0, kr->a, a0); a0 = __smlad(O0, kr->b, a0);
+                    a0 = __smlad(E1, kr->c, a0); a0 = __smlad(O1, kr->d, a0);
+                    a1 = __smladx(pkhbt(E1, E0), kr->a, a1);
+                    a1 = __smladx(pkhbt(O1, O0), kr->b, a1);
+                    a1 = __smladx(pkhbt(r[8], E1), kr->c, a1);
+                    a1 = __smlatb(O1, kr->d, a1);
+                }
+                o[0] = fast_requant_doubled(a0, k.mult, k.hib, k.post);
+                o[out_c] = fast_requant_doubled(a1, k.mult, k.hib, k.post);
             }
         }
+#endif
         for (; x < ow; ++x, o += out_c) {
             const int8_t *r = r0 + x * sw;
-            const int8_t *wr = w;
-            int32_t a = k.bias;
-            for (int32_t ky = 0; ky < fh; ++ky, r += pw, wr += 8) {
-                const int32_t t0 = load32(r), t1 = load32(r + 4);
-                const int32_t v0 = load32(wr), v1 = load32(wr + 4);
-                a = __smlad(__sxtb16(t0), __sxtb16(v0), a);
-                a = __smlad(sxtb16_ror8(t0), sxtb16_ror8(v0), a);
-                a = __smlad(__sxtb16(t1), __sxtb16(v1), a);
-                a = __smlad(sxtb16_ror8(t1), sxtb16_ror8(v1), a);
+            int32_t a = bias2;
+            for (const dw_row_pairs *kr = wk; kr < wend; ++kr, r += pw) {
+                a = dw_row_one(r, kr, a);
             }
-            o[0] = fast_requant(a, k.mult, k.hib, k.post);
+            o[0] = fast_requant_doubled(a, k.mult, k.hib, k.post);
         }
+    }
 #else
-        const int32_t fw = p->filter_w;
-        for (; x < ow; ++x, o += out_c) {
+    const int32_t fw = p->filter_w;
+    for (int32_t oy = 0; oy < oh; ++oy, r0 += row_step) {
+        for (int32_t x = 0; x < ow; ++x, o += out_c) {
             const int8_t *r = r0 + x * sw;
             int32_t a = k.bias;
             for (int32_t ky = 0; ky < fh; ++ky, r += pw) {
@@ -2728,8 +2993,8 @@ static void dw_wide_channel(const mcc_depthwise_conv2d_planar_params *p, const i
             }
             o[0] = fast_requant(a, k.mult, k.hib, k.post);
         }
-#endif
     }
+#endif
 }
 
 /* One output channel over its padded plane (dw3x3_channel or dw_wide_channel). */
@@ -2842,6 +3107,12 @@ int mcc_depthwise_conv2d_planar_3x3_s8(const mcc_depthwise_conv2d_planar_params 
 int mcc_depthwise_conv2d_planar_s8(const mcc_depthwise_conv2d_planar_params *p,
                                    const int8_t *input, int8_t *output, void *scratch)
 {
+    if (p->filter_h > MCC_PLANAR_MAX_FILTER_H) {
+        return MCC_ERROR;   /* conv.py _planar: never chosen */
+    }
+    if (!PLANAR_WIDE_S2 && p->stride_w != 1) {
+        return MCC_ERROR;   /* compiled out: the generator saw no such layer */
+    }
     if (p->group == 0) {
         return planar_on_stack(p, input, output, dw_wide_channel, 8);
     }
@@ -3098,15 +3369,7 @@ void mcc_dw_pixel_3x3_s8_dsp(const int32_t *off, const int8_t *first, int8_t *o,
     "ssat   " A ", #8, " A "\n\t"                                               \
     "strb   " A ", [r3, #" #J "]\n\t"
 
-__asm__(".pushsection .text.mcc_dw_pixel_3x3_s8_dsp,\"ax\",%progbits\n\t"
-        ".syntax unified\n\t"
-        ".thumb\n\t"
-        ".p2align 2\n\t"
-        ".global mcc_dw_pixel_3x3_s8_dsp\n\t"
-        ".hidden mcc_dw_pixel_3x3_s8_dsp\n\t"
-        ".type mcc_dw_pixel_3x3_s8_dsp, %function\n\t"
-        ".thumb_func\n"
-        "mcc_dw_pixel_3x3_s8_dsp:\n\t"
+__asm__(MCC_ASM_FUNCTION("mcc_dw_pixel_3x3_s8_dsp")
         "push   {r4-r11, lr}\n\t"
         "sub    sp, sp, #8\n\t"
         "strd   r1, r3, [sp]\n\t"
@@ -3149,8 +3412,7 @@ __asm__(".pushsection .text.mcc_dw_pixel_3x3_s8_dsp,\"ax\",%progbits\n\t"
         "bne    0b\n\t"
         "add    sp, sp, #8\n\t"
         "pop    {r4-r11, pc}\n\t"
-        ".size mcc_dw_pixel_3x3_s8_dsp, .-mcc_dw_pixel_3x3_s8_dsp\n\t"
-        ".popsection");
+        MCC_ASM_END("mcc_dw_pixel_3x3_s8_dsp"));
 #undef MCC_DW_PIXEL_TAP
 #undef MCC_DW_PIXEL_OUT
 #endif

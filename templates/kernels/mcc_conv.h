@@ -320,8 +320,8 @@ int mcc_conv2d_band_s8(const mcc_conv2d_band_params *p, const int8_t *input, int
                        void *scratch);
 size_t mcc_conv2d_band_s8_scratch_bytes(const mcc_conv2d_band_params *p);
 
-/* DEPTHWISE_CONV_2D with filter_w 3, 5 or 7, any filter_h, stride_w 1 or 2,
- * no dilation: mcc_depthwise_conv2d_planar_3x3_s8 for a 3x3 filter,
+/* DEPTHWISE_CONV_2D with filter_w 3, 5 or 7, filter_h up to
+ * MCC_PLANAR_MAX_FILTER_H (any for 3x3), stride_w 1 or 2, no dilation: mcc_depthwise_conv2d_planar_3x3_s8 for a 3x3 filter,
  * mcc_depthwise_conv2d_planar_s8 for the others (two entry points, so a
  * model links only the inner loops it uses).
  * `group` input channels at a time are copied into scratch as channel planes
@@ -357,6 +357,9 @@ typedef struct {
 
 /* As big as im2col's stack block: no kernel's stack frame grows beyond it. */
 #define MCC_PLANAR_STACK_PLANE 1152
+/* mcc_depthwise_conv2d_planar_s8 splits a channel's filter rows into int16
+ * pairs once, 16 bytes a row on the stack. */
+#define MCC_PLANAR_MAX_FILTER_H 8
 
 int mcc_depthwise_conv2d_planar_3x3_s8(const mcc_depthwise_conv2d_planar_params *p,
                                        const int8_t *input, int8_t *output, void *scratch);
@@ -448,6 +451,7 @@ extern const uint8_t mcc_has_path_IM2COL_RGB;
 extern const uint8_t mcc_has_path_RESIDUAL;
 extern const uint8_t mcc_has_path_DW_PIXEL_GENERAL;
 extern const uint8_t mcc_has_path_PLANAR_S2;
+extern const uint8_t mcc_has_path_PLANAR_WIDE_S2;
 extern const uint8_t mcc_has_path_WIDE_WEIGHTS;
 
 #endif /* MCC_CONV_H */

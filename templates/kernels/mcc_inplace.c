@@ -230,15 +230,7 @@ void mcc_dw3x3_inplace_direct_s2_dsp(const int8_t *r0, int8_t *o, const dw3_row 
 /* Both: r0 r, r1 o, r2 k, r3 d1 (stride 1) or the step (stride 2), r4-r8 the
  * weights (e0 e1 e2 m01 m2), r9 a0, r10 a1, r11 r12 lr the taps. */
 #define MCC_DW3_BEGIN(NAME, R3)                                                \
-    ".pushsection .text." NAME ",\"ax\",%progbits\n\t"                         \
-    ".syntax unified\n\t"                                                      \
-    ".thumb\n\t"                                                               \
-    ".p2align 2\n\t"                                                           \
-    ".global " NAME "\n\t"                                                     \
-    ".hidden " NAME "\n\t"                                                     \
-    ".type " NAME ", %function\n\t"                                            \
-    ".thumb_func\n"                                                            \
-    NAME ":\n\t"                                                               \
+    MCC_ASM_FUNCTION(NAME)                                                     \
     "push   {r4-r11, lr}\n\t"                                                  \
     "ldr    r3, [r2, #" R3 "]\n\t"                                             \
     "add    r4, r2, #32\n\t"                                                   \
@@ -279,8 +271,7 @@ void mcc_dw3x3_inplace_direct_s2_dsp(const int8_t *r0, int8_t *o, const dw3_row 
     "cmp    r0, r11\n\t"                                                       \
     "bne    1b\n\t"                                                            \
     "pop    {r4-r11, pc}\n\t"                                                  \
-    ".size " NAME ", .-" NAME "\n\t"                                           \
-    ".popsection"
+    MCC_ASM_END(NAME)
 
 /* Stride 1: E = (t0, t2), O = (t1, t3) of each row's word. */
 __asm__(MCC_DW3_BEGIN("mcc_dw3x3_inplace_pairs_dsp", "28")
@@ -835,15 +826,7 @@ void mcc_pw_inplace_1x4_dsp(const int8_t *x, const int8_t *w, const int32_t *cha
  * the input's (k, k+2) and (k+1, k+3) pairs, r10..r12 lr a weight pair's
  * operands. Stack: [sp] chan, [sp, #4] o, [sp, #44] groups, [sp, #48]
  * passes left. */
-__asm__(".pushsection .text.mcc_pw_inplace_1x4_dsp,\"ax\",%progbits\n\t"
-        ".syntax unified\n\t"
-        ".thumb\n\t"
-        ".p2align 2\n\t"
-        ".global mcc_pw_inplace_1x4_dsp\n\t"
-        ".hidden mcc_pw_inplace_1x4_dsp\n\t"
-        ".type mcc_pw_inplace_1x4_dsp, %function\n\t"
-        ".thumb_func\n"
-        "mcc_pw_inplace_1x4_dsp:\n\t"
+__asm__(MCC_ASM_FUNCTION("mcc_pw_inplace_1x4_dsp")
         "push   {r4-r11, lr}\n\t"
         "push   {r2, r3}\n"
         "0:\n\t"                            /* one pass of four channels */
@@ -896,8 +879,7 @@ __asm__(".pushsection .text.mcc_pw_inplace_1x4_dsp,\"ax\",%progbits\n\t"
         "bne    0b\n\t"
         "add    sp, sp, #8\n\t"
         "pop    {r4-r11, pc}\n\t"
-        ".size mcc_pw_inplace_1x4_dsp, .-mcc_pw_inplace_1x4_dsp\n\t"
-        ".popsection");
+        MCC_ASM_END("mcc_pw_inplace_1x4_dsp"));
 #undef MCC_PW_REQUANT
 #endif
 

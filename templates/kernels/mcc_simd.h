@@ -19,6 +19,20 @@ static inline int32_t load32(const int8_t *p)
     return v;
 }
 
+/* The first and last lines of an assembly function NAME (a string) in a
+ * section of its own, so that a model that does not call it does not link it. */
+#define MCC_ASM_FUNCTION(NAME)                                                 \
+    ".pushsection .text." NAME ",\"ax\",%progbits\n\t"                         \
+    ".syntax unified\n\t"                                                      \
+    ".thumb\n\t"                                                               \
+    ".p2align 2\n\t"                                                           \
+    ".global " NAME "\n\t"                                                     \
+    ".hidden " NAME "\n\t"                                                     \
+    ".type " NAME ", %function\n\t"                                            \
+    ".thumb_func\n"                                                            \
+    NAME ":\n\t"
+#define MCC_ASM_END(NAME) ".size " NAME ", .-" NAME "\n\t.popsection"
+
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #include <arm_acle.h>
 #define MCC_CONV_DSP 1
