@@ -273,6 +273,10 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
     cases["add_tables_clamped"] = (_add_clamped, dict(shape_a=(1, 11, 13, 9),
                                                       shape_b=(1, 11, 13, 9), activation="relu"),
                                    "mcc_add_s8")
+    # A small ADD (under ADD_TABLE_MIN_ELEMENTS) computes the tables' values
+    # per element in the same fast form; broadcast, and clamped.
+    cases["add_small_fast"] = (_add_clamped, dict(shape_a=(1, 5, 7, 9), shape_b=(1, 1, 7, 9),
+                                                  activation="relu"), "mcc_add_s8")
     # RGB first layers (3 channels, 3x3): blocks of four pixels inside the
     # image widened straight from the input (widen_rgb3x3_block on DSP cores),
     # the border pixels through int8 patches. Stride 2 with SAME padding, 17
@@ -351,10 +355,7 @@ ON_M3 = {"depthwise_one_channel_m8": "mcc_depthwise_conv2d_planar_3x3_s8"}
 # scratch-free form (checked: no scratch).
 COMPACT = {name for name in CASES if name.endswith("_compact")}
 # The filters up to 7 wide: every loop of dw_wide_channel.
-WIDE = {f"depthwise_{n}" for n in ("k5_s1_same_w15", "k5_s1_valid_w3_m2", "k5x3_s1_valid_w8",
-                                   "k3x5_s2_same_w7", "k7x5_s2x1_same", "k7_s1x2_valid",
-                                   "k7_s1_same_batch2", "k7_s1_valid_w14",
-                                   "k5_s2_valid_batch2")}
+WIDE = {name for name, case in CASES.items() if case[2] == "mcc_depthwise_conv2d_planar_s8"}
 # A run of the default tests covers every variant on the M7 and the two most
 # common on the M4 (the same DSP code) and the M3 (the portable loops); the
 # slow tests run every case on every core (~6 s each).
@@ -367,7 +368,8 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "depthwise_1ch_k10x8_s2_same_m7_compact",
                        "depthwise_1ch_k3x2_s1_same_m6_compact",
                        "conv_k3_s1_same_depth16_compact", "conv_k3_s2_same_c5_compact",
-                       "add_tables", "add_tables_clamped", "conv_k1_depth72_compact", "conv_k3_s2_same_c8",
+                       "add_tables", "add_tables_clamped", "add_small_fast", "conv_k1_depth72_compact",
+                       "conv_k3_s2_same_c8",
                        "conv_k3_s1_same_c12_compact", "conv_k3_s1_valid_c3_compact",
                        "conv_k3_s1_same_c11_compact", "band_k3_s1_same_c16", "band_k3_s2_valid_c12",
                        "band_k3_s2_same_c8_compact", "band_k3_s1_valid_c16_compact",
@@ -402,7 +404,7 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "conv_rgb3x3_s2_same", "residual_band_s1_c17",
                        "residual_im2col_k5_c8_pairs_compact", "residual_band_s1_c9_clamped",
                        "avgpool_k3_s2_same_c13", "maxpool_k5x7_s1_same_c8_relu6", "mean_hw_340_taps_c6",
-                       "avgpool_300_rows_c6", "depthwise_k5_s1_same_w15"}}
+                       "avgpool_300_rows_c6", "depthwise_k5_s1_same_w15", "add_small_fast"}}
 
 
 def _params():
@@ -460,6 +462,11 @@ def test_fast_kernel_is_bit_exact_on_qemu(name, board, model_dir, tmp_path):
         call = compiled.calls[compiled.graph.ops[1].index]
         if "pairs" in name:
             assert "IM2COL_STACK_PAIRS" in call.paths, call.paths
+    if name.startswith("add_"):
+        (call,) = [c for c in compiled.calls.values() if c is not None]
+        fields = {f.name for f in call.fields}
+        assert ("input1_scaled" in fields) == ("tables" in name), fields
+        assert ("input1_hib" in fields) == (name == "add_small_fast"), fields
     if name in COMPACT:
         assert layer.scratch_bytes == 0, layer      # no arena scratch at the peak
         if kernel == "mcc_gemm_s8":                 # the block on the stack, or rows in place
@@ -496,10 +503,10 @@ NO_ASM = ("conv_k1_depth12_compact", "conv_k1_depth8_odd_c", "band_k3_s1_same_c1
 
 @pytest.mark.parametrize("name", NO_ASM)
 def test_dsp_loops_in_c_are_bit_exact_on_qemu(name, model_dir, tmp_path):
-    kernel = CASES[name][2]
     import subprocess
 
     from mcucompile.build import toolchain
+    kernel = CASES[name][2]
     out = tmp_path / "build"
     compiled, report = _run_on_qemu(_model(name, model_dir), "qemu-m7", out,
                                     compact=name in COMPACT, defines=("MCC_NO_ASM",))
@@ -509,7 +516,7 @@ def test_dsp_loops_in_c_are_bit_exact_on_qemu(name, model_dir, tmp_path):
     (elf,) = (out / "build" / "qemu").glob("*.elf")
     symbols = subprocess.run([toolchain("nm"), str(elf)], capture_output=True, text=True,
                              check=True).stdout
-    assert "dw_wide_channel" in symbols or "mcc_" in symbols
+    assert f" T {kernel}\n" in symbols
     assert not [line for line in symbols.splitlines() if line.endswith("_dsp")]
 
 

@@ -159,19 +159,15 @@ def test_c_float_io_add():
 # ADD's tables (ADD_TABLE_MIN_ELEMENTS outputs or more)
 # ----------------------------------------------------------------------------
 
-def _fast_requant(acc: int, mult: int, hib: int, post: int) -> int:
-    """mcc_simd.h's fast_requant_unsaturated, in Python integers."""
-    a = acc << 1
-    top = hib + (-1 if a < 0 else 0)
-    return ((a * mult + (top << 32) + (1 << 31)) >> 32) >> post
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_add_tables_are_exact_for_every_input_pair(seed):
     """For random quantizations, every one of the 65,536 (x1, x2) pairs gives
-    TFLite's output through the tables and the fast output stage."""
+    TFLite's output through the tables and the fast output stage; and each
+    input's rescale in the fast form (the per-element form of small ADDs),
+    where add_fast_inputs allows it, gives its table's value."""
     from mcucompile.kernels.activation import multiply_by_quantized_multiplier as mbqm
-    from mcucompile.kernels.elementwise import ADD_LEFT_SHIFT, add_tables
+    from mcucompile.kernels.elementwise import (ADD_LEFT_SHIFT, add_fast_inputs, add_tables,
+                                                fast_requant)
     from mcucompile.quant import quantize_multiplier
     rng = np.random.default_rng(seed)
     s1, s2 = (float(10 ** rng.uniform(-3, 0)) for _ in range(2))
@@ -185,12 +181,32 @@ def test_add_tables_are_exact_for_every_input_pair(seed):
         assert ho >= 0            # the one reason at these scales
         return
     t1, t2, hib, post = tables
+    fast = add_fast_inputs(t1, -z1, m1, h1, t2, -z2, m2, h2)
+    assert fast is not None       # the fast form holds at these scales
+    (hib1, post1, left1), (hib2, post2, left2) = fast
+    assert 0 in (h1, h2) and {left1, left2} <= {ADD_LEFT_SHIFT, ADD_LEFT_SHIFT + 1}
     for x1 in range(-128, 128):
         a = mbqm((x1 - z1) << ADD_LEFT_SHIFT, m1, h1)
-        assert a == t1[x1 + 128]
+        assert a == t1[x1 + 128] == fast_requant((x1 - z1) << left1, m1, hib1, post1)
+        assert (mbqm((x1 - z2) << ADD_LEFT_SHIFT, m2, h2) == t2[x1 + 128]
+                == fast_requant((x1 - z2) << left2, m2, hib2, post2))
         for x2 in range(-128, 128):
             want = mbqm(a + int(t2[x2 + 128]), mo, ho) + zo
-            assert _fast_requant(a + int(t2[x2 + 128]), mo, hib, post) == want, (x1, x2)
+            assert fast_requant(a + int(t2[x2 + 128]), mo, hib, post) == want, (x1, x2)
+
+
+def test_add_fast_inputs_refuse_a_table_they_do_not_reproduce():
+    """A table value the fast form does not give (here: one entry off by one)
+    keeps that ADD on the exact per-element arithmetic."""
+    from mcucompile.kernels.elementwise import ADD_LEFT_SHIFT, add_fast_inputs, add_tables
+    from mcucompile.quant import quantize_multiplier
+    (m1, h1), (m2, h2) = quantize_multiplier(0.37), quantize_multiplier(0.5)
+    mo, ho = quantize_multiplier(0.9 / (1 << ADD_LEFT_SHIFT))
+    t1, t2, _, _ = add_tables(3, m1, h1, -5, m2, h2, 0, mo, ho)
+    assert add_fast_inputs(t1, 3, m1, h1, t2, -5, m2, h2) is not None
+    t1 = t1.copy()
+    t1[17] += 1
+    assert add_fast_inputs(t1, 3, m1, h1, t2, -5, m2, h2) is None
 
 
 def _add_kernel(model: bytes):
@@ -220,9 +236,26 @@ def test_c_add_tables_with_far_apart_scales():
     harness.assert_bit_exact(model)
 
 
-def test_small_adds_keep_the_per_element_arithmetic():
-    """Below ADD_TABLE_MIN_ELEMENTS the tables' 2 KB of flash is not worth it."""
-    pytest.importorskip("tensorflow")
-    fields = {f.name for f in _add_kernel(modelgen.add(shape_a=(1, 5, 7, 3),
-                                                       shape_b=(1, 5, 7, 3))).fields}
+@needs_tflm
+@pytest.mark.parametrize("kw", [
+    dict(shape_a=(1, 5, 7, 3), shape_b=(1, 5, 7, 3)),
+    dict(shape_a=(1, 6, 6, 9), shape_b=(1, 1, 6, 9), activation="relu"),
+    dict(shape_a=(1, 4, 5, 7), shape_b=(1, 1, 1, 7), constant_b=True, activation="relu6"),
+], ids=["same_shape", "broadcast", "constant"])
+def test_small_adds_compute_the_tables_values_per_element(kw):
+    """Below ADD_TABLE_MIN_ELEMENTS the tables' 2 KB of flash is not worth it:
+    the same values come per element, in the fast form."""
+    model = modelgen.add(**kw)
+    fields = {f.name: f.value for f in _add_kernel(model).fields}
     assert "input1_scaled" not in fields
+    assert fields["input1_hib"] > 0 and fields["input2_hib"] > 0 and fields["output_post"] >= 1
+    assert fields["input1_shift"] == 0 or fields["input2_shift"] == 0   # the larger scale's 0.5
+    harness.assert_bit_exact(model)
+
+
+@needs_tflm
+def test_small_add_with_far_apart_scales_and_clamped_output():
+    base = modelgen.add(shape_a=(1, 5, 5, 6), shape_b=(1, 5, 5, 6), activation="relu")
+    model = requantized(base, inputs={0: (0.1, -128), 1: (0.003, 127)}, output=(0.05, 0))
+    assert "input1_hib" in {f.name for f in _add_kernel(model).fields}
+    harness.assert_bit_exact(model)

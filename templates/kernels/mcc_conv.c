@@ -790,13 +790,14 @@ void mcc_dw_wide_s8_pairs_s2_dsp(const int8_t *r, int8_t *o, const dw_wide_const
 /* The same at stride 2 for filters up to 5 wide (w5 = w6 = 0: no d, no t8). */
 void mcc_dw_wide5_s8_pairs_s2_dsp(const int8_t *r, int8_t *o, const dw_wide_consts *k);
 
-/* Both: r0 the row pointer, r1 the weights, r2 k, r3 pw, r4 a0, r5 a1, r6-r9
- * the taps, r10 r11 two weight pairs, r12 the weights' end; r and o wait at
- * [sp] during a pair. */
+/* All three: r0 the row pointer, r1 the weights, r2 k, r3 pw, r4 a0, r5 a1,
+ * r6-r9 the taps, r10 r11 two weight pairs, r12 the weights' end, lr t8 (7
+ * wide at stride 2); r and o wait at [sp] during a pair (a 48-byte frame,
+ * 8-byte aligned). */
 #define MCC_WIDE_BEGIN(NAME)                                                   \
     MCC_ASM_FUNCTION(NAME)                                                     \
     "push   {r4-r11, lr}\n\t"                                                  \
-    "sub    sp, sp, #8\n\t"                                                    \
+    "sub    sp, sp, #12\n\t"                                                   \
     "ldr    r3, [r2, #24]\n\t"                                                 \
     "ldr    r12, [r2, #32]\n"                                                  \
     "1:\n\t"                                                                   \
@@ -829,7 +830,7 @@ void mcc_dw_wide5_s8_pairs_s2_dsp(const int8_t *r, int8_t *o, const dw_wide_cons
     "ldr    r10, [r2, #20]\n\t"                                                \
     "cmp    r0, r10\n\t"                                                       \
     "bne    1b\n\t"                                                            \
-    "add    sp, sp, #8\n\t"                                                    \
+    "add    sp, sp, #12\n\t"                                                   \
     "pop    {r4-r11, pc}\n\t"                                                  \
     MCC_ASM_END(NAME)
 
@@ -902,17 +903,17 @@ __asm__(MCC_WIDE_BEGIN("mcc_dw_wide5_s8_pairs_s2_dsp")
 /* Stride 1, four outputs a step: one word pair of each filter row split
  * once for all four. r0 the row pointer, r1 the weights, r2 their end, r3
  * pw, r4-r7 the four accumulators, r8-r11 the taps, r12 lr two weight
- * pairs; r, o and k wait at [sp] during a step. Steps until r reaches
- * k->end (one at least). Filters up to 5 wide read t0..t7 (about 6.3
- * instructions per output and filter row against the pairs' 10), up to 7
- * wide t0..t9 (8.3). */
+ * pairs; r, o and k wait at [sp] during a step (a 48-byte frame). Steps
+ * until r reaches k->end (one at least). Filters up to 5 wide read t0..t7
+ * (about 6.3 instructions per output and filter row against the pairs' 10),
+ * up to 7 wide t0..t9 (8.3). */
 void mcc_dw_wide5_s8_quads_dsp(const int8_t *r, int8_t *o, const dw_wide_consts *k);
 void mcc_dw_wide_s8_quads_dsp(const int8_t *r, int8_t *o, const dw_wide_consts *k);
 
 #define MCC_QUAD_BEGIN(NAME)                                                   \
     MCC_ASM_FUNCTION(NAME)                                                     \
     "push   {r4-r11, lr}\n\t"                                                  \
-    "sub    sp, sp, #16\n\t"                                                   \
+    "sub    sp, sp, #12\n\t"                                                   \
     "str    r2, [sp, #8]\n\t"                                                  \
     "ldr    r3, [r2, #24]\n"                                                   \
     "1:\n\t"                                                                   \
@@ -969,7 +970,7 @@ void mcc_dw_wide_s8_quads_dsp(const int8_t *r, int8_t *o, const dw_wide_consts *
     "ldr    r12, [r2, #20]\n\t"                                                \
     "cmp    r0, r12\n\t"                                                       \
     "bne    1b\n\t"                                                            \
-    "add    sp, sp, #16\n\t"                                                   \
+    "add    sp, sp, #12\n\t"                                                   \
     "pop    {r4-r11, pc}\n\t"                                                  \
     MCC_ASM_END(NAME)
 
@@ -2912,7 +2913,7 @@ static void dw_wide_channel(const mcc_depthwise_conv2d_planar_params *p, const i
             x = 4 * quads;
             o += 4 * quads * out_c;
         }
-        if (rest && sw <= 2) {
+        if (rest && (sw == 1 || PLANAR_WIDE_S2)) {
             const int8_t *r = r0 + x * sw;
             kc.end = r + 2 * sw * rest;
             if (sw == 1) {

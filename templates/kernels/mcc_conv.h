@@ -321,7 +321,8 @@ int mcc_conv2d_band_s8(const mcc_conv2d_band_params *p, const int8_t *input, int
 size_t mcc_conv2d_band_s8_scratch_bytes(const mcc_conv2d_band_params *p);
 
 /* DEPTHWISE_CONV_2D with filter_w 3, 5 or 7, filter_h up to
- * MCC_PLANAR_MAX_FILTER_H (any for 3x3), stride_w 1 or 2, no dilation: mcc_depthwise_conv2d_planar_3x3_s8 for a 3x3 filter,
+ * MCC_PLANAR_MAX_FILTER_H (any for 3x3), stride_w 1 or 2, no dilation:
+ * mcc_depthwise_conv2d_planar_3x3_s8 for a 3x3 filter,
  * mcc_depthwise_conv2d_planar_s8 for the others (two entry points, so a
  * model links only the inner loops it uses).
  * `group` input channels at a time are copied into scratch as channel planes

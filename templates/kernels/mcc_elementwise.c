@@ -66,6 +66,24 @@ static void add_run_scaled(const mcc_add_params *p, const int8_t *a, int32_t a_s
     }
 }
 
+/* The values of the tables, computed per element (mcc_add_params input1_hib). */
+static void add_run_fast(const mcc_add_params *p, const int8_t *a, int32_t a_step,
+                         const int8_t *b, int32_t b_step, int32_t n, int8_t *out)
+{
+    /* Locals: the int8 stores may alias *p. */
+    const int32_t off1 = p->input1_offset, mult1 = p->input1_multiplier, hib1 = p->input1_hib;
+    const int32_t post1 = p->input1_post, scale1 = INT32_C(1) << p->input1_left;
+    const int32_t off2 = p->input2_offset, mult2 = p->input2_multiplier, hib2 = p->input2_hib;
+    const int32_t post2 = p->input2_post, scale2 = INT32_C(1) << p->input2_left;
+    const int32_t mult = p->output_multiplier, hib = p->output_hib, post = p->output_post;
+    const int32_t lo = p->act_min, hi = p->act_max;
+    for (int32_t i = 0; i < n; ++i) {
+        const int32_t x1 = fast_requant_unsaturated((a[i * a_step] + off1) * scale1, mult1, hib1, post1);
+        const int32_t x2 = fast_requant_unsaturated((b[i * b_step] + off2) * scale2, mult2, hib2, post2);
+        out[i] = add_scaled_one(2 * x1, 2 * x2, mult, hib, post, lo, hi);
+    }
+}
+
 /* The broadcast loops (mcc_elementwise.h, "Layout"), one run per innermost loop. */
 static void add_walk(const mcc_add_params *p, const int8_t *input1, const int8_t *input2,
                      int8_t *output, add_run run)
@@ -90,7 +108,8 @@ static void add_walk(const mcc_add_params *p, const int8_t *input1, const int8_t
 int mcc_add_s8(const mcc_add_params *p, const int8_t *input1, const int8_t *input2,
                int8_t *output)
 {
-    add_walk(p, input1, input2, output, p->input1_scaled != NULL ? add_run_scaled : add_run_exact);
+    add_walk(p, input1, input2, output,
+             p->input1_scaled != NULL ? add_run_scaled : p->input1_hib ? add_run_fast : add_run_exact);
     return MCC_OK;
 }
 

@@ -58,6 +58,13 @@ typedef struct {
     const int32_t *input2_scaled;
     int32_t output_hib;
     int32_t output_post;
+    /* Optional (input1_hib 0: not set). Without the tables: a and b per
+     * element in the same fast form, a = fast_requant((x1 + input1_offset)
+     * << input1_left; input1_multiplier, input1_hib, input1_post), likewise
+     * b, then the output stage as above. Set only where the compiler found
+     * each input's form equal to TFLite's for every int8 value. */
+    int32_t input1_hib, input1_post, input1_left;
+    int32_t input2_hib, input2_post, input2_left;
 } mcc_add_params;
 
 int mcc_add_s8(const mcc_add_params *p, const int8_t *input1, const int8_t *input2,
