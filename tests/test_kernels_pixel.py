@@ -44,8 +44,9 @@ P, Q, G = Variant.PIXEL, Variant.PLANAR_3X3, Variant.PLANAR
     (_dw(dilation=2), ((1, 9, 8, 4), (1, 3, 3, 4), (1, 9, 8, 4)), (P, P)),
     (_dw(), ((1, 9, 8, 4), (1, 4, 4, 4), (1, 9, 8, 4)), (P, P)),
     (_dw(stride=3), ((1, 9, 9, 8), (1, 3, 3, 8), (1, 3, 3, 8)), (P, P)),
-    # 5x5 stays planar: the pixel kernel's loop for it is C.
+    # 5x5 and 7x7 stay planar: the pixel kernel's loop for them is C.
     (_dw(stride=2), ((1, 12, 12, 16), (1, 5, 5, 16), (1, 6, 6, 16)), (G, G)),
+    (_dw(), ((1, 12, 12, 16), (1, 7, 7, 16), (1, 12, 12, 16)), (G, G)),
     # Channels not in fours, or a depth multiplier: not the pixel kernel.
     (_dw(stride=2), ((1, 12, 12, 18), (1, 3, 3, 18), (1, 6, 6, 18)), (Q, Q)),
     (_dw(stride=2, mult=2), ((1, 12, 12, 8), (1, 3, 3, 16), (1, 6, 6, 16)), (Q, Q)),
@@ -60,7 +61,7 @@ def test_pixel_kernel_choice(attrs, shapes, variants):
                    w_scales=(0.02,) * w_shape[3], w_axis=3)
     three, strided = w_shape[1:3] == (3, 3), attrs.stride_w != 1
     paths = {P: set() if three else {"DW_PIXEL_GENERAL"}, Q: {"PLANAR_S2"} if strided else set(),
-             G: {"PLANAR_WIDE_S2"} if strided else set()}
+             G: ({"PLANAR_WIDE_S2"} if strided else set()) | ({"PLANAR_WIDE7"} if w_shape[2] > 5 else set())}
     for target, variant in zip((KernelTarget(), DSP), variants):
         call = lower(g.ops[0], g, target)
         assert choose(g.ops[0], g, target).variant == variant, target

@@ -138,6 +138,9 @@ OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
         # mcc_depthwise_conv2d_planar_s8 (filters 5 and 7 wide) at stride_w 2
         # (its two assembly loops, ~330 B on the M7).
         "PLANAR_WIDE_S2",
+        # mcc_depthwise_conv2d_planar_s8's loops for filters 6 or 7 wide (~460 B
+        # on the M7): a model whose other filters are at most 5 wide goes without.
+        "PLANAR_WIDE7",
         # The GEMM's and band's 4x2 tiles over int16 weights: only models with
         # layers given flash for speed (--flash-slack, conv.widen). On the M7
         # person_detect's code grows by 349 B with them, ResNet-8's by 2,257 B.

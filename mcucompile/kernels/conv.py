@@ -1127,12 +1127,13 @@ def _fast_call(layer: _Layer, choice: Choice, op: Op) -> KernelCall:
     arrays = _fast_arrays(planar_weights(layer.weights, _planar_row_bytes(win)), table)
     # 3x3 at stride 1 takes output rows two at a time (2x2 blocks on DSP cores).
     two_rows = choice.variant == Variant.PLANAR_3X3 and win.stride_h == win.stride_w == 1
-    s2 = win.stride_w != 1
-    path = "PLANAR_S2" if choice.variant == Variant.PLANAR_3X3 else "PLANAR_WIDE_S2"
+    three = choice.variant == Variant.PLANAR_3X3
+    paths = {("PLANAR_S2" if three else "PLANAR_WIDE_S2")} if win.stride_w != 1 else set()
+    if not three and win.filter_w > 5:
+        paths.add("PLANAR_WIDE7")
     return KernelCall(choice.variant.value, LIBRARY, "mcc_depthwise_conv2d_planar_params",
                       fields + arrays[0], args, arrays[1], choice.scratch_bytes, layer.macs,
-                      cost_variant="2rows" if two_rows else "",
-                      paths=frozenset({path}) if s2 else frozenset())
+                      cost_variant="2rows" if two_rows else "", paths=frozenset(paths))
 
 
 # --- the lowerings ------------------------------------------------------------

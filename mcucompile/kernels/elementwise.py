@@ -239,14 +239,14 @@ def lower_add(op: Op, graph: Graph, target: KernelTarget) -> KernelCall:
         if fast is None:
             return call
         (hib1, post1, left1), (hib2, post2, left2) = fast
-        return replace(call, fields=call.fields + (
+        return replace(call, cost_variant="fast", fields=call.fields + (
             Field("output_hib", hib), Field("output_post", post),
             Field("input1_hib", hib1), Field("input1_post", post1), Field("input1_left", left1),
             Field("input2_hib", hib2), Field("input2_post", post2), Field("input2_left", left2)))
     # Doubled in flash (|a + b| < 2^30, so 2a + 2b fits): the kernel's output
     # stage takes the doubled sum, as fast_requant_doubled does.
     t1, t2 = 2 * t1, 2 * t2
-    return replace(call, fields=call.fields + (
+    return replace(call, cost_variant="tables", fields=call.fields + (
         Field("input1_scaled", ArrayRef("input1_scaled")), Field("input2_scaled", ArrayRef("input2_scaled")),
         Field("output_hib", hib), Field("output_post", post)),
         arrays=call.arrays + (ConstArray("input1_scaled", "int32_t", t1),

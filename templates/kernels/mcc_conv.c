@@ -51,6 +51,13 @@
 #else
 #define PLANAR_WIDE_S2 1
 #endif
+/* mcc_depthwise_conv2d_planar_s8's loops for filters 6 or 7 wide (those up
+ * to 5 wide have shorter ones of their own). */
+#if defined(MCC_OMIT_PLANAR_WIDE7)
+#define PLANAR_WIDE7 0
+#else
+#define PLANAR_WIDE7 1
+#endif
 /* mcc_depthwise_conv2d_pixel_s8's C loop over any filter: on DSP cores the
  * 3x3 filters run in assembly without it. */
 #if defined(MCC_OMIT_DW_PIXEL_GENERAL)
@@ -99,6 +106,9 @@ const uint8_t mcc_has_path_PLANAR_S2 = 1;
 #endif
 #if PLANAR_WIDE_S2
 const uint8_t mcc_has_path_PLANAR_WIDE_S2 = 1;
+#endif
+#if PLANAR_WIDE7
+const uint8_t mcc_has_path_PLANAR_WIDE7 = 1;
 #endif
 #if WIDE_WEIGHTS
 const uint8_t mcc_has_path_WIDE_WEIGHTS = 1;
@@ -872,6 +882,7 @@ __asm__(MCC_WIDE_BEGIN("mcc_dw_wide_s8_pairs_dsp")
     "smladx r5, r6, r10, r5\n\t"                                               \
     "smladx r5, r7, r11, r5\n\t"
 
+#if PLANAR_WIDE7
 /* Stride 2: out1's taps are out0's moved by two: (t2, t4), (t3, t5) and
  * (t6, t8) through SMLADX of (t4, t2), (t5, t3) and (t8, t6), t7 w5 alone.
  * t8 is read as a byte: the plane holds out1's taps, not a word past them. */
@@ -886,6 +897,7 @@ __asm__(MCC_WIDE_BEGIN("mcc_dw_wide_s8_pairs_s2_dsp")
         "smladx r5, lr, r10, r5\n\t"
         "smlatb r5, r9, r11, r5\n\t"
         MCC_WIDE_END("mcc_dw_wide_s8_pairs_s2_dsp", "4"));
+#endif
 
 /* Up to 5 wide at stride 2: a0 = t0..t4, a1 = t2..t6; c = (w4, 0). */
 __asm__(MCC_WIDE_BEGIN("mcc_dw_wide5_s8_pairs_s2_dsp")
@@ -984,6 +996,7 @@ __asm__(MCC_QUAD_BEGIN("mcc_dw_wide5_s8_quads_dsp")
         "smlatb r7, r11, r12, r7\n\t"
         MCC_QUAD_END("mcc_dw_wide5_s8_quads_dsp"));
 
+#if PLANAR_WIDE7
 /* Up to 7 wide: out0 = t0..t6 ... out3 = t3..t9; c = (w4, w6), d = (w5, 0).
  * t8 and t9 are read as bytes once X and Y are spent: (t8, t6) and (t9, t7)
  * meet c through SMLADX, and (t8, t6)'s low half gives t8 w5. */
@@ -1003,6 +1016,7 @@ __asm__(MCC_QUAD_BEGIN("mcc_dw_wide_s8_quads_dsp")
         "smlabb r7, r8, lr, r7\n\t"         /* out3: t8 w5 */
         "smladx r7, r9, r12, r7\n\t"        /* out3: t7 w4 + t9 w6 */
         MCC_QUAD_END("mcc_dw_wide_s8_quads_dsp"));
+#endif
 #undef MCC_QUAD_BEGIN
 #undef MCC_QUAD_END
 #undef MCC_WIDE_MUL
@@ -2907,9 +2921,12 @@ static void dw_wide_channel(const mcc_depthwise_conv2d_planar_params *p, const i
             kc.end = r0 + 4 * quads;
             if (narrow) {
                 mcc_dw_wide5_s8_quads_dsp(r0, o, &kc);
-            } else {
+            }
+#if PLANAR_WIDE7
+            else {
                 mcc_dw_wide_s8_quads_dsp(r0, o, &kc);
             }
+#endif
             x = 4 * quads;
             o += 4 * quads * out_c;
         }
@@ -2922,9 +2939,12 @@ static void dw_wide_channel(const mcc_depthwise_conv2d_planar_params *p, const i
 #if PLANAR_WIDE_S2
             else if (narrow) {
                 mcc_dw_wide5_s8_pairs_s2_dsp(r, o, &kc);
-            } else {
+            }
+#if PLANAR_WIDE7
+            else {
                 mcc_dw_wide_s8_pairs_s2_dsp(r, o, &kc);
             }
+#endif
 #endif
             x += 2 * rest;
             o += 2 * rest * out_c;
@@ -3111,7 +3131,7 @@ int mcc_depthwise_conv2d_planar_s8(const mcc_depthwise_conv2d_planar_params *p,
     if (p->filter_h > MCC_PLANAR_MAX_FILTER_H) {
         return MCC_ERROR;   /* conv.py _planar: never chosen */
     }
-    if (!PLANAR_WIDE_S2 && p->stride_w != 1) {
+    if ((!PLANAR_WIDE_S2 && p->stride_w != 1) || (!PLANAR_WIDE7 && p->filter_w > 5)) {
         return MCC_ERROR;   /* compiled out: the generator saw no such layer */
     }
     if (p->group == 0) {

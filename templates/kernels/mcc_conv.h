@@ -453,6 +453,7 @@ extern const uint8_t mcc_has_path_RESIDUAL;
 extern const uint8_t mcc_has_path_DW_PIXEL_GENERAL;
 extern const uint8_t mcc_has_path_PLANAR_S2;
 extern const uint8_t mcc_has_path_PLANAR_WIDE_S2;
+extern const uint8_t mcc_has_path_PLANAR_WIDE7;
 extern const uint8_t mcc_has_path_WIDE_WEIGHTS;
 
 #endif /* MCC_CONV_H */
