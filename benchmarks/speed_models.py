@@ -5,7 +5,7 @@
 For every model in ../shared/models and the generated ones (tests/modelgen.py,
 needs TensorFlow: two MobileNetV2-style models, a TinyNAS-style one with 5x5 and 7x7
 depthwise filters, MLPerf Tiny's ResNet-8 and DS-CNN, and
-mixes of convolutions and of fused residual blocks for the static estimate's fit), builds the firmware and runs it in QEMU
+mixes of convolutions, of fused residual blocks and of ADDs and MULs for the static estimate's fit), builds the firmware and runs it in QEMU
 (`mcucompile bench`'s measure(): -icount shift=0, deterministic instruction
 counts) on four configurations:
 
@@ -64,6 +64,8 @@ GENERATED = (("mobilenet_v2_96_a035", "mobilenet_v2", dict(resolution=96, alpha=
              ("conv_mix", "conv_mix", dict()),
              # Residual blocks whose ADD runs inside a convolution (band, GEMM, im2col).
              ("residual_mix", "residual_mix", dict()),
+             # ADD and MUL outside convolutions: ADD's tables and its per-element form.
+             ("elementwise_mix", "elementwise_mix", dict()),
              # Depthwise layers the networks above lack (planar stride 2 below 16
              # channels, 5x5 and 7x7, dilated and pixel by pixel).
              ("depthwise_mix", "depthwise_mix", dict()))

@@ -735,6 +735,31 @@ def depthwise_mix(*, input_shape: Shape = (1, 32, 32, 3), num_classes: int = 10,
     return _cached("depthwise_mix", cfg, build)
 
 
+def elementwise_mix(*, input_shape: Shape = (1, 16, 16, 8), num_classes: int = 10,
+                    per_channel: bool = True, float_io: bool = False, seed: int = 0) -> bytes:
+    """ADD and MUL that no convolution takes in, for the static estimate's fit:
+    ADDs of two pools' outputs over 4,096 and 1,024 elements (the tables) and
+    over 256 (per element), a MUL over 1,024, then the classifier head."""
+    cfg = _config(locals())
+
+    def build(tf):
+        L = tf.keras.layers
+        (inp,) = _inputs(tf, [input_shape])
+        seeds = iter(range(seed, seed + 10_000, 2))
+
+        def pools(x, size, strides):
+            return (L.AveragePooling2D(size, strides=strides, padding="same")(x),
+                    L.MaxPooling2D(size, strides=strides, padding="same")(x))
+
+        x = L.Add()(pools(_he_conv(tf, seeds, inp, 16, 3), 3, 1))      # 16x16x16
+        a, m = pools(x, 2, 2)                                             # 8x8x16
+        x = L.Multiply()([L.Add()([a, m]), m])
+        x = L.Add()(pools(x, 2, 2))                                       # 4x4x16
+        return tf.keras.Model(inp, _classifier(tf, x, num_classes, next(seeds)))
+
+    return _cached("elementwise_mix", cfg, build)
+
+
 def residual_mix(*, input_shape: Shape = (1, 16, 16, 8), num_classes: int = 10,
                  per_channel: bool = True, float_io: bool = False, seed: int = 0) -> bytes:
     """Residual blocks whose second convolution takes the ADD in
