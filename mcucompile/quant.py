@@ -63,3 +63,12 @@ def activation_range(act: Activation, out: Tensor) -> tuple[int, int]:
     if act == Activation.RELU_N1_TO_1:
         return max(qmin, q(-1.0)), min(qmax, q(1.0))
     raise ValueError(f"fused activation {act.value} has no quantized form")
+
+
+def fast_requant(acc: int, mult: int, hib: int, post: int) -> int:
+    """mcc_simd.h's fast_requant_unsaturated ("Fast requantization" in mcc_conv.h)
+    in Python integers, for |acc| < 2^30: the kernels' SMMLAR form of TFLite's
+    requantization, with hi_base hib and right shift post."""
+    a = acc << 1
+    top = hib + (-1 if a < 0 else 0)
+    return ((a * mult + (top << 32) + (1 << 31)) >> 32) >> post

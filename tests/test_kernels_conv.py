@@ -405,11 +405,9 @@ def _tflm_requantize(acc: int, mult: int, shift: int) -> int:
 
 
 def _fast_requantize(acc: int, mult: int, hib: int, post: int) -> int:
-    """mcc_conv.h's "Fast requantization", as fast_requant in mcc_conv.c computes it."""
-    a = 2 * acc
-    top = hib + (-1 if a < 0 else 0)
-    hi = (a * mult + 2**31 + top * 2**32) >> 32
-    return min(max(hi >> post, -128), 127)
+    """mcc_conv.h's "Fast requantization", saturated to int8 as fast_requant is."""
+    from mcucompile.quant import fast_requant
+    return min(max(fast_requant(acc, mult, hib, post), -128), 127)
 
 
 def test_fast_requantization_equals_tflite_including_ties():

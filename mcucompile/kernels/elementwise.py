@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import UnsupportedModelError
 from ..ir import DType, ElementwiseAttrs, Graph, Op, OpKind, Tensor
-from ..quant import activation_range, quantize_multiplier
+from ..quant import activation_range, fast_requant, quantize_multiplier
 from . import ArrayRef, ConstArray, Field, KernelCall, KernelTarget, TensorArg, lowering
 
 LIBRARY = "mcc_elementwise"
@@ -251,13 +251,6 @@ def lower_add(op: Op, graph: Graph, target: KernelTarget) -> KernelCall:
         Field("output_hib", hib), Field("output_post", post)),
         arrays=call.arrays + (ConstArray("input1_scaled", "int32_t", t1),
                               ConstArray("input2_scaled", "int32_t", t2)))
-
-
-def fast_requant(acc: int, mult: int, hib: int, post: int) -> int:
-    """mcc_simd.h's fast_requant_unsaturated, in Python integers (|acc| < 2^30)."""
-    a = acc << 1
-    top = hib + (-1 if a < 0 else 0)
-    return ((a * mult + (top << 32) + (1 << 31)) >> 32) >> post
 
 
 def add_fast_inputs(t1: np.ndarray, offset1: int, mult1: int, shift1: int,
