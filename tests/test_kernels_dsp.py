@@ -344,6 +344,13 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
         input_shape=(2, 20, 17, 6), axes=(1, 2), keepdims=False), "mcc_mean_s8")
     cases["mean_last_axis_13"] = ("mean", dict(
         input_shape=(2, 5, 7, 13), axes=(-1,), keepdims=False), "mcc_mean_s8")
+    # The 4x2 tile's step counts: one depth group (its first step only, the
+    # loop skipped) and five (the first, then one pass of four).
+    cases["conv_k1_depth4_one_step"] = ("conv2d", dict(
+        input_shape=(1, 6, 7, 4), filters=7, kernel=1, padding="valid", activation="relu",
+        seed=5), "mcc_gemm_s8")
+    cases["conv_k1_depth20_five_steps"] = ("conv2d", dict(
+        input_shape=(1, 5, 6, 20), filters=10, kernel=1, padding="valid", seed=6), "mcc_gemm_s8")
     return cases
 
 

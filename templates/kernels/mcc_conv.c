@@ -360,38 +360,64 @@ tile_4x2_fn mcc_gemm_s8w_4x2_dsp, mcc_band_s8w_4x2_s1_dsp, mcc_band_s8w_4x2_s2_d
     "asr    " A ", " A ", r3\n\t"                                              \
     "ssat   " A ", #8, " A "\n\t"
 
-/* A 4x2 tile function NAME: the loop over channel pairs, each running STEP
- * (r1 the block, r2 the weights) `steps` times, four a loop with the first
- * entered at steps % 4 from its end; END sets r0 to the pair's weights' end
- * from r2 and r3 = steps. r4..r11: (row, channel) accumulators 00 01 10 11 20
- * 21 30 31; r0 r3 r12 lr the operands. Stack: [sp] the weights' end, [sp, #4]
- * chan, [sp, #8] o, [sp, #12] the block, [sp, #52] steps, [sp, #56] the
- * output row stride, [sp, #60] pairs left. */
-#define MCC_TILE_4X2(NAME, END, STEP)                                          \
+/* The first step of a pair: its first weight word's SMLADs start from the
+ * two folded biases (r10 channel 0, r11 channel 1), so the accumulators need
+ * no copies of them; rows 2 and 3 come last, since they overwrite r10 r11. */
+#define MCC_TILE_FIRST01(ADDR)                                                 \
+    "ldrd   r0, r3, " ADDR "\n\t"                                              \
+    "smlad  r4, r0, lr, r10\n\t"                                               \
+    "smlad  r5, r0, r12, r11\n\t"                                              \
+    "smlad  r6, r3, lr, r10\n\t"                                               \
+    "smlad  r7, r3, r12, r11\n\t"
+#define MCC_TILE_FIRST23(ADDR)                                                 \
+    "ldrd   r0, r3, " ADDR "\n\t"                                              \
+    "smlad  r8, r0, lr, r10\n\t"                                               \
+    "smlad  r9, r0, r12, r11\n\t"                                              \
+    "smlad  r10, r3, lr, r10\n\t"                                              \
+    "smlad  r11, r3, r12, r11\n\t"
+
+/* A 4x2 tile function NAME: the loop over channel pairs, each running FIRST
+ * and then STEP (r1 the block, r2 the weights) `steps` - 1 times, four a
+ * loop with the first entered at (steps - 1) % 4 from its end (or none).
+ * BYTES sets r0 to a pair's weight bytes from r3 = steps. r4..r11: (row,
+ * channel) accumulators 00 01 10 11 20 21 30 31; r0 r3 r12 lr the operands.
+ * Stack: [sp] the pair's weights' end, [sp, #4] chan, [sp, #8] o, [sp, #12]
+ * the block, [sp, #16] a pair's weight bytes, [sp, #20] the loop's entry,
+ * [sp, #24] chan's end; [sp, #64] steps, [sp, #68] the output row stride,
+ * [sp, #72] pairs. Per pair: 9 instructions before the steps, 17 after them
+ * besides the requantization and stores. */
+#define MCC_TILE_4X2(NAME, BYTES, FIRST, STEP)                                 \
 __asm__(MCC_ASM_FUNCTION(#NAME)                                                \
         "push   {r4-r11, lr}\n\t"                                              \
-        "sub    sp, sp, #16\n\t"                                               \
+        "sub    sp, sp, #28\n\t"                                               \
         "str    r0, [sp, #12]\n\t"                                             \
         "strd   r2, r3, [sp, #4]\n\t"                                          \
-        "mov    r2, r1\n"                                                      \
+        "ldr    r0, [sp, #72]\n\t"                                             \
+        "add    r0, r2, r0, lsl #5\n\t"   /* 32 table bytes a pair */          \
+        "str    r0, [sp, #24]\n\t"                                             \
+        "mov    r2, r1\n\t"                                                    \
+        "ldr    r3, [sp, #64]\n\t"                                             \
+        BYTES                                                                  \
+        "str    r0, [sp, #16]\n\t"                                             \
+        "subs   r3, r3, #1\n\t"                                                \
+        "and    r0, r3, #3\n\t"                                                \
+        "it     eq\n\t"                                                        \
+        "moveq  r0, #4\n\t"               /* one step: straight to 3 */        \
+        "str    r0, [sp, #20]\n"                                               \
         "0:\n\t"                           /* one channel pair */              \
         "ldr    r12, [sp, #4]\n\t"                                             \
-        "ldr    r4, [r12]\n\t"            /* the two folded biases */          \
-        "ldr    r5, [r12, #16]\n\t"                                            \
-        "mov    r6, r4\n\t"                                                    \
-        "mov    r8, r4\n\t"                                                    \
-        "mov    r10, r4\n\t"                                                   \
-        "mov    r7, r5\n\t"                                                    \
-        "mov    r9, r5\n\t"                                                    \
-        "mov    r11, r5\n\t"                                                   \
-        "ldr    r1, [sp, #12]\n\t"        /* the block */                      \
-        "ldr    r3, [sp, #52]\n\t"        /* steps */                          \
-        END                                                                    \
+        "ldr    r10, [r12]\n\t"           /* the two folded biases */          \
+        "ldr    r11, [r12, #16]\n\t"                                           \
+        "ldr    r1, [sp, #12]\n\t"                                             \
+        "ldr    r0, [sp, #16]\n\t"                                             \
+        "add    r0, r2, r0\n\t"                                                \
         "str    r0, [sp]\n\t"                                                  \
-        "and    r3, r3, #3\n\t"                                                \
-        "tbb    [pc, r3]\n"                                                    \
+        FIRST                                                                  \
+        "ldr    r3, [sp, #20]\n\t"                                             \
+        "tbh    [pc, r3, lsl #1]\n"                                            \
         "9:\n\t"                                                               \
-        ".byte  (2f - 9b) / 2, (8f - 9b) / 2, (7f - 9b) / 2, (6f - 9b) / 2\n"  \
+        ".hword (2f - 9b) / 2, (8f - 9b) / 2, (7f - 9b) / 2, (6f - 9b) / 2\n\t" \
+        ".hword (3f - 9b) / 2\n"                                               \
         "2:\n\t"                                                               \
         STEP                                                                   \
         "6:\n\t"                                                               \
@@ -404,75 +430,79 @@ __asm__(MCC_ASM_FUNCTION(#NAME)                                                \
         "cmp    r2, r0\n\t"                                                    \
         "bne    2b\n"                                                          \
         "3:\n\t"                                                               \
-        "ldr    r0, [sp, #4]\n\t"         /* channel 0: rows 0..3 */           \
-        "ldrd   r1, r2, [r0, #4]\n\t"                                          \
+        "ldrd   r0, r12, [sp, #4]\n\t"    /* chan, o */                        \
+        "ldr    lr, [sp, #68]\n\t"        /* the row stride */                 \
+        "ldrd   r1, r2, [r0, #4]\n\t"     /* channel 0: rows 0..3 */           \
         "ldr    r3, [r0, #12]\n\t"                                             \
-        "ldr    r12, [sp, #8]\n\t"        /* o */                              \
-        "ldr    lr, [sp, #56]\n\t"        /* the row stride */                 \
         MCC_TILE_REQUANT("r4")                                                 \
         "strb   r4, [r12]\n\t"                                                 \
         MCC_TILE_REQUANT("r6")                                                 \
         "strb   r6, [r12, lr]\n\t"                                             \
-        "add    r4, r12, lr, lsl #1\n\t"  /* row 2 */                          \
         MCC_TILE_REQUANT("r8")                                                 \
-        "strb   r8, [r4]\n\t"                                                  \
-        "add    r6, r4, lr\n\t"           /* row 3 */                          \
+        "strb   r8, [r12, lr, lsl #1]\n\t"                                     \
+        "add    r6, r12, lr, lsl #1\n\t"  /* row 2 */                          \
         MCC_TILE_REQUANT("r10")                                                \
-        "strb   r10, [r6]\n\t"                                                 \
-        "ldr    r0, [sp, #4]\n\t"         /* channel 1 */                      \
-        "ldrd   r1, r2, [r0, #20]\n\t"                                         \
-        "ldr    r3, [r0, #28]\n\t"                                             \
+        "strb   r10, [r6, lr]\n\t"                                             \
+        "ldr    r4, [sp, #4]\n\t"         /* channel 1, from o + 1 */          \
+        "ldrd   r1, r2, [r4, #20]\n\t"                                         \
+        "ldr    r3, [r4, #28]\n\t"                                             \
+        "add    r12, r12, #1\n\t"                                              \
         MCC_TILE_REQUANT("r5")                                                 \
-        "strb   r5, [r12, #1]\n\t"                                             \
+        "strb   r5, [r12]\n\t"                                                 \
         MCC_TILE_REQUANT("r7")                                                 \
-        "add    r12, r12, lr\n\t"                                              \
-        "strb   r7, [r12, #1]\n\t"                                             \
+        "strb   r7, [r12, lr]\n\t"                                             \
         MCC_TILE_REQUANT("r9")                                                 \
-        "strb   r9, [r4, #1]\n\t"                                              \
+        "strb   r9, [r12, lr, lsl #1]\n\t"                                     \
+        "add    r6, r6, #1\n\t"                                                \
         MCC_TILE_REQUANT("r11")                                                \
-        "strb   r11, [r6, #1]\n\t"                                             \
-        "ldrd   r0, r1, [sp, #4]\n\t"     /* the next pair: chan + 8, o + 2 */ \
-        "add    r0, r0, #32\n\t"                                               \
-        "add    r1, r1, #2\n\t"                                                \
-        "strd   r0, r1, [sp, #4]\n\t"                                          \
+        "strb   r11, [r6, lr]\n\t"                                             \
+        "add    r4, r4, #32\n\t"          /* the next pair: chan + 8, o + 2 */ \
+        "add    r12, r12, #1\n\t"                                              \
+        "strd   r4, r12, [sp, #4]\n\t"                                         \
         "ldr    r2, [sp]\n\t"             /* its weights follow */             \
-        "ldr    r0, [sp, #60]\n\t"                                             \
-        "subs   r0, r0, #1\n\t"                                                \
-        "str    r0, [sp, #60]\n\t"                                             \
+        "ldr    r0, [sp, #24]\n\t"                                             \
+        "cmp    r4, r0\n\t"                                                    \
         "bne    0b\n\t"                                                        \
-        "add    sp, sp, #16\n\t"                                               \
+        "add    sp, sp, #28\n\t"                                               \
         "pop    {r4-r11, pc}\n\t"                                              \
         MCC_ASM_END(#NAME))
 
 /* The GEMM's step is one depth group: weight word A against the four rows'
  * (k, k+2) pairs, word B against their (k+1, k+3) pairs; W loads a word
- * (8 weight bytes a step in int8, 16 in int16). */
-#define MCC_GEMM_STEP(W)                                                       \
-    W MCC_TILE_ROWS01("[r1], #8") MCC_TILE_ROWS23("[r1], #8")                  \
+ * (8 weight bytes a step in int8, 16 in int16). R01 and R23 take word A's
+ * rows (MCC_TILE_ROWS.. or, in a pair's first step, MCC_TILE_FIRST..). */
+#define MCC_GEMM_STEP(W, R01, R23)                                             \
+    W R01("[r1], #8") R23("[r1], #8")                                          \
     W MCC_TILE_ROWS01("[r1], #8") MCC_TILE_ROWS23("[r1], #8")
 /* The band's step is one input channel pair of one column: the filter rows
  * in the order dy = 1, 2, 0, each one weight word against the four output
  * rows' taps, consecutive words from the column's first slot for that dy
  * (band_slot); the last load moves to the next pair. 12 weight bytes a step
  * in int8, 24 in int16. */
-#define MCC_BAND_S1_STEP(W)                                                    \
-    W MCC_TILE_ROWS01("[r1, #4]") MCC_TILE_ROWS23("[r1, #12]")                 \
+#define MCC_BAND_S1_STEP(W, R01, R23)                                          \
+    W R01("[r1, #4]") R23("[r1, #12]")                                         \
     W MCC_TILE_ROWS01("[r1, #8]") MCC_TILE_ROWS23("[r1, #16]")                 \
     W MCC_TILE_ROWS23("[r1, #8]") MCC_TILE_ROWS01("[r1], #24")
-#define MCC_BAND_S2_STEP(W)                                                    \
-    W MCC_TILE_ROWS01("[r1, #20]") MCC_TILE_ROWS23("[r1, #28]")                \
+#define MCC_BAND_S2_STEP(W, R01, R23)                                          \
+    W R01("[r1, #20]") R23("[r1, #28]")                                        \
     W MCC_TILE_ROWS01("[r1, #4]") MCC_TILE_ROWS23("[r1, #12]")                 \
     W MCC_TILE_ROWS23("[r1, #8]") MCC_TILE_ROWS01("[r1], #36")
-#define MCC_BAND_END(SHIFT) "add    r0, r3, r3, lsl #1\n\tadd    r0, r2, r0, lsl #" #SHIFT "\n\t"
-MCC_TILE_4X2(mcc_gemm_s8_4x2_dsp, "add    r0, r2, r3, lsl #3\n\t", MCC_GEMM_STEP(MCC_TILE_WEIGHTS));
-MCC_TILE_4X2(mcc_band_s8_4x2_s1_dsp, MCC_BAND_END(2), MCC_BAND_S1_STEP(MCC_TILE_WEIGHTS));
-MCC_TILE_4X2(mcc_band_s8_4x2_s2_dsp, MCC_BAND_END(2), MCC_BAND_S2_STEP(MCC_TILE_WEIGHTS));
+#define MCC_BAND_BYTES(SHIFT) "add    r0, r3, r3, lsl #1\n\tlsl    r0, r0, #" #SHIFT "\n\t"
+#define MCC_TILE(NAME, BYTES, STEP, W)                                         \
+    MCC_TILE_4X2(NAME, BYTES, STEP(W, MCC_TILE_FIRST01, MCC_TILE_FIRST23),     \
+                 STEP(W, MCC_TILE_ROWS01, MCC_TILE_ROWS23))
+MCC_TILE(mcc_gemm_s8_4x2_dsp, "lsl    r0, r3, #3\n\t", MCC_GEMM_STEP, MCC_TILE_WEIGHTS);
+MCC_TILE(mcc_band_s8_4x2_s1_dsp, MCC_BAND_BYTES(2), MCC_BAND_S1_STEP, MCC_TILE_WEIGHTS);
+MCC_TILE(mcc_band_s8_4x2_s2_dsp, MCC_BAND_BYTES(2), MCC_BAND_S2_STEP, MCC_TILE_WEIGHTS);
 #if WIDE_WEIGHTS
-MCC_TILE_4X2(mcc_gemm_s8w_4x2_dsp, "add    r0, r2, r3, lsl #4\n\t", MCC_GEMM_STEP(MCC_TILE_WIDE));
-MCC_TILE_4X2(mcc_band_s8w_4x2_s1_dsp, MCC_BAND_END(3), MCC_BAND_S1_STEP(MCC_TILE_WIDE));
-MCC_TILE_4X2(mcc_band_s8w_4x2_s2_dsp, MCC_BAND_END(3), MCC_BAND_S2_STEP(MCC_TILE_WIDE));
+MCC_TILE(mcc_gemm_s8w_4x2_dsp, "lsl    r0, r3, #4\n\t", MCC_GEMM_STEP, MCC_TILE_WIDE);
+MCC_TILE(mcc_band_s8w_4x2_s1_dsp, MCC_BAND_BYTES(3), MCC_BAND_S1_STEP, MCC_TILE_WIDE);
+MCC_TILE(mcc_band_s8w_4x2_s2_dsp, MCC_BAND_BYTES(3), MCC_BAND_S2_STEP, MCC_TILE_WIDE);
 #endif
-#undef MCC_BAND_END
+#undef MCC_TILE
+#undef MCC_BAND_BYTES
+#undef MCC_TILE_FIRST01
+#undef MCC_TILE_FIRST23
 #undef MCC_BAND_S2_STEP
 #undef MCC_BAND_S1_STEP
 #undef MCC_GEMM_STEP
