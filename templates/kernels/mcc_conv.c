@@ -1273,21 +1273,31 @@ static void widen_rows4(const int8_t *const rows[4], int32_t depth, void *block)
 {
     const int32_t full = depth >> 2;
     const int32_t rest = depth & 3;
+#if MCC_CONV_DSP
+    /* The four rows together: a group's eight words are stored side by side
+     * (two instructions per input byte row by row, about 1.2 so). */
+    const int8_t *const x0 = rows[0], *const x1 = rows[1], *const x2 = rows[2], *const x3 = rows[3];
+    int32_t *dst = (int32_t *)block;
+    for (int32_t i = 0; i < 4 * full; i += 4, dst += 8) {
+        const int32_t v0 = load32(x0 + i), v1 = load32(x1 + i);
+        const int32_t v2 = load32(x2 + i), v3 = load32(x3 + i);
+        dst[0] = __sxtb16(v0);
+        dst[1] = __sxtb16(v1);
+        dst[2] = __sxtb16(v2);
+        dst[3] = __sxtb16(v3);
+        dst[4] = sxtb16_ror8(v0);
+        dst[5] = sxtb16_ror8(v1);
+        dst[6] = sxtb16_ror8(v2);
+        dst[7] = sxtb16_ror8(v3);
+    }
+    for (int32_t r = 0; rest && r < 4; ++r) {
+        const int32_t v = load_partial(rows[r] + 4 * full, rest);
+        dst[r] = __sxtb16(v);
+        dst[r + 4] = sxtb16_ror8(v);
+    }
+#else
     for (int32_t r = 0; r < 4; ++r) {
         const int8_t *x = rows[r];
-#if MCC_CONV_DSP
-        int32_t *dst = (int32_t *)block + r;
-        for (int32_t g = 0; g < full; ++g, dst += 8, x += 4) {
-            const int32_t v = load32(x);
-            dst[0] = __sxtb16(v);
-            dst[4] = sxtb16_ror8(v);
-        }
-        if (rest) {
-            const int32_t v = load_partial(x, rest);
-            dst[0] = __sxtb16(v);
-            dst[4] = sxtb16_ror8(v);
-        }
-#else
         int16_t *dst = (int16_t *)block + 2 * r;
         const int32_t groups = full + (rest != 0);
         for (int32_t g = 0; g < groups; ++g, dst += 16, x += 4) {
@@ -1297,8 +1307,8 @@ static void widen_rows4(const int8_t *const rows[4], int32_t depth, void *block)
             dst[8] = n > 1 ? x[1] : 0;
             dst[9] = n > 3 ? x[3] : 0;
         }
-#endif
     }
+#endif
 }
 
 /* Depth groups of four (the last one zero-padded). */
