@@ -351,6 +351,18 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
         seed=5), "mcc_gemm_s8")
     cases["conv_k1_depth20_five_steps"] = ("conv2d", dict(
         input_shape=(1, 5, 6, 20), filters=10, kernel=1, padding="valid", seed=6), "mcc_gemm_s8")
+    # im2col blocks of four pixels across an output row's end, every patch
+    # inside the image (VALID, out_w % 4 != 0): RGB widened straight from the
+    # input, in_c % 4 == 0 widened directly, and int8 patches.
+    cases["conv_k3_s1_valid_c3_rows_of_13"] = ("conv2d", dict(
+        input_shape=(1, 9, 15, 3), filters=9, kernel=3, padding="valid", seed=7),
+        "mcc_conv2d_im2col_s8")
+    cases["conv_k5_s1_valid_c8_rows_of_7"] = ("conv2d", dict(
+        input_shape=(1, 9, 11, 8), filters=6, kernel=5, padding="valid", seed=8),
+        "mcc_conv2d_im2col_s8")
+    cases["conv_k3_s1_valid_c5_rows_of_7"] = ("conv2d", dict(
+        input_shape=(1, 8, 9, 5), filters=5, kernel=3, padding="valid", activation="relu",
+        seed=9), "mcc_conv2d_im2col_s8")
     return cases
 
 

@@ -2042,32 +2042,80 @@ static void gather_widened(const mcc_conv2d_im2col_params *p, const int8_t *inpu
     walk_patch(p, input, b, oy, ox, (int8_t *)block + 4 * r, 8, widen_s8, fill_widened);
 }
 
-/* Whether the four pixels from (oy, ox) on are neighbours in one output row
- * whose patches lie wholly inside the image, undilated along x: then every
- * kernel row of every patch is one contiguous run of the input, most pixels
- * of a layer take gather_block_inside, and walk_patch keeps the borders. */
-static int block_inside(const mcc_conv2d_im2col_params *p, int32_t oy, int32_t ox)
+/* Steps b, oy, ox to the next output pixel in raster order. */
+static inline void next_pixel(const mcc_conv2d_im2col_params *p, int32_t *b, int32_t *oy,
+                              int32_t *ox)
+{
+    if (++*ox == p->out_w) {
+        *ox = 0;
+        if (++*oy == p->out_h) {
+            *oy = 0;
+            ++*b;
+        }
+    }
+}
+
+/* Whether pixel (oy, ox)'s patch lies wholly inside the image (undilated
+ * along x): then each of its kernel rows is one contiguous run of the input. */
+static inline int patch_inside(const mcc_conv2d_im2col_params *p, int32_t oy, int32_t ox)
 {
     const int32_t y0 = oy * p->stride_h - p->pad_h;
     const int32_t x0 = ox * p->stride_w - p->pad_w;
-    return ox + 4 <= p->out_w && p->dilation_w == 1 && y0 >= 0
-           && y0 + (p->filter_h - 1) * p->dilation_h < p->in_h && x0 >= 0
-           && x0 + 3 * p->stride_w + p->filter_w <= p->in_w;
+    return y0 >= 0 && y0 + (p->filter_h - 1) * p->dilation_h < p->in_h && x0 >= 0
+           && x0 + p->filter_w <= p->in_w;
 }
 
-/* The patches of the block_inside pixels (b, oy, ox..ox + 3), as walk_patch
- * would write them: patch r from dst + r * row_step. */
-static void gather_block_inside(const mcc_conv2d_im2col_params *p, const int8_t *input,
-                                int32_t b, int32_t oy, int32_t ox, int8_t *dst,
-                                int32_t row_step, int32_t scale, segment_copy copy)
+/* Pixel (b, oy, ox)'s first tap. */
+static inline const int8_t *patch_first(const mcc_conv2d_im2col_params *p, const int8_t *input,
+                                        int32_t b, int32_t oy, int32_t ox)
 {
-    const int32_t in_c = p->in_c, row_len = p->filter_w * in_c;
-    const int32_t pitch = p->dilation_h * p->in_w * in_c;
     const int32_t y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
-    const int8_t *src = input + ((b * p->in_h + y0) * p->in_w + x0) * in_c;
-    for (int32_t r = 0; r < 4; ++r, src += p->stride_w * in_c) {
+    return input + ((b * p->in_h + y0) * p->in_w + x0) * p->in_c;
+}
+
+/* Whether the four pixels from (b, oy, ox) on, in raster order, all have
+ * their patches inside the image, and if so each one's first tap. Then
+ * gather_block_inside takes them (most pixels of a layer), and walk_patch
+ * keeps the borders. A block may span two output rows: a patch's output
+ * rows are short (MobileNetV2-96's first layer: 12 or 13 pixels), and
+ * blocks across a row's end took walk_patch, at about 250 instructions a
+ * pixel against 46. */
+static int block_inside(const mcc_conv2d_im2col_params *p, const int8_t *input, int32_t b,
+                        int32_t oy, int32_t ox, const int8_t *first[4])
+{
+    if (p->dilation_w != 1) {
+        return 0;
+    }
+    if (ox + 4 <= p->out_w) {       /* one output row: its ends decide */
+        if (!patch_inside(p, oy, ox) || !patch_inside(p, oy, ox + 3)) {
+            return 0;
+        }
+        first[0] = patch_first(p, input, b, oy, ox);
+        for (int32_t r = 1; r < 4; ++r) {
+            first[r] = first[r - 1] + p->stride_w * p->in_c;
+        }
+        return 1;
+    }
+    for (int32_t r = 0; r < 4; ++r) {
+        if (!patch_inside(p, oy, ox)) {
+            return 0;
+        }
+        first[r] = patch_first(p, input, b, oy, ox);
+        next_pixel(p, &b, &oy, &ox);
+    }
+    return 1;
+}
+
+/* The patches of the block_inside pixels, as walk_patch would write them:
+ * patch r, from first[r], at dst + r * row_step. */
+static void gather_block_inside(const mcc_conv2d_im2col_params *p, const int8_t *const first[4],
+                                int8_t *dst, int32_t row_step, int32_t scale, segment_copy copy)
+{
+    const int32_t row_len = p->filter_w * p->in_c;
+    const int32_t pitch = p->dilation_h * p->in_w * p->in_c;
+    for (int32_t r = 0; r < 4; ++r) {
         int8_t *d = dst + r * row_step;
-        const int8_t *s = src;
+        const int8_t *s = first[r];
         for (int32_t ky = 0; ky < p->filter_h; ++ky, d += scale * row_len, s += pitch) {
             copy(d, s, row_len);
         }
@@ -2095,14 +2143,12 @@ static inline uint32_t load16u(const int8_t *p)
  * together from a byte or half-word of one and the start of the next. No
  * load reaches past a row's 9 bytes. About a fifth of the instructions of
  * the int8 copy and widening it replaces (MobileNetV2's first layer). */
-static void widen_rgb3x3_block(const mcc_conv2d_im2col_params *p, const int8_t *input,
-                               int32_t b, int32_t oy, int32_t ox, int32_t *block)
+static void widen_rgb3x3_block(const mcc_conv2d_im2col_params *p, const int8_t *const first[4],
+                               int32_t *block)
 {
-    const int32_t pitch = p->dilation_h * p->in_w * 3, step = 3 * p->stride_w;
-    const int32_t y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
-    const int8_t *r0 = input + ((b * p->in_h + y0) * p->in_w + x0) * 3;
-    for (int32_t r = 0; r < 4; ++r, r0 += step) {
-        const int8_t *r1 = r0 + pitch, *r2 = r1 + pitch;
+    const int32_t pitch = p->dilation_h * p->in_w * 3;
+    for (int32_t r = 0; r < 4; ++r) {
+        const int8_t *r0 = first[r], *r1 = r0 + pitch, *r2 = r1 + pitch;
         int32_t *d = block + r;
         /* Written out: with an array of the seven words GCC spilled it. */
 #define MCC_RGB_GROUP(G, WORD) do {                                            \
@@ -2121,19 +2167,6 @@ static void widen_rgb3x3_block(const mcc_conv2d_im2col_params *p, const int8_t *
     }
 }
 #endif
-
-/* Steps b, oy, ox to the next output pixel in raster order. */
-static inline void next_pixel(const mcc_conv2d_im2col_params *p, int32_t *b, int32_t *oy,
-                              int32_t *ox)
-{
-    if (++*ox == p->out_w) {
-        *ox = 0;
-        if (++*oy == p->out_h) {
-            *oy = 0;
-            ++*b;
-        }
-    }
-}
 
 /* Where the outputs of pixel q go: the output, or with a residual the tile
  * (mcc_residual), residual_pixels of them; im2col_emitted adds the tile in
@@ -2198,9 +2231,10 @@ static void im2col_widened(const mcc_conv2d_im2col_params *p, const int8_t *inpu
     int32_t b = 0, oy = 0, ox = 0;
     int32_t q = 0;
     for (; q + 4 <= total; q += 4) {
-        const int inside = block_inside(p, oy, ox);
+        const int8_t *first[4];
+        const int inside = block_inside(p, input, b, oy, ox, first);
         if (inside) {
-            gather_block_inside(p, input, b, oy, ox, (int8_t *)block, 4, 8, widen_s8);
+            gather_block_inside(p, first, (int8_t *)block, 4, 8, widen_s8);
         }
         for (int32_t r = 0; r < 4; ++r) {
             if (!inside) {
@@ -2248,16 +2282,17 @@ static void im2col_patches(const mcc_conv2d_im2col_params *p, const int8_t *inpu
     for (; q < total; ) {
         const int block = blocks && q + 4 <= total;
         const int32_t n = block ? 4 : 1;
-        const int inside = block && block_inside(p, oy, ox);
+        const int8_t *first[4];
+        const int inside = block && block_inside(p, input, b, oy, ox, first);
         /* RGB first layers widen straight into the block (DSP targets). */
         const int widened = inside && rgb;
 #if MCC_CONV_DSP && IM2COL_RGB
         if (widened) {
-            widen_rgb3x3_block(p, input, b, oy, ox, (int32_t *)scratch);
+            widen_rgb3x3_block(p, first, (int32_t *)scratch);
         }
 #endif
         if (inside && !widened) {
-            gather_block_inside(p, input, b, oy, ox, patches, stride, 1, copy_s8);
+            gather_block_inside(p, first, patches, stride, 1, copy_s8);
         }
         for (int32_t r = 0; r < n; ++r) {
             if (!inside) {
