@@ -145,6 +145,10 @@ OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
         # layers given flash for speed (--flash-slack, conv.widen). On the M7
         # person_detect's code grows by 349 B with them, ResNet-8's by 2,257 B.
         "WIDE_WEIGHTS",
+        # The GEMM over a depth that is not whole groups of four (a dense or
+        # 1x1 layer on 3 or 10 channels, say): the leftover rows' C loop beside
+        # the assembly tiles (~420 B on the M7). im2col pads its patches.
+        "GEMM_PARTIAL",
     ),
     "mcc_pool": (
         # AVERAGE_POOL_2D's and MEAN's sums over more than 256 taps, added out

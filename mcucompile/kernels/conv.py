@@ -1058,8 +1058,9 @@ def _fast_call(layer: _Layer, choice: Choice, op: Op) -> KernelCall:
         fields = _ints(rows=rows, depth=w2d.shape[1], out_c=layer.out_c,
                        row_block=choice.row_block) + act
         arrays = _fast_arrays(gemm_weights(w2d), table)
+        partial = frozenset({"GEMM_PARTIAL"}) if w2d.shape[1] % 4 else frozenset()
         return KernelCall(choice.variant.value, LIBRARY, "mcc_gemm_params", fields + arrays[0],
-                          args, arrays[1], choice.scratch_bytes, layer.macs)
+                          args, arrays[1], choice.scratch_bytes, layer.macs, paths=partial)
     if choice.variant == Variant.IM2COL:
         # A depthwise layer over one channel: its [M, H, W] filters are conv filters [M, H, W, 1].
         fields = _ints(batches=win.batches, in_h=win.in_h, in_w=win.in_w, in_c=win.in_c,

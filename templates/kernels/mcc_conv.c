@@ -78,6 +78,11 @@
 #else
 #define WIDE_WEIGHTS 1
 #endif
+#if defined(MCC_OMIT_GEMM_PARTIAL)
+#define GEMM_PARTIAL 0
+#else
+#define GEMM_PARTIAL 1
+#endif
 /* Each path compiled in defines its symbol; a model that takes a path reads
  * it, so kernels built without the path do not link with that model. */
 #if DW1CH_GENERAL
@@ -112,6 +117,9 @@ const uint8_t mcc_has_path_PLANAR_WIDE7 = 1;
 #endif
 #if WIDE_WEIGHTS
 const uint8_t mcc_has_path_WIDE_WEIGHTS = 1;
+#endif
+#if GEMM_PARTIAL
+const uint8_t mcc_has_path_GEMM_PARTIAL = 1;
 #endif
 
 /* sum(a[i] * b[i]) for i < n. Each product fits in 16 bits; the int32 sum
@@ -1630,6 +1638,9 @@ static void gemm_rows2(const int8_t *input, int32_t rows, int32_t depth, const i
         }
         return;
     }
+#if !GEMM_PARTIAL
+    return;     /* compiled out: mcc_gemm_s8 refuses a partial last group */
+#endif
 #endif
     for (int32_t c = 0; c < out_c; c += 2, w += 8 * groups) {
         const int two = c + 1 < out_c;
@@ -1835,8 +1846,18 @@ static MCC_NOINLINE void gemm_on_stack(const mcc_gemm_params *p, const int8_t *i
     gemm_rows(p, input, output, stack_block);
 }
 
+/* A depth that is not whole groups of four, whose leftover rows need
+ * gemm_rows2's C loop, in a library built without it (GEMM_PARTIAL). */
+static int partial_omitted(const mcc_gemm_params *p)
+{
+    return MCC_CONV_ASM && !GEMM_PARTIAL && (p->depth & 3) != 0;
+}
+
 int mcc_gemm_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output, void *scratch)
 {
+    if (partial_omitted(p)) {
+        return MCC_ERROR;
+    }
     if (p->wide_weights != NULL && (!WIDE_WEIGHTS || p->rows < 4 || p->row_block == 1)) {
         return MCC_ERROR;
     }
@@ -1868,7 +1889,8 @@ static MCC_NOINLINE void gemm_inplace_on_stack(const mcc_gemm_params *p, const i
 int mcc_gemm_inplace_s8(const mcc_gemm_params *p, const int8_t *input, int8_t *output,
                         void *scratch)
 {
-    if (!p->inplace || (const int8_t *)output != input || (p->wide_weights != NULL && !WIDE_WEIGHTS)) {
+    if (!p->inplace || (const int8_t *)output != input || (p->wide_weights != NULL && !WIDE_WEIGHTS)
+        || partial_omitted(p)) {
         return MCC_ERROR;
     }
     if (p->row_block == 2) {
@@ -2309,7 +2331,8 @@ static void im2col_patches(const mcc_conv2d_im2col_params *p, const int8_t *inpu
             }
             gemm_block4(scratch, groups, p->weights, NULL, p->channels, p->out_c, out);
         } else {
-            gemm_rows2(patches, 1, depth, p->weights, p->channels, p->out_c, out);
+            /* The patch's bytes past depth are zero: whole groups. */
+            gemm_rows2(patches, 1, stride, p->weights, p->channels, p->out_c, out);
         }
         im2col_emitted(p, tile, output, q, n);
         q += n;

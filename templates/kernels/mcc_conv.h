@@ -455,5 +455,6 @@ extern const uint8_t mcc_has_path_PLANAR_S2;
 extern const uint8_t mcc_has_path_PLANAR_WIDE_S2;
 extern const uint8_t mcc_has_path_PLANAR_WIDE7;
 extern const uint8_t mcc_has_path_WIDE_WEIGHTS;
+extern const uint8_t mcc_has_path_GEMM_PARTIAL;
 
 #endif /* MCC_CONV_H */
