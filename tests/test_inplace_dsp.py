@@ -82,6 +82,13 @@ CASES: dict[str, tuple[dict, dict[int, tuple[str, dict]]]] = {
     "dw_k5_s2_valid": _dw_case((1, 12, 11, 3), 5, 5, 2, "valid", None, stride_w=2),
     "dw_k7_s1_same": _dw_case((1, 9, 8, 3), 5, 7, 1, "same", "relu6", ring=True),
     "dw_k7_s2_same": _dw_case((1, 13, 11, 5), 7, 7, 2, "same", None, stride_w=2),
+    # Filters 5 and 7 wide on DSP cores: every column in SMLAD passes of up to
+    # 24 outputs over stack copies of the taps (pad_value outside the image);
+    # rows of 30 and 26 outputs take two passes, from the ring and direct.
+    "dw_k5_s1_same_two_passes": _dw_case((1, 6, 30, 3), 5, 5, 1, "same", "relu6", ring=True,
+                                         out_w=30),
+    "dw_k7_s2_valid_two_passes": _dw_case((1, 9, 57, 3), 5, 7, 2, "valid", None, ring=False,
+                                          out_w=26),
     # Output multiplier >= 0.5: TFLite's (multiplier, shift) table, border path everywhere.
     "dw_k3_s1_same_tflite_form": (
         dict(input_shape=(1, 9, 10, 3), layers=(("pw", 5, 1, "relu6"), ("dw", 3, 1, "same", None)),

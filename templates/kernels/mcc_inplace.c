@@ -475,16 +475,105 @@ static int8_t *row_any(const mcc_depthwise_conv2d_inplace_params *p, const int8_
     return o;
 }
 
+#if MCC_CONV_DSP
+/* row_wide's outputs per pass: their accumulators, and each filter row's
+ * span of taps copied contiguous (plus a word of zeros to read past). */
+#define MCC_WIDE_PASS 24
+
+/* row_any for filter rows of at most two words (up to 8 taps), undilated
+ * along x, on DSP cores, border columns too (x0 may be negative): filter row
+ * by filter row, the span of taps under a pass of outputs is copied once into
+ * a contiguous stack buffer (the taps of direct reads are `step` bytes apart;
+ * pad_value outside the image), and each output takes its taps as two
+ * words split into (t0, t2), (t1, t3), (t4, t6), (t5, t7) against the row's
+ * weights as int16 pairs: four SMLADs a filter row instead of a multiply per
+ * tap (a 7x7 layer at stride 2 took 433 instructions per output). Each pass
+ * copies its spans before it writes an output: what row_any reads, it reads
+ * first. */
+static int8_t *row_wide(const mcc_depthwise_conv2d_inplace_params *p, const int8_t *const rows[],
+                        int32_t ky_lo, int32_t ky_hi, int32_t x0, int32_t step, const int8_t *w,
+                        int32_t bias, const int32_t *t, int32_t n, int8_t *o)
+{
+    const int32_t sw = p->stride_w, fw = p->filter_w, rb = p->row_bytes;
+    const int32_t out_step = p->channels;
+    int32_t acc[MCC_WIDE_PASS];
+    int8_t span[(MCC_WIDE_PASS - 1) * 2 + 8 + 8];   /* stride_w <= 2 here */
+    for (int32_t done = 0; done < n; done += MCC_WIDE_PASS) {
+        const int32_t m = MCC_MIN(MCC_WIDE_PASS, n - done);
+        const int32_t len = (m - 1) * sw + fw;
+        for (int32_t i = 0; i < m; ++i) {
+            acc[i] = bias;
+        }
+        for (int32_t ky = ky_lo; ky < ky_hi; ++ky) {
+            /* Taps [a, b) of the span lie inside the image, the rest read pad_value. */
+            const int32_t xs = x0 + done * sw;
+            const int32_t a = MCC_CLAMP(-xs, 0, len), b = MCC_CLAMP(p->in_w - xs, a, len);
+            const int8_t *src = rows[ky] + (xs + a) * step;
+            memset(span, (int8_t)p->pad_value, (size_t)a);
+            if (step == 1) {
+                memcpy(span + a, src, (size_t)(b - a));
+            } else {
+                int32_t j = a;
+                for (; j + 4 <= b; j += 4, src += 4 * step) {
+                    span[j] = src[0];
+                    span[j + 1] = src[step];
+                    span[j + 2] = src[2 * step];
+                    span[j + 3] = src[3 * step];
+                }
+                for (; j < b; ++j, src += step) {
+                    span[j] = src[0];
+                }
+            }
+            memset(span + b, (int8_t)p->pad_value, (size_t)(len - b));
+            memset(span + len, 0, 8);
+            const int32_t v0 = load32(w + ky * rb), v1 = rb > 4 ? load32(w + ky * rb + 4) : 0;
+            const int32_t w0 = __sxtb16(v0), w1 = sxtb16_ror8(v0);
+            const int32_t w2 = __sxtb16(v1), w3 = sxtb16_ror8(v1);
+            const int8_t *r = span;
+            if (rb > 4) {
+                for (int32_t i = 0; i < m; ++i, r += sw) {
+                    const int32_t a = load32(r), b = load32(r + 4);
+                    int32_t x = __smlad(__sxtb16(a), w0, acc[i]);
+                    x = __smlad(sxtb16_ror8(a), w1, x);
+                    x = __smlad(__sxtb16(b), w2, x);
+                    acc[i] = __smlad(sxtb16_ror8(b), w3, x);
+                }
+            } else {
+                for (int32_t i = 0; i < m; ++i, r += sw) {
+                    const int32_t a = load32(r);
+                    acc[i] = __smlad(sxtb16_ror8(a), w1, __smlad(__sxtb16(a), w0, acc[i]));
+                }
+            }
+        }
+        for (int32_t i = 0; i < m; ++i, o += out_step) {
+            o[0] = out_fast(acc[i], t, p->act_min, p->act_max);
+        }
+    }
+    return o;
+}
+#endif
+
 /* One output row of channel c with the fast table, any filter: border
  * columns from the unfolded bias, the others through row_any from the folded
  * bias, where filter rows outside the image count as pad_value (their weights
- * times pad_value move into the bias). */
+ * times pad_value move into the bias). On DSP cores filter rows of up to 8
+ * taps run every column through row_wide, which reads pad_value outside the
+ * image itself. */
 static int8_t *dw_row_fast(const mcc_depthwise_conv2d_inplace_params *p, const channel_rows *cr,
                            int32_t y0, int32_t ky_lo, int32_t ky_hi, int32_t lo, int32_t hi,
                            const int8_t *w, const int32_t *t, int32_t bias0, int8_t *o)
 {
     const int32_t out_step = p->channels, sw = p->stride_w, fh = p->filter_h;
     const int32_t step = cr->step;
+#if MCC_CONV_DSP
+    const int wide = p->dilation_w == 1 && p->row_bytes <= 8 && sw <= 2;
+#else
+    const int wide = 0;
+#endif
+    if (wide) {
+        lo = 0;
+        hi = p->out_w;
+    }
     int32_t ox = 0;
     for (; ox < lo; ++ox, o += out_step) {
         o[0] = out_fast(border_acc(p, cr, w, y0, ky_lo, ky_hi, ox * sw - p->pad_w, bias0), t,
@@ -502,7 +591,14 @@ static int8_t *dw_row_fast(const mcc_depthwise_conv2d_inplace_params *p, const c
             }
         }
         const int32_t x0 = lo * sw - p->pad_w;
-        o = row_any(p, rows, ky_lo, ky_hi, x0, step, w, bias, t, hi - lo, o);
+#if MCC_CONV_DSP
+        if (wide) {
+            o = row_wide(p, rows, ky_lo, ky_hi, x0, step, w, bias, t, hi - lo, o);
+        } else
+#endif
+        {
+            o = row_any(p, rows, ky_lo, ky_hi, x0, step, w, bias, t, hi - lo, o);
+        }
         ox = hi;
     }
     for (; ox < p->out_w; ++ox, o += out_step) {
