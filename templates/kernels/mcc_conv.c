@@ -3149,8 +3149,8 @@ static int planar_run(const mcc_depthwise_conv2d_planar_params *p, const int8_t 
             const int32_t n = MCC_MIN(p->group, p->in_c - c0);
             fill_planes(p, input, b, c0, n, planes);
             for (int32_t j = 0; j < n; ++j) {
-                for (int32_t i = 0; i < m; ++i) {
-                    const int32_t oc = (c0 + j) * m + i;
+                for (int32_t k = 0; k < m; ++k) {
+                    const int32_t oc = (c0 + j) * m + k;
                     channel(p, planes + j * plane, p->weights + oc * filter_bytes,
                             chan_at(p->channels, oc), out_b + oc);
                 }

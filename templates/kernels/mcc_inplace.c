@@ -532,16 +532,16 @@ static int8_t *row_wide(const mcc_depthwise_conv2d_inplace_params *p, const int8
             const int8_t *r = span;
             if (rb > 4) {
                 for (int32_t i = 0; i < m; ++i, r += sw) {
-                    const int32_t a = load32(r), b = load32(r + 4);
-                    int32_t x = __smlad(__sxtb16(a), w0, acc[i]);
-                    x = __smlad(sxtb16_ror8(a), w1, x);
-                    x = __smlad(__sxtb16(b), w2, x);
-                    acc[i] = __smlad(sxtb16_ror8(b), w3, x);
+                    const int32_t u = load32(r), v = load32(r + 4);
+                    int32_t x = __smlad(__sxtb16(u), w0, acc[i]);
+                    x = __smlad(sxtb16_ror8(u), w1, x);
+                    x = __smlad(__sxtb16(v), w2, x);
+                    acc[i] = __smlad(sxtb16_ror8(v), w3, x);
                 }
             } else {
                 for (int32_t i = 0; i < m; ++i, r += sw) {
-                    const int32_t a = load32(r);
-                    acc[i] = __smlad(sxtb16_ror8(a), w1, __smlad(__sxtb16(a), w0, acc[i]));
+                    const int32_t u = load32(r);
+                    acc[i] = __smlad(sxtb16_ror8(u), w1, __smlad(__sxtb16(u), w0, acc[i]));
                 }
             }
         }
