@@ -93,12 +93,16 @@ def main() -> int:
         build = tmp_path / "build"
         cmd = [sys.executable, "-m", "mcucompile", "bench", args.model, "--board", args.board,
                "--emulator", "qemu", "--runs", "1", "--timeout", "600", "-o", str(build), *rest]
-        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+        run = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if run.returncode != 0:
+            sys.exit(f"mcucompile bench failed:\n{run.stderr.strip()}")
         elfs = sorted(build.rglob("*.elf"))
         if not elfs:
             sys.exit(f"no .elf under {build}")
         addrs, names = symbols(elfs[0])
         sizes, runs = blocks(log)
+    if not runs:
+        sys.exit(f"QEMU logged no executed blocks ({log.name} empty): is {qemu} a QEMU that takes -d exec?")
     per_function: collections.Counter[str] = collections.Counter()
     for start, n in runs.items():
         i = bisect.bisect_right(addrs, start) - 1

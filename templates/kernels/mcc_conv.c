@@ -2808,17 +2808,8 @@ static void fill_planes(const mcc_depthwise_conv2d_planar_params *p, const int8_
     for (; j < n; ++j) {
         int8_t *dst = planes + j * plane + p->pad_h * pw + p->pad_w;
         const int8_t *src = base + j;
-        for (int32_t y = 0; y < in_h; ++y, dst += pw) {
-            int32_t x = 0;
-            for (; x + 4 <= in_w; x += 4, src += 4 * in_c) {
-                dst[x] = src[0];
-                dst[x + 1] = src[in_c];
-                dst[x + 2] = src[2 * in_c];
-                dst[x + 3] = src[3 * in_c];
-            }
-            for (; x < in_w; ++x, src += in_c) {
-                dst[x] = src[0];
-            }
+        for (int32_t y = 0; y < in_h; ++y, dst += pw, src += in_w * in_c) {
+            gather_s8(dst, src, in_w, in_c);
         }
     }
 }

@@ -513,16 +513,7 @@ static int8_t *row_wide(const mcc_depthwise_conv2d_inplace_params *p, const int8
             if (step == 1) {
                 memcpy(span + a, src, (size_t)(b - a));
             } else {
-                int32_t j = a;
-                for (; j + 4 <= b; j += 4, src += 4 * step) {
-                    span[j] = src[0];
-                    span[j + 1] = src[step];
-                    span[j + 2] = src[2 * step];
-                    span[j + 3] = src[3 * step];
-                }
-                for (; j < b; ++j, src += step) {
-                    span[j] = src[0];
-                }
+                gather_s8(span + a, src, b - a, step);
             }
             memset(span + b, (int8_t)p->pad_value, (size_t)(len - b));
             memset(span + len, 0, 8);

@@ -172,6 +172,22 @@ static inline int32_t pool_average(int32_t s, int32_t count)
     return s > 0 ? (s + count / 2) / count : (s - count / 2) / count;
 }
 
+/* n bytes `stride` apart from src into dst, contiguous: one channel of NHWC
+ * pixels. Four a step (GCC keeps the strides in registers). */
+static inline void gather_s8(int8_t *dst, const int8_t *src, int32_t n, int32_t stride)
+{
+    int32_t j = 0;
+    for (; j + 4 <= n; j += 4, src += 4 * stride) {
+        dst[j] = src[0];
+        dst[j + 1] = src[stride];
+        dst[j + 2] = src[2 * stride];
+        dst[j + 3] = src[3 * stride];
+    }
+    for (; j < n; ++j, src += stride) {
+        dst[j] = src[0];
+    }
+}
+
 /* The fused activation, when it is narrower than int8's range. */
 static inline void clamp_activation(int8_t *out, int32_t n, int32_t act_min, int32_t act_max)
 {
