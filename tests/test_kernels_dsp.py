@@ -128,6 +128,14 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
     cases["depthwise_1ch_k3x3_s1_valid_m12_compact"] = ("depthwise_conv2d", dict(
         input_shape=(1, 9, 14, 1), kernel=3, stride=1, padding="valid", depth_multiplier=12,
         activation="relu6", seed=11), "mcc_depthwise_conv2d_1ch_s8")
+    # Other windows' quads (mcc_dw1ch_s8_rows_dsp): rows of one word (not
+    # three of them), and two quads of two-word rows.
+    cases["depthwise_1ch_k5x3_s1_same_m4_compact"] = ("depthwise_conv2d", dict(
+        input_shape=(1, 11, 10, 1), kernel=(5, 3), stride=1, padding="same", depth_multiplier=4,
+        activation="relu", seed=5), "mcc_depthwise_conv2d_1ch_s8")
+    cases["depthwise_1ch_k4x7_s2_valid_m9_compact"] = ("depthwise_conv2d", dict(
+        input_shape=(1, 13, 17, 1), kernel=(4, 7), stride=2, padding="valid", depth_multiplier=9,
+        seed=6), "mcc_depthwise_conv2d_1ch_s8")
     # A 3x3 convolution at the memory peak (COMPACT): im2col with two patches
     # on the stack, whole depth groups (the 2x2 assembly tile) and a partial one,
     # an odd number of output pixels (a lone last patch).
@@ -394,6 +402,8 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "band_k3_s2_same_c8_compact", "band_k3_s1_valid_c16_compact",
                        "band_k3_s1_same_c6_padded", "depthwise_k3_s2_same_c13_compact",
                        "depthwise_1ch_k3x3_s1_valid_m12_compact",
+                       "depthwise_1ch_k5x3_s1_same_m4_compact",
+                       "depthwise_1ch_k4x7_s2_valid_m9_compact",
                        "depthwise_k5_s1_same_c10_compact", "depthwise_k3_s2_same_c6_strips_compact",
                        "depthwise_k5_s1_same_c3_strips_compact",
                        "depthwise_k3_s1_same_even_h_odd_w_m2", "depthwise_k3_s1_valid_one_column",

@@ -1270,6 +1270,93 @@ __asm__(MCC_ASM_FUNCTION("mcc_dw1ch_s8_3rows_dsp")
         "pop    {r4-r11, pc}\n\t"
         MCC_ASM_END("mcc_dw1ch_s8_3rows_dsp"));
 #undef MCC_DW1CH_CHANNEL
+
+/* dw1ch_pixel's channels in fours (`quads` >= 1 of them) for a window of fh
+ * rows, `stride` bytes apart, of one or two words (row_bytes 4 or 8: filters
+ * up to 8 wide): per quad the doubled biases, then per window word one load
+ * split into (t0, t2) and (t1, t3) and four LDRD/SMLAD pairs, then
+ * fast_requant_doubled. GCC's loop spilled its row and word counters and
+ * loaded the weights singly: about 180 instructions per output of a 10x8
+ * window (micro_speech), 97 here. r0 the window row, r1 stride, r2 the
+ * weights, r3 the table rows, r4-r7 the accumulators, lr the window's end.
+ * Stack: [sp] r, [sp, #4] fh * stride, [sp, #8] row_bytes, [sp, #12] the
+ * table's end, [sp, #56] o. */
+void mcc_dw1ch_s8_rows_dsp(const int8_t *r, int32_t stride, const int32_t *w,
+                           const int32_t *channels, int32_t quads, int8_t *o, int32_t fh,
+                           int32_t row_bytes);
+
+#define MCC_DW1CH_MAC(A)                                                       \
+    "ldrd   r10, r11, [r2], #8\n\t"                                            \
+    "smlad  " A ", r8, r10, " A "\n\t"                                         \
+    "smlad  " A ", r9, r11, " A "\n\t"
+/* One window word (in r8) against the quad's next four weight pairs. */
+#define MCC_DW1CH_WORD                                                         \
+    "sxtb16 r9, r8, ror #8\n\t"                                                \
+    "sxtb16 r8, r8\n\t"                                                        \
+    MCC_DW1CH_MAC("r4") MCC_DW1CH_MAC("r5") MCC_DW1CH_MAC("r6") MCC_DW1CH_MAC("r7")
+#define MCC_DW1CH_OUT(A)                                                       \
+    "ldm    r3!, {r8, r9, r10, r11}\n\t"  /* bias again, mult, hib, post */   \
+    "add    r10, r10, " A ", asr #31\n\t"                                      \
+    "smmlar " A ", " A ", r9, r10\n\t"                                          \
+    "asr    " A ", " A ", r11\n\t"                                              \
+    "ssat   " A ", #8, " A "\n\t"                                               \
+    "strb   " A ", [r12], #1\n\t"
+
+__asm__(MCC_ASM_FUNCTION("mcc_dw1ch_s8_rows_dsp")
+        "push   {r4-r11, lr}\n\t"
+        "sub    sp, sp, #16\n\t"
+        "ldr    r8, [sp, #60]\n\t"         /* fh */
+        "mul    r8, r8, r1\n\t"
+        "strd   r0, r8, [sp]\n\t"
+        "ldr    r9, [sp, #64]\n\t"         /* row_bytes */
+        "ldr    r10, [sp, #52]\n\t"        /* quads */
+        "add    r10, r3, r10, lsl #6\n\t"  /* 64 table bytes a quad */
+        "strd   r9, r10, [sp, #8]\n"
+        "0:\n\t"                            /* four channels */
+        "ldr    r4, [r3]\n\t"
+        "ldr    r5, [r3, #16]\n\t"
+        "ldr    r6, [r3, #32]\n\t"
+        "ldr    r7, [r3, #48]\n\t"
+        "lsl    r4, r4, #1\n\t"
+        "lsl    r5, r5, #1\n\t"
+        "lsl    r6, r6, #1\n\t"
+        "lsl    r7, r7, #1\n\t"
+        "ldrd   r0, lr, [sp]\n\t"
+        "add    lr, r0, lr\n\t"
+        "ldr    r12, [sp, #8]\n\t"
+        "cmp    r12, #8\n\t"
+        "beq    2f\n"
+        "1:\n\t"                            /* rows of one word */
+        "ldr    r8, [r0]\n\t"
+        MCC_DW1CH_WORD
+        "add    r0, r0, r1\n\t"
+        "cmp    r0, lr\n\t"
+        "bne    1b\n\t"
+        "b      3f\n"
+        "2:\n\t"                            /* rows of two words */
+        "ldr    r8, [r0]\n\t"
+        MCC_DW1CH_WORD
+        "ldr    r8, [r0, #4]\n\t"
+        MCC_DW1CH_WORD
+        "add    r0, r0, r1\n\t"
+        "cmp    r0, lr\n\t"
+        "bne    2b\n"
+        "3:\n\t"
+        "ldr    r12, [sp, #56]\n\t"        /* o */
+        MCC_DW1CH_OUT("r4")
+        MCC_DW1CH_OUT("r5")
+        MCC_DW1CH_OUT("r6")
+        MCC_DW1CH_OUT("r7")
+        "str    r12, [sp, #56]\n\t"
+        "ldr    r8, [sp, #12]\n\t"
+        "cmp    r3, r8\n\t"
+        "bne    0b\n\t"
+        "add    sp, sp, #16\n\t"
+        "pop    {r4-r11, pc}\n\t"
+        MCC_ASM_END("mcc_dw1ch_s8_rows_dsp"));
+#undef MCC_DW1CH_MAC
+#undef MCC_DW1CH_WORD
+#undef MCC_DW1CH_OUT
 #endif
 
 /* ---------------------------------------------------------------- GEMM core */
@@ -3243,6 +3330,14 @@ static void dw1ch_pixel(const int8_t *r, int32_t stride, int32_t fh, int32_t gro
                         const int32_t *w, const int32_t *channels, int32_t out_c, int8_t *o)
 {
     int32_t c = 0;
+#if MCC_CONV_ASM
+    if (out_c >= 4) {
+        c = out_c & ~3;
+        mcc_dw1ch_s8_rows_dsp(r, stride, w, channels, c >> 2, o, fh, 4 * groups);
+        w += 2 * fh * groups * c;
+        o += c;
+    }
+#endif
     /* Four channels per pass over the window; then the last out_c % 4 one by one. */
     for (; c + 4 <= out_c; c += 4, o += 4) {
         const int32_t *t = channels + 4 * c;
@@ -3405,13 +3500,15 @@ int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
                     }
                     continue;
                 }
-                int8_t *dst = window;
-                for (int32_t ky = 0; ky < fh; ++ky) {
+                /* A border pixel: its window on the stack, pad_value outside
+                 * the image (and past fw, under zero weights). */
+                const int32_t lo = MCC_MAX(0, -x0), hi = MCC_MIN(fw, in_w - x0);
+                memset(window, pad, (size_t)(fh * row_bytes));
+                for (int32_t ky = 0; ky < fh && hi > lo; ++ky) {
                     const int32_t y = y0 + ky;
-                    const int y_ok = y >= 0 && y < in_h;
-                    for (int32_t kx = 0; kx < row_bytes; ++kx) {
-                        const int32_t x = x0 + kx;
-                        *dst++ = y_ok && x >= 0 && x < in_w && kx < fw ? in_b[y * in_w + x] : pad;
+                    if (y >= 0 && y < in_h) {
+                        memcpy(window + ky * row_bytes + lo, in_b + y * in_w + x0 + lo,
+                               (size_t)(hi - lo));
                     }
                 }
                 if (three_rows || !DW1CH_GENERAL) {
