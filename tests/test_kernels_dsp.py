@@ -528,6 +528,37 @@ def test_fast_kernel_is_bit_exact_on_qemu(name, board, model_dir, tmp_path):
     assert report.bit_exact, "\n".join(m.describe() for m in report.mismatches)
 
 
+def test_gemm_without_its_partial_path_refuses_on_qemu(model_dir, tmp_path):
+    # A GEMM whose depth is not whole groups of four needs gemm_rows2's C loop
+    # (GEMM_PARTIAL). Built without it, the model does not link; and were the
+    # generator's guard wrong (here: removed), the Arm kernel reports an error
+    # to the host, never wrong bytes.
+    from mcucompile import boards, emulator, hil
+    from mcucompile.build import compile_firmware
+    from mcucompile.errors import DeviceError, ToolchainError
+    from mcucompile.pipeline import CompileOptions, build
+    path = _model("dense_rows5", model_dir)
+    board = boards.load("qemu-m7")
+    out = tmp_path / "build"
+    compiled = build(path, board, out, options=CompileOptions(memory="layer"))
+    (call,) = [c for c in compiled.calls.values() if c is not None]
+    assert call.function == "mcc_gemm_s8" and "GEMM_PARTIAL" in call.paths
+    config, model_c = out / "model" / "mcc_config.h", out / "model" / "model.c"
+    end = "#endif /* MCC_CONFIG_H */"
+    config.write_text(config.read_text().replace(end, "#define MCC_OMIT_GEMM_PARTIAL 1\n" + end))
+    with pytest.raises(ToolchainError, match="undefined reference to .mcc_has_path_GEMM_PARTIAL"):
+        compile_firmware(out, board, "qemu")
+    text = model_c.read_text()
+    assert "!mcc_has_path_GEMM_PARTIAL" in text
+    model_c.write_text(text.replace("!mcc_has_path_GEMM_PARTIAL", "0").replace(
+        "extern const uint8_t mcc_has_path_GEMM_PARTIAL;", ""))
+    firmware = compile_firmware(out, board, "qemu")
+    with emulator.boot(firmware.elf, firmware.qemu_machine, "tcp") as qemu:
+        with hil.Device(qemu.connect(), timeout=20) as device:
+            with pytest.raises(DeviceError, match="Inference failed: status 1"):
+                hil.evaluate(device, model=path.read_bytes(), random=1, seed=3)
+
+
 # The DSP loops in C that -DMCC_NO_ASM takes instead of the assembly (a
 # compiler or core the assembly does not suit): the 4x2 GEMM and band tiles,
 # the 3x3 depthwise pairs and blocks, the one-channel and pixel depthwise

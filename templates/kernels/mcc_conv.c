@@ -960,7 +960,8 @@ __asm__(MCC_WIDE_BEGIN("mcc_dw_wide5_s8_pairs_s2_dsp")
 void mcc_dw_wide5_s8_quads_dsp(const int8_t *r, int8_t *o, const dw_wide_consts *k);
 void mcc_dw_wide_s8_quads_dsp(const int8_t *r, int8_t *o, const dw_wide_consts *k);
 
-#define MCC_QUAD_BEGIN(NAME)                                                   \
+/* The frame, the accumulators from the bias, the row loop's label. */
+#define MCC_QUAD_ENTRY(NAME)                                                   \
     MCC_ASM_FUNCTION(NAME)                                                     \
     "push   {r4-r11, lr}\n\t"                                                  \
     "sub    sp, sp, #12\n\t"                                                   \
@@ -974,7 +975,9 @@ void mcc_dw_wide_s8_quads_dsp(const int8_t *r, int8_t *o, const dw_wide_consts *
     "mov    r5, r4\n\t"                                                        \
     "mov    r6, r4\n\t"                                                        \
     "mov    r7, r4\n"                                                          \
-    "2:\n\t"                                                                   \
+    "2:\n\t"
+#define MCC_QUAD_BEGIN(NAME)                                                   \
+    MCC_QUAD_ENTRY(NAME)                                                       \
     "ldr    r8, [r0]\n\t"                                                      \
     "ldr    r10, [r0, #4]\n\t"                                                 \
     "ldrd   r12, lr, [r1], #16\n\t"       /* a = (w0, w2), b = (w1, w3) */    \
@@ -1001,7 +1004,7 @@ void mcc_dw_wide_s8_quads_dsp(const int8_t *r, int8_t *o, const dw_wide_consts *
     "asr    " A ", " A ", r12\n\t"                                             \
     "ssat   " A ", #8, " A "\n\t"
 /* The row loop's end (r0 already moved to the next row), the four outputs. */
-#define MCC_QUAD_END(NAME)                                                     \
+#define MCC_QUAD_END(NAME, STEP)                                               \
     "cmp    r1, r2\n\t"                                                        \
     "bne    2b\n\t"                                                            \
     "ldr    r2, [sp, #8]\n\t"                                                  \
@@ -1016,7 +1019,7 @@ void mcc_dw_wide_s8_quads_dsp(const int8_t *r, int8_t *o, const dw_wide_consts *
     "strb   r6, [r1]\n\t"                                                      \
     "strb   r7, [r1, lr]\n\t"                                                  \
     "add    r1, r1, lr, lsl #1\n\t"                                            \
-    "add    r0, r0, #4\n\t"                                                    \
+    "add    r0, r0, #" STEP "\n\t"                                             \
     "ldr    r12, [r2, #20]\n\t"                                                \
     "cmp    r0, r12\n\t"                                                       \
     "bne    1b\n\t"                                                            \
@@ -1032,7 +1035,7 @@ __asm__(MCC_QUAD_BEGIN("mcc_dw_wide5_s8_quads_dsp")
         "smlabb r5, r11, r12, r5\n\t"
         "smlatb r6, r10, r12, r6\n\t"
         "smlatb r7, r11, r12, r7\n\t"
-        MCC_QUAD_END("mcc_dw_wide5_s8_quads_dsp"));
+        MCC_QUAD_END("mcc_dw_wide5_s8_quads_dsp", "4"));
 
 #if PLANAR_WIDE7
 /* Up to 7 wide: out0 = t0..t6 ... out3 = t3..t9; c = (w4, w6), d = (w5, 0).
@@ -1053,8 +1056,79 @@ __asm__(MCC_QUAD_BEGIN("mcc_dw_wide_s8_quads_dsp")
         "smladx r6, r8, r12, r6\n\t"        /* out2: t6 w4 + t8 w6 */
         "smlabb r7, r8, lr, r7\n\t"         /* out3: t8 w5 */
         "smladx r7, r9, r12, r7\n\t"        /* out3: t7 w4 + t9 w6 */
-        MCC_QUAD_END("mcc_dw_wide_s8_quads_dsp"));
+        MCC_QUAD_END("mcc_dw_wide_s8_quads_dsp", "4"));
 #endif
+
+#if PLANAR_WIDE_S2
+/* Stride 2, four outputs a step (out_k's taps are t_2k..): each filter row's
+ * words W0 = t0..t3, W1 = t4..t7 and W2 = t8..t11 split once, E_i the even
+ * taps and O_i the odd. out0 and out2 take E/O pairs as they lie, out1 the
+ * pairs (t4, t2) and (t5, t3) through SMLADX; a pair that would straddle W1
+ * and W2 goes as two halfword MACs (SMLATB/SMLABT) instead, since all six
+ * registers hold taps or weights. About 9.3 instructions per output and
+ * filter row up to 7 wide (the pairs: 11), 7.75 up to 5 wide (9.5). */
+void mcc_dw_wide5_s8_quads_s2_dsp(const int8_t *r, int8_t *o, const dw_wide_consts *k);
+void mcc_dw_wide_s8_quads_s2_dsp(const int8_t *r, int8_t *o, const dw_wide_consts *k);
+
+/* The row's a = (w0, w2) and b = (w1, w3) terms of all four outputs; leaves
+ * E1 O1 in r10 r11, E2 O2 in r8 r9. */
+#define MCC_QUAD_S2_AB                                                         \
+    "ldr    r8, [r0]\n\t"                                                      \
+    "ldr    r10, [r0, #4]\n\t"                                                 \
+    "ldrd   r12, lr, [r1], #16\n\t"       /* a, b */                          \
+    "sxtb16 r9, r8, ror #8\n\t"           /* O0 = (t1, t3) */                 \
+    "sxtb16 r8, r8\n\t"                   /* E0 = (t0, t2) */                 \
+    "sxtb16 r11, r10, ror #8\n\t"         /* O1 = (t5, t7) */                 \
+    "sxtb16 r10, r10\n\t"                 /* E1 = (t4, t6) */                 \
+    "smlad  r4, r8, r12, r4\n\t"                                               \
+    "smlad  r4, r9, lr, r4\n\t"                                                \
+    "smlad  r6, r10, r12, r6\n\t"         /* out2: t4 w0 + t6 w2 */           \
+    "smlad  r6, r11, lr, r6\n\t"          /* out2: t5 w1 + t7 w3 */           \
+    "pkhbt  r8, r10, r8\n\t"              /* (t4, t2) */                      \
+    "pkhbt  r9, r11, r9\n\t"              /* (t5, t3) */                      \
+    "smladx r5, r8, r12, r5\n\t"          /* out1: t2 w0 + t4 w2 */           \
+    "smladx r5, r9, lr, r5\n\t"           /* out1: t3 w1 + t5 w3 */           \
+    "ldr    r8, [r0, #8]\n\t"                                                  \
+    "smlatb r7, r10, r12, r7\n\t"         /* out3: t6 w0 */                   \
+    "smlatb r7, r11, lr, r7\n\t"          /* out3: t7 w1 */                   \
+    "sxtb16 r9, r8, ror #8\n\t"           /* O2 = (t9, t11) */                \
+    "sxtb16 r8, r8\n\t"                   /* E2 = (t8, t10) */                \
+    "smlabt r7, r8, r12, r7\n\t"          /* out3: t8 w2 */                   \
+    "smlabt r7, r9, lr, r7\n\t"           /* out3: t9 w3 */
+
+/* Up to 5 wide: c = (w4, 0); out_k's last tap is t_(2k+4). */
+__asm__(MCC_QUAD_ENTRY("mcc_dw_wide5_s8_quads_s2_dsp")
+        MCC_QUAD_S2_AB
+        "ldr    r12, [r1, #-8]\n\t"        /* c */
+        "add    r0, r0, r3\n\t"
+        "smlabb r4, r10, r12, r4\n\t"      /* out0: t4 w4 */
+        "smlatb r5, r10, r12, r5\n\t"      /* out1: t6 w4 */
+        "smlabb r6, r8, r12, r6\n\t"       /* out2: t8 w4 */
+        "smlatb r7, r8, r12, r7\n\t"       /* out3: t10 w4 */
+        MCC_QUAD_END("mcc_dw_wide5_s8_quads_s2_dsp", "8"));
+
+#if PLANAR_WIDE7
+/* Up to 7 wide: c = (w4, w6), d = (w5, 0); t12 read as a byte. */
+__asm__(MCC_QUAD_ENTRY("mcc_dw_wide_s8_quads_s2_dsp")
+        MCC_QUAD_S2_AB
+        "ldrd   r12, lr, [r1, #-8]\n\t"    /* c, d */
+        "smlad  r4, r10, r12, r4\n\t"      /* out0: t4 w4 + t6 w6 */
+        "smlabb r4, r11, lr, r4\n\t"       /* out0: t5 w5 */
+        "smlatb r5, r10, r12, r5\n\t"      /* out1: t6 w4 */
+        "smlabt r5, r8, r12, r5\n\t"       /* out1: t8 w6 */
+        "smlatb r5, r11, lr, r5\n\t"       /* out1: t7 w5 */
+        "ldrsb  r10, [r0, #12]\n\t"
+        "add    r0, r0, r3\n\t"
+        "smlad  r6, r8, r12, r6\n\t"       /* out2: t8 w4 + t10 w6 */
+        "smlabb r6, r9, lr, r6\n\t"        /* out2: t9 w5 */
+        "smlatb r7, r8, r12, r7\n\t"       /* out3: t10 w4 */
+        "smlabt r7, r10, r12, r7\n\t"      /* out3: t12 w6 */
+        "smlatb r7, r9, lr, r7\n\t"        /* out3: t11 w5 */
+        MCC_QUAD_END("mcc_dw_wide_s8_quads_s2_dsp", "8"));
+#endif
+#undef MCC_QUAD_S2_AB
+#endif
+#undef MCC_QUAD_ENTRY
 #undef MCC_QUAD_BEGIN
 #undef MCC_QUAD_END
 #undef MCC_WIDE_MUL
@@ -3082,10 +3156,10 @@ static void dw_wide_channel(const mcc_depthwise_conv2d_planar_params *p, const i
     const dw_row_pairs *const wend = wk + fh;
     const int32_t bias2 = 2 * k.bias;
 #if MCC_CONV_ASM
-    /* At stride 1 four outputs a step, then a pair; at stride 2 pairs.
-     * Filters up to 5 wide (w5 = w6 = 0) take shorter loops. */
+    /* Four outputs a step, then a pair. Filters up to 5 wide (w5 = w6 = 0)
+     * take shorter loops. */
     const int narrow = p->filter_w <= 5;
-    const int32_t quads = sw == 1 ? ow >> 2 : 0;
+    const int32_t quads = sw == 1 || PLANAR_WIDE_S2 ? ow >> 2 : 0;
     const int32_t rest = (ow - 4 * quads) >> 1;
     dw_wide_consts kc = {bias2, k.mult, k.hib, k.post, out_c, NULL, pw,
                          (const int32_t *)wk, (const int32_t *)wend};
@@ -3094,14 +3168,24 @@ static void dw_wide_channel(const mcc_depthwise_conv2d_planar_params *p, const i
         int32_t x = 0;
 #if MCC_CONV_ASM
         if (quads) {
-            kc.end = r0 + 4 * quads;
-            if (narrow) {
+            kc.end = r0 + 4 * sw * quads;
+            if (sw == 1 && narrow) {
                 mcc_dw_wide5_s8_quads_dsp(r0, o, &kc);
             }
 #if PLANAR_WIDE7
-            else {
+            else if (sw == 1) {
                 mcc_dw_wide_s8_quads_dsp(r0, o, &kc);
             }
+#endif
+#if PLANAR_WIDE_S2
+            else if (narrow) {
+                mcc_dw_wide5_s8_quads_s2_dsp(r0, o, &kc);
+            }
+#if PLANAR_WIDE7
+            else {
+                mcc_dw_wide_s8_quads_s2_dsp(r0, o, &kc);
+            }
+#endif
 #endif
             x = 4 * quads;
             o += 4 * quads * out_c;
