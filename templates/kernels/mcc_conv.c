@@ -3128,6 +3128,46 @@ static inline int32_t dw_row_one(const int8_t *r, const dw_row_pairs *k, int32_t
 }
 #endif
 
+#if MCC_CONV_ASM
+typedef void dw_wide_fn(const int8_t *r, int8_t *o, const dw_wide_consts *k);
+
+#if PLANAR_WIDE_S2
+#define WIDE_S2_OR_NULL(fn) fn
+#else
+#define WIDE_S2_OR_NULL(fn) NULL
+#endif
+
+/* The loops of four and of two outputs for a stride and width, NULL where
+ * the library was built without them (the generator saw no such layer). */
+static dw_wide_fn *wide_quads(int32_t sw, int narrow)
+{
+    if (narrow) {
+        return sw == 1 ? mcc_dw_wide5_s8_quads_dsp : WIDE_S2_OR_NULL(mcc_dw_wide5_s8_quads_s2_dsp);
+    }
+#if PLANAR_WIDE7
+    return sw == 1 ? mcc_dw_wide_s8_quads_dsp : WIDE_S2_OR_NULL(mcc_dw_wide_s8_quads_s2_dsp);
+#else
+    return NULL;
+#endif
+}
+
+static dw_wide_fn *wide_pairs(int32_t sw, int narrow)
+{
+    if (sw == 1) {
+        return mcc_dw_wide_s8_pairs_dsp;
+    }
+    if (narrow) {
+        return WIDE_S2_OR_NULL(mcc_dw_wide5_s8_pairs_s2_dsp);
+    }
+#if PLANAR_WIDE7
+    return WIDE_S2_OR_NULL(mcc_dw_wide_s8_pairs_s2_dsp);
+#else
+    return NULL;
+#endif
+}
+#undef WIDE_S2_OR_NULL
+#endif
+
 /* One output channel of any other filter (rows of 8 weight bytes, at most 7 taps). */
 static void dw_wide_channel(const mcc_depthwise_conv2d_planar_params *p, const int8_t *plane,
                             const int8_t *w, chan_row k, int8_t *out)
@@ -3159,7 +3199,8 @@ static void dw_wide_channel(const mcc_depthwise_conv2d_planar_params *p, const i
     /* Four outputs a step, then a pair. Filters up to 5 wide (w5 = w6 = 0)
      * take shorter loops. */
     const int narrow = p->filter_w <= 5;
-    const int32_t quads = sw == 1 || PLANAR_WIDE_S2 ? ow >> 2 : 0;
+    dw_wide_fn *const quads_fn = wide_quads(sw, narrow), *const pairs_fn = wide_pairs(sw, narrow);
+    const int32_t quads = quads_fn != NULL ? ow >> 2 : 0;
     const int32_t rest = (ow - 4 * quads) >> 1;
     dw_wide_consts kc = {bias2, k.mult, k.hib, k.post, out_c, NULL, pw,
                          (const int32_t *)wk, (const int32_t *)wend};
@@ -3169,43 +3210,14 @@ static void dw_wide_channel(const mcc_depthwise_conv2d_planar_params *p, const i
 #if MCC_CONV_ASM
         if (quads) {
             kc.end = r0 + 4 * sw * quads;
-            if (sw == 1 && narrow) {
-                mcc_dw_wide5_s8_quads_dsp(r0, o, &kc);
-            }
-#if PLANAR_WIDE7
-            else if (sw == 1) {
-                mcc_dw_wide_s8_quads_dsp(r0, o, &kc);
-            }
-#endif
-#if PLANAR_WIDE_S2
-            else if (narrow) {
-                mcc_dw_wide5_s8_quads_s2_dsp(r0, o, &kc);
-            }
-#if PLANAR_WIDE7
-            else {
-                mcc_dw_wide_s8_quads_s2_dsp(r0, o, &kc);
-            }
-#endif
-#endif
+            quads_fn(r0, o, &kc);
             x = 4 * quads;
             o += 4 * quads * out_c;
         }
-        if (rest && (sw == 1 || PLANAR_WIDE_S2)) {
+        if (rest && pairs_fn != NULL) {
             const int8_t *r = r0 + x * sw;
             kc.end = r + 2 * sw * rest;
-            if (sw == 1) {
-                mcc_dw_wide_s8_pairs_dsp(r, o, &kc);
-            }
-#if PLANAR_WIDE_S2
-            else if (narrow) {
-                mcc_dw_wide5_s8_pairs_s2_dsp(r, o, &kc);
-            }
-#if PLANAR_WIDE7
-            else {
-                mcc_dw_wide_s8_pairs_s2_dsp(r, o, &kc);
-            }
-#endif
-#endif
+            pairs_fn(r, o, &kc);
             x += 2 * rest;
             o += 2 * rest * out_c;
         }
