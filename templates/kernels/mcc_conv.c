@@ -3644,8 +3644,9 @@ typedef struct {
  * k->step bytes after the one before, the outputs one after another from o.
  * Per four channels: the biases, per tap one input word and one weight word
  * each split into channels (0, 2) and (1, 3) (r9, r8; r10, r11) and
- * multiplied lane by lane (SMLABB/SMLATT), then fast_requant. r0 off, lr
- * first + c, r1 the weights, r2 the table row, r3 o, r4..r7 the accumulators.
+ * multiplied lane by lane (SMLABB/SMLATT), then fast_requant, a table row in
+ * one LDM. r0 off, lr first + c, r1 the weights, r2 the table row, r3 o,
+ * r4..r7 the accumulators.
  * Stack: [sp] first, [sp, #4] k, [sp, #44] pixels left. */
 void mcc_dw_pixel_3x3_s8_dsp(const int32_t *off, const int8_t *first, int8_t *o,
                              const dw_pixel_consts *k, int32_t pixels);
@@ -3662,15 +3663,14 @@ void mcc_dw_pixel_3x3_s8_dsp(const int32_t *off, const int8_t *first, int8_t *o,
     "smlatt r6, r9, r10, r6\n\t"                                               \
     "smlabb r5, r8, r11, r5\n\t"                                               \
     "smlatt r7, r8, r11, r7\n\t"
-#define MCC_DW_PIXEL_OUT(A, J)                                                 \
-    "ldrd   r10, r11, [r2, #16 * " #J " + 4]\n\t"  /* mult, hib */              \
-    "ldr    r12, [r2, #16 * " #J " + 12]\n\t"     /* post */                   \
+#define MCC_DW_PIXEL_OUT(A)                                                    \
+    "ldm    r2!, {r8, r10, r11, r12}\n\t"  /* bias again, mult, hib, post */  \
     "lsl    " A ", " A ", #1\n\t"                                              \
     "add    r11, r11, " A ", asr #31\n\t"                                      \
     "smmlar " A ", " A ", r10, r11\n\t"                                         \
     "asr    " A ", " A ", r12\n\t"                                              \
     "ssat   " A ", #8, " A "\n\t"                                               \
-    "strb   " A ", [r3, #" #J "]\n\t"
+    "strb   " A ", [r3], #1\n\t"
 
 __asm__(MCC_ASM_FUNCTION("mcc_dw_pixel_3x3_s8_dsp")
         "push   {r4-r11, lr}\n\t"
@@ -3694,12 +3694,10 @@ __asm__(MCC_ASM_FUNCTION("mcc_dw_pixel_3x3_s8_dsp")
         MCC_DW_PIXEL_TAP(6)
         MCC_DW_PIXEL_TAP(7)
         MCC_DW_PIXEL_TAP(8)
-        MCC_DW_PIXEL_OUT("r4", 0)
-        MCC_DW_PIXEL_OUT("r5", 1)
-        MCC_DW_PIXEL_OUT("r6", 2)
-        MCC_DW_PIXEL_OUT("r7", 3)
-        "adds   r3, r3, #4\n\t"
-        "adds   r2, r2, #64\n\t"
+        MCC_DW_PIXEL_OUT("r4")
+        MCC_DW_PIXEL_OUT("r5")
+        MCC_DW_PIXEL_OUT("r6")
+        MCC_DW_PIXEL_OUT("r7")
         "add    lr, lr, #4\n\t"
         "ldr    r12, [sp, #4]\n\t"
         "ldr    r12, [r12, #8]\n\t"         /* the table's end */
