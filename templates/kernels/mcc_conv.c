@@ -2200,6 +2200,22 @@ static void walk_patch(const mcc_conv2d_im2col_params *p, const int8_t *input, i
             copy(dst, src + x0 * in_c, row_len);
             continue;
         }
+        if (p->dilation_w == 1) {
+            /* A row across the image's edge: the pad taps on either side of
+             * one run inside (none where the row misses the image). */
+            const int32_t lo = MCC_MIN(MCC_MAX(0, -x0), p->filter_w);
+            const int32_t hi = MCC_MAX(lo, MCC_MIN(p->filter_w, p->in_w - x0));
+            if (lo > 0) {
+                fill(dst, pad, lo * in_c);
+            }
+            if (hi > lo) {
+                copy(dst + scale * lo * in_c, src + (x0 + lo) * in_c, (hi - lo) * in_c);
+            }
+            if (hi < p->filter_w) {
+                fill(dst + scale * hi * in_c, pad, (p->filter_w - hi) * in_c);
+            }
+            continue;
+        }
         for (int32_t kx = 0; kx < p->filter_w; ++kx) {
             const int32_t x = x0 + kx * p->dilation_w;
             if (x >= 0 && x < p->in_w) {
