@@ -1097,7 +1097,11 @@ def _fast_call(layer: _Layer, choice: Choice, op: Op) -> KernelCall:
                        filter_h=win.filter_h, filter_w=win.filter_w,
                        stride_h=win.stride_h, stride_w=win.stride_w,
                        pad_h=win.pad_h, pad_w=win.pad_w, pad_value=-layer.input_offset) + act
-        arrays = _fast_arrays(one_channel_weights(layer.weights), table)
+        # Its accumulators start from the doubled bias (they hold 2 * acc, the
+        # taps being doubled): the table carries it so, one shift fewer an output.
+        doubled = table.copy()
+        doubled[:, 0] *= 2
+        arrays = _fast_arrays(one_channel_weights(layer.weights), doubled)
         # Filters of three one-word rows take the kernel's unrolled loop (assembly on DSP cores);
         # other filters, and the last out_c % 4 channels, its general path.
         three_rows = win.filter_h == 3 and win.filter_w <= 4

@@ -1274,7 +1274,7 @@ __asm__(MCC_ASM_FUNCTION("mcc_dw3x3_s8_quads_dsp")
  * right of the one before and each pixel's outputs right after the last
  * one's: per pixel the window's three row words at r, r + stride and
  * r + 2 * stride split once into (t0, t2) and (t1, t3) pairs (r3..r8), then
- * per channel its bias from its table row, six SMLADs with its doubled
+ * per channel its doubled bias from its table row, six SMLADs with its doubled
  * weight pairs (one LDRD per filter row, at fixed offsets in the quad's 96
  * bytes), the rest of its row in one LDM and fast_requant_doubled.
  * r0 the weights, r1 the table rows, r2 o. Stack: [sp] r, [sp, #4] stride,
@@ -1285,9 +1285,8 @@ void mcc_dw1ch_s8_3rows_dsp(const int8_t *r, int32_t stride, const int32_t *w,
                             int32_t step);
 
 #define MCC_DW1CH_CHANNEL(W0, W1, W2)                                          \
-    "ldr    r9, [r1]\n\t"                                                      \
+    "ldr    r9, [r1]\n\t"                     /* the doubled bias */          \
     "ldrd   r10, r11, [r0, #" W0 "]\n\t"                                       \
-    "lsl    r9, r9, #1\n\t"                                                    \
     "smlad  r9, r3, r10, r9\n\t"                                               \
     "smlad  r9, r4, r11, r9\n\t"                                               \
     "ldrd   r10, r11, [r0, #" W1 "]\n\t"                                       \
@@ -1387,14 +1386,10 @@ __asm__(MCC_ASM_FUNCTION("mcc_dw1ch_s8_rows_dsp")
         "add    r10, r3, r10, lsl #6\n\t"  /* 64 table bytes a quad */
         "strd   r9, r10, [sp, #8]\n"
         "0:\n\t"                            /* four channels */
-        "ldr    r4, [r3]\n\t"
+        "ldr    r4, [r3]\n\t"                 /* the doubled biases */
         "ldr    r5, [r3, #16]\n\t"
         "ldr    r6, [r3, #32]\n\t"
         "ldr    r7, [r3, #48]\n\t"
-        "lsl    r4, r4, #1\n\t"
-        "lsl    r5, r5, #1\n\t"
-        "lsl    r6, r6, #1\n\t"
-        "lsl    r7, r7, #1\n\t"
         "ldrd   r0, lr, [sp]\n\t"
         "add    lr, r0, lr\n\t"
         "ldr    r12, [sp, #8]\n\t"
@@ -3453,7 +3448,7 @@ static void dw1ch_pixel(const int8_t *r, int32_t stride, int32_t fh, int32_t gro
     /* Four channels per pass over the window; then the last out_c % 4 one by one. */
     for (; c + 4 <= out_c; c += 4, o += 4) {
         const int32_t *t = channels + 4 * c;
-        int32_t a0 = 2 * t[0], a1 = 2 * t[4], a2 = 2 * t[8], a3 = 2 * t[12];
+        int32_t a0 = t[0], a1 = t[4], a2 = t[8], a3 = t[12];
         const int8_t *row = r;
         for (int32_t ky = 0; ky < fh; ++ky, row += stride) {
             for (int32_t g = 0; g < groups; ++g, w += 8) {
@@ -3481,7 +3476,7 @@ static void dw1ch_pixel(const int8_t *r, int32_t stride, int32_t fh, int32_t gro
     }
     for (; c < out_c; ++c, ++o) {
         const int32_t *t = channels + 4 * c;
-        int32_t a = 2 * t[0];
+        int32_t a = t[0];
         const int8_t *row = r;
         for (int32_t ky = 0; ky < fh; ++ky, row += stride) {
             for (int32_t g = 0; g < groups; ++g, w += 2) {
@@ -3541,7 +3536,7 @@ static void dw1ch_pixel_3rows(const int8_t *r, int32_t stride, const int32_t *w,
     int32_t c = 0;
     for (; c + 4 <= out_c; c += 4, o += 4, w += 24) {
         const int32_t *t = channels + 4 * c;
-        int32_t a0 = 2 * t[0], a1 = 2 * t[4], a2 = 2 * t[8], a3 = 2 * t[12];
+        int32_t a0 = t[0], a1 = t[4], a2 = t[8], a3 = t[12];
         MCC_DW1CH_DOT(a0, 0);
         MCC_DW1CH_DOT(a1, 2);
         MCC_DW1CH_DOT(a2, 4);

@@ -383,7 +383,8 @@ size_t mcc_depthwise_conv2d_planar_s8_scratch_bytes(const mcc_depthwise_conv2d_p
  *           (w[4g], w[4g+2]) and (w[4g+1], w[4g+3]); groups = ceil(filter_w / 4).
  *           Channels in blocks of four, [filter_h][groups][4][2] words each,
  *           then the last out_c % 4 channels one by one, [filter_h][groups][2].
- * channels: [out_c][4] int32, see "Fast requantization".
+ * channels: [out_c][4] int32, see "Fast requantization", with the folded bias
+ *           doubled too (the accumulators start from it).
  * filter_h * 4 * groups <= MCC_DW1CH_MAX_WINDOW.
  */
 #define MCC_DW1CH_MAX_WINDOW 128
