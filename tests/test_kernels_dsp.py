@@ -129,13 +129,17 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
         input_shape=(1, 9, 14, 1), kernel=3, stride=1, padding="valid", depth_multiplier=12,
         activation="relu6", seed=11), "mcc_depthwise_conv2d_1ch_s8")
     # Other windows' quads (mcc_dw1ch_s8_rows_dsp): rows of one word (not
-    # three of them), and two quads of two-word rows.
+    # three of them), two quads of two-word rows with a tail, and whole
+    # quads of two-word rows a row segment of pixels at a time.
     cases["depthwise_1ch_k5x3_s1_same_m4_compact"] = ("depthwise_conv2d", dict(
         input_shape=(1, 11, 10, 1), kernel=(5, 3), stride=1, padding="same", depth_multiplier=4,
         activation="relu", seed=5), "mcc_depthwise_conv2d_1ch_s8")
     cases["depthwise_1ch_k4x7_s2_valid_m9_compact"] = ("depthwise_conv2d", dict(
         input_shape=(1, 13, 17, 1), kernel=(4, 7), stride=2, padding="valid", depth_multiplier=9,
         seed=6), "mcc_depthwise_conv2d_1ch_s8")
+    cases["depthwise_1ch_k6x5_s1_same_m8_compact"] = ("depthwise_conv2d", dict(
+        input_shape=(1, 12, 15, 1), kernel=(6, 5), stride=1, padding="same", depth_multiplier=8,
+        activation="relu6", seed=7), "mcc_depthwise_conv2d_1ch_s8")
     # A 3x3 convolution at the memory peak (COMPACT): im2col with two patches
     # on the stack, whole depth groups (the 2x2 assembly tile) and a partial one,
     # an odd number of output pixels (a lone last patch).
@@ -404,6 +408,7 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "depthwise_1ch_k3x3_s1_valid_m12_compact",
                        "depthwise_1ch_k5x3_s1_same_m4_compact",
                        "depthwise_1ch_k4x7_s2_valid_m9_compact",
+                       "depthwise_1ch_k6x5_s1_same_m8_compact",
                        "depthwise_k5_s1_same_c10_compact", "depthwise_k3_s2_same_c6_strips_compact",
                        "depthwise_k5_s1_same_c3_strips_compact",
                        "depthwise_k3_s1_same_even_h_odd_w_m2", "depthwise_k3_s1_valid_one_column",

@@ -1344,19 +1344,22 @@ __asm__(MCC_ASM_FUNCTION("mcc_dw1ch_s8_3rows_dsp")
         MCC_ASM_END("mcc_dw1ch_s8_3rows_dsp"));
 #undef MCC_DW1CH_CHANNEL
 
-/* dw1ch_pixel's channels in fours (`quads` >= 1 of them) for a window of fh
- * rows, `stride` bytes apart, of one or two words (row_bytes 4 or 8: filters
- * up to 8 wide): per quad the doubled biases, then per window word one load
+/* dw1ch_pixel's channels in fours (`quads` >= 1 of them) for `pixels` >= 1
+ * output pixels, each window `step` bytes right of the one before and each
+ * pixel's 4 * quads outputs right after the last one's; a window of fh rows,
+ * `stride` bytes apart, of one or two words (row_bytes 4 or 8: filters up
+ * to 8 wide). Per quad the doubled biases, then per window word one load
  * split into (t0, t2) and (t1, t3) and four LDRD/SMLAD pairs, then
  * fast_requant_doubled. GCC's loop spilled its row and word counters and
  * loaded the weights singly: about 180 instructions per output of a 10x8
  * window (micro_speech), 97 here. r0 the window row, r1 stride, r2 the
  * weights, r3 the table rows, r4-r7 the accumulators, lr the window's end.
  * Stack: [sp] r, [sp, #4] fh * stride, [sp, #8] row_bytes, [sp, #12] the
- * table's end, [sp, #56] o. */
+ * table's end, [sp, #16] w, [sp, #20] channels, [sp, #64] o, [sp, #76]
+ * pixels left, [sp, #80] step. */
 void mcc_dw1ch_s8_rows_dsp(const int8_t *r, int32_t stride, const int32_t *w,
                            const int32_t *channels, int32_t quads, int8_t *o, int32_t fh,
-                           int32_t row_bytes);
+                           int32_t row_bytes, int32_t pixels, int32_t step);
 
 #define MCC_DW1CH_MAC(A)                                                       \
     "ldrd   r10, r11, [r2], #8\n\t"                                            \
@@ -1377,14 +1380,15 @@ void mcc_dw1ch_s8_rows_dsp(const int8_t *r, int32_t stride, const int32_t *w,
 
 __asm__(MCC_ASM_FUNCTION("mcc_dw1ch_s8_rows_dsp")
         "push   {r4-r11, lr}\n\t"
-        "sub    sp, sp, #16\n\t"
-        "ldr    r8, [sp, #60]\n\t"         /* fh */
+        "sub    sp, sp, #24\n\t"
+        "ldr    r8, [sp, #68]\n\t"         /* fh */
         "mul    r8, r8, r1\n\t"
         "strd   r0, r8, [sp]\n\t"
-        "ldr    r9, [sp, #64]\n\t"         /* row_bytes */
-        "ldr    r10, [sp, #52]\n\t"        /* quads */
+        "ldr    r9, [sp, #72]\n\t"         /* row_bytes */
+        "ldr    r10, [sp, #60]\n\t"        /* quads */
         "add    r10, r3, r10, lsl #6\n\t"  /* 64 table bytes a quad */
-        "strd   r9, r10, [sp, #8]\n"
+        "strd   r9, r10, [sp, #8]\n\t"
+        "strd   r2, r3, [sp, #16]\n"
         "0:\n\t"                            /* four channels */
         "ldr    r4, [r3]\n\t"                 /* the doubled biases */
         "ldr    r5, [r3, #16]\n\t"
@@ -1411,16 +1415,27 @@ __asm__(MCC_ASM_FUNCTION("mcc_dw1ch_s8_rows_dsp")
         "cmp    r0, lr\n\t"
         "bne    2b\n"
         "3:\n\t"
-        "ldr    r12, [sp, #56]\n\t"        /* o */
+        "ldr    r12, [sp, #64]\n\t"        /* o */
         MCC_DW1CH_OUT("r4")
         MCC_DW1CH_OUT("r5")
         MCC_DW1CH_OUT("r6")
         MCC_DW1CH_OUT("r7")
-        "str    r12, [sp, #56]\n\t"
+        "str    r12, [sp, #64]\n\t"
         "ldr    r8, [sp, #12]\n\t"
         "cmp    r3, r8\n\t"
         "bne    0b\n\t"
-        "add    sp, sp, #16\n\t"
+        "ldr    r8, [sp, #76]\n\t"         /* the next pixel */
+        "subs   r8, r8, #1\n\t"
+        "beq    4f\n\t"
+        "str    r8, [sp, #76]\n\t"
+        "ldr    r0, [sp]\n\t"
+        "ldr    r9, [sp, #80]\n\t"
+        "add    r0, r0, r9\n\t"
+        "str    r0, [sp]\n\t"
+        "ldrd   r2, r3, [sp, #16]\n\t"
+        "b      0b\n"
+        "4:\n\t"
+        "add    sp, sp, #24\n\t"
         "pop    {r4-r11, pc}\n\t"
         MCC_ASM_END("mcc_dw1ch_s8_rows_dsp"));
 #undef MCC_DW1CH_MAC
@@ -3440,7 +3455,7 @@ static void dw1ch_pixel(const int8_t *r, int32_t stride, int32_t fh, int32_t gro
 #if MCC_CONV_ASM
     if (out_c >= 4) {
         c = out_c & ~3;
-        mcc_dw1ch_s8_rows_dsp(r, stride, w, channels, c >> 2, o, fh, 4 * groups);
+        mcc_dw1ch_s8_rows_dsp(r, stride, w, channels, c >> 2, o, fh, 4 * groups, 1, 0);
         w += 2 * fh * groups * c;
         o += c;
     }
@@ -3571,8 +3586,8 @@ int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
     }
 #if MCC_CONV_ASM
     /* Whole fours of channels: the pixels inside the image run in assembly a
-     * row segment at a time (no per-pixel calls). */
-    const int runs = three_rows && (out_c & 3) == 0;
+     * row segment at a time (no per-pixel calls), any window. */
+    const int runs = (three_rows || DW1CH_GENERAL) && (out_c & 3) == 0;
 #endif
     int8_t window[MCC_DW1CH_MAX_WINDOW];
     int8_t *o = output;
@@ -3592,8 +3607,13 @@ int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
                     if (runs) {
                         /* This pixel and the next ones up to x_max. */
                         const int32_t n = MCC_MIN((x_max - x0) / p->stride_w + 1, p->out_w - ox);
-                        mcc_dw1ch_s8_3rows_dsp(in_b + y0 * in_w + x0, in_w, weights, channels,
-                                               out_c >> 2, o, n, p->stride_w);
+                        if (three_rows) {
+                            mcc_dw1ch_s8_3rows_dsp(in_b + y0 * in_w + x0, in_w, weights, channels,
+                                                   out_c >> 2, o, n, p->stride_w);
+                        } else if (DW1CH_GENERAL) {
+                            mcc_dw1ch_s8_rows_dsp(in_b + y0 * in_w + x0, in_w, weights, channels,
+                                                  out_c >> 2, o, fh, row_bytes, n, p->stride_w);
+                        }
                         ox += n - 1;
                         o += (n - 1) * out_c;
                         continue;
