@@ -976,15 +976,19 @@ void mcc_dw_wide_s8_quads_dsp(const int8_t *r, int8_t *o, const dw_wide_consts *
     "mov    r6, r4\n\t"                                                        \
     "mov    r7, r4\n"                                                          \
     "2:\n\t"
-#define MCC_QUAD_BEGIN(NAME)                                                   \
-    MCC_QUAD_ENTRY(NAME)                                                       \
+/* A row's first word pair split into even and odd taps, E0 O0 E1 O1 in
+ * r8 r9 r10 r11, and its first two weight pairs a b in r12 lr. */
+#define MCC_QUAD_ROW_SPLIT                                                     \
     "ldr    r8, [r0]\n\t"                                                      \
     "ldr    r10, [r0, #4]\n\t"                                                 \
     "ldrd   r12, lr, [r1], #16\n\t"       /* a = (w0, w2), b = (w1, w3) */    \
     "sxtb16 r9, r8, ror #8\n\t"           /* O0 = (t1, t3) */                 \
     "sxtb16 r8, r8\n\t"                   /* E0 = (t0, t2) */                 \
     "sxtb16 r11, r10, ror #8\n\t"         /* O1 = (t5, t7) */                 \
-    "sxtb16 r10, r10\n\t"                 /* E1 = (t4, t6) */                 \
+    "sxtb16 r10, r10\n\t"                 /* E1 = (t4, t6) */
+#define MCC_QUAD_BEGIN(NAME)                                                   \
+    MCC_QUAD_ENTRY(NAME)                                                       \
+    MCC_QUAD_ROW_SPLIT                                                         \
     "smlad  r4, r8, r12, r4\n\t"                                               \
     "smlad  r4, r9, lr, r4\n\t"                                                \
     "smlad  r5, r9, r12, r5\n\t"                                               \
@@ -1073,13 +1077,7 @@ void mcc_dw_wide_s8_quads_s2_dsp(const int8_t *r, int8_t *o, const dw_wide_const
 /* The row's a = (w0, w2) and b = (w1, w3) terms of all four outputs; leaves
  * E1 O1 in r10 r11, E2 O2 in r8 r9. */
 #define MCC_QUAD_S2_AB                                                         \
-    "ldr    r8, [r0]\n\t"                                                      \
-    "ldr    r10, [r0, #4]\n\t"                                                 \
-    "ldrd   r12, lr, [r1], #16\n\t"       /* a, b */                          \
-    "sxtb16 r9, r8, ror #8\n\t"           /* O0 = (t1, t3) */                 \
-    "sxtb16 r8, r8\n\t"                   /* E0 = (t0, t2) */                 \
-    "sxtb16 r11, r10, ror #8\n\t"         /* O1 = (t5, t7) */                 \
-    "sxtb16 r10, r10\n\t"                 /* E1 = (t4, t6) */                 \
+    MCC_QUAD_ROW_SPLIT                                                         \
     "smlad  r4, r8, r12, r4\n\t"                                               \
     "smlad  r4, r9, lr, r4\n\t"                                                \
     "smlad  r6, r10, r12, r6\n\t"         /* out2: t4 w0 + t6 w2 */           \
@@ -1129,6 +1127,7 @@ __asm__(MCC_QUAD_ENTRY("mcc_dw_wide_s8_quads_s2_dsp")
 #undef MCC_QUAD_S2_AB
 #endif
 #undef MCC_QUAD_ENTRY
+#undef MCC_QUAD_ROW_SPLIT
 #undef MCC_QUAD_BEGIN
 #undef MCC_QUAD_END
 #undef MCC_WIDE_MUL
