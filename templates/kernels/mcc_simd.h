@@ -105,6 +105,28 @@ static inline void smlad_3tap_pair(int32_t t, int32_t e, int32_t o, int32_t *a0,
 #define MCC_CONV_DSP 0
 #endif
 
+/* v saturated to int8. ARMv7-M has SSAT without the DSP extension (the M3):
+ * one instruction where the compare-and-branch clamp takes five. */
+#if !MCC_CONV_DSP && defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+#include <arm_acle.h>
+#define MCC_SAT8(v) ((int8_t)__ssat((v), 8))
+#else
+#define MCC_SAT8(v) ((int8_t)MCC_CLAMP((v), -128, 127))
+#endif
+
+#if !MCC_CONV_DSP
+/* SMMLAR's result without it: the top word of (top << 32) + a * mult + 2^31.
+ * The addend is built as one 64-bit word so that the M3 adds it in its SMLAL
+ * (two instructions fewer than adding 2^31 after). Bounded by the compiler's
+ * check, |top| < 2^30 and |a * mult| < 2^62, the sum does not overflow: the
+ * unsigned arithmetic gives the exact value. */
+static inline int32_t requant_top(int32_t a, int32_t mult, int32_t top)
+{
+    const uint64_t base = ((uint64_t)(uint32_t)top << 32) | UINT32_C(0x80000000);
+    return (int32_t)((base + (uint64_t)((int64_t)a * mult)) >> 32);
+}
+#endif
+
 /* One output value from a doubled accumulator a = 2 * acc and its channel's
  * table row (multiplier, hi_base, post): see "Fast requantization" in
  * mcc_conv.h. Kernels that double an operand when they widen it (once per
@@ -117,10 +139,7 @@ static inline int8_t fast_requant_doubled(int32_t a, int32_t mult, int32_t hib, 
 #if MCC_CONV_DSP
     return (int8_t)__ssat(smmlar(a, mult, top) >> post, 8);
 #else
-    /* Bounded by the compiler's check: |top| < 2^30, |a * mult| < 2^62. */
-    const int64_t t = (int64_t)a * mult + (int64_t)top * INT64_C(4294967296) + INT64_C(2147483648);
-    const int32_t v = (int32_t)(t >> 32) >> post;
-    return (int8_t)MCC_CLAMP(v, -128, 127);
+    return MCC_SAT8(requant_top(a, mult, top) >> post);
 #endif
 }
 
@@ -139,8 +158,7 @@ static inline int32_t fast_requant_doubled_unsaturated(int32_t a, int32_t mult, 
 #if MCC_CONV_DSP
     return smmlar(a, mult, top) >> post;
 #else
-    const int64_t t = (int64_t)a * mult + (int64_t)top * INT64_C(4294967296) + INT64_C(2147483648);
-    return (int32_t)(t >> 32) >> post;
+    return requant_top(a, mult, top) >> post;
 #endif
 }
 
