@@ -778,7 +778,7 @@ def _one_channel_cases() -> dict[str, dict]:
     cases = {}
     for k, s, p, m in [(3, 1, "same", 8), (3, 2, "valid", 3), (5, 2, "same", 1), (5, 1, "valid", 8),
                        (7, 1, "same", 3), (7, 2, "valid", 8), ((3, 5), 1, "same", 3),
-                       ((10, 8), 2, "same", 8), ((2, 3), 2, "same", 1)]:
+                       ((10, 8), 2, "same", 8), ((2, 3), 2, "same", 1), ((3, 4), 1, "same", 8)]:
         h, w = (int(rng.integers(4, 9)) * 2 + 1 for _ in range(2))
         kh, kw = (k, k) if isinstance(k, int) else k
         name = f"k{kh}x{kw}_s{s}_{p}_m{m}"
@@ -793,7 +793,7 @@ def _one_channel_cases() -> dict[str, dict]:
 
 ONE_CHANNEL_CASES = _one_channel_cases()
 ONE_CHANNEL_FAST = {"k3x3_s1_same_m8", "k3x3_s2_valid_m3", "k5x5_s2_same_m1", "k10x8_s2_same_m8",
-                    "k3x5_s1_same_m3"}
+                    "k3x5_s1_same_m3", "k3x4_s1_same_m8"}
 COMPACT_LAYER = dict(memory="layer", compact_at_peak=True)
 
 

@@ -128,6 +128,11 @@ def _cases() -> dict[str, tuple[str | Callable[..., bytes], dict, str]]:
     cases["depthwise_1ch_k3x3_s1_valid_m12_compact"] = ("depthwise_conv2d", dict(
         input_shape=(1, 9, 14, 1), kernel=3, stride=1, padding="valid", depth_multiplier=12,
         activation="relu6", seed=11), "mcc_depthwise_conv2d_1ch_s8")
+    # Three rows of four taps (the unrolled path's widest filter: every lane of
+    # its weight words in use), borders included.
+    cases["depthwise_1ch_k3x4_s1_same_m8_compact"] = ("depthwise_conv2d", dict(
+        input_shape=(1, 10, 13, 1), kernel=(3, 4), stride=1, padding="same", depth_multiplier=8,
+        activation="relu", seed=12), "mcc_depthwise_conv2d_1ch_s8")
     # Other windows' quads (mcc_dw1ch_s8_rows_dsp): rows of one word (not
     # three of them), two quads of two-word rows with a tail, and whole
     # quads of two-word rows a row segment of pixels at a time.
@@ -406,6 +411,7 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "band_k3_s2_same_c8_compact", "band_k3_s1_valid_c16_compact",
                        "band_k3_s1_same_c6_padded", "depthwise_k3_s2_same_c13_compact",
                        "depthwise_1ch_k3x3_s1_valid_m12_compact",
+                       "depthwise_1ch_k3x4_s1_same_m8_compact",
                        "depthwise_1ch_k5x3_s1_same_m4_compact",
                        "depthwise_1ch_k4x7_s2_valid_m9_compact",
                        "depthwise_1ch_k6x5_s1_same_m8_compact",
@@ -432,6 +438,7 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "avgpool_global_340_taps_c12", "maxpool_k3_s2_same_c13",
                        "depthwise_k5_s1_same_w15", "depthwise_k5_s2_valid_batch2"},
            "qemu-m3": {"pixel_k3_s2_same_c64", "pixel_k3_s1_valid_c264", "depthwise_one_channel_m8", "conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k3_s2_same_c8",
+                       "depthwise_1ch_k3x4_s1_same_m8_compact",
                        "depthwise_1ch_k3x3_s2_same_m8_compact", "conv_k3_s1_same_depth16_compact",
                        "depthwise_1ch_k3x2_s1_same_m6_compact", "conv_k3_s1_valid_c3_compact",
                        "add_tables", "depthwise_k5_s1_same_c3_strips_compact",
