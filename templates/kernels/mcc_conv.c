@@ -3317,7 +3317,7 @@ static dw_wide_fn *wide_pairs(int32_t sw, int narrow)
  * stride), each row's taps unrolled: a byte both windows read is loaded once
  * (GCC merges the loads). Filters up to 5 wide take five taps, the rest seven
  * (the weights past filter_w are 0, and the plane holds 8 bytes past each
- * window's start). About 2.4 instructions per MAC on the M3, 6 tap by tap. */
+ * window's start). About 2.5 instructions per MAC on the M3, 6 tap by tap. */
 static MCC_ALWAYS_INLINE void dw_wide_two_c(const int8_t *r, const int8_t *w, int32_t fh,
                                             int32_t pw, int32_t step, int32_t fw, chan_row k,
                                             int8_t *o, int32_t out_c)
