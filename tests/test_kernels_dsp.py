@@ -439,6 +439,7 @@ DEFAULT = {"qemu-m7": {"conv_k1_s1_valid", "conv_k3_s2_same", "depthwise_k3_s1_s
                        "depthwise_k5_s1_same_w15", "depthwise_k5_s2_valid_batch2"},
            "qemu-m3": {"pixel_k3_s2_same_c64", "pixel_k3_s1_valid_c264", "depthwise_one_channel_m8", "conv_k3_s2_same", "depthwise_k3_s1_same_m1", "conv_k3_s2_same_c8",
                        "depthwise_1ch_k3x4_s1_same_m8_compact",
+                       "depthwise_1ch_k10x8_s2_same_m7_compact",
                        "depthwise_1ch_k3x3_s2_same_m8_compact", "conv_k3_s1_same_depth16_compact",
                        "depthwise_1ch_k3x2_s1_same_m6_compact", "conv_k3_s1_valid_c3_compact",
                        "add_tables", "depthwise_k5_s1_same_c3_strips_compact",

@@ -3607,6 +3607,23 @@ size_t mcc_depthwise_conv2d_1ch_s8_scratch_bytes(const mcc_depthwise_conv2d_1ch_
     return 0u;
 }
 
+#if !MCC_CONV_DSP
+/* The portable loops go tap by tap: one input byte into the four channels'
+ * accumulators, each weight an int16 lane loaded as one (lane16). Tap
+ * 4g + 2 * lane + word of a group sits at halfword 2 * word + lane of its
+ * channel's two words, so taps 0..3 at halfwords 0, 2, 1, 3; channel j's
+ * words at v + 2j. Splitting loaded words (SXTH, ASR) with all four taps'
+ * bytes live made GCC spill on the M3: 3.75 instructions per MAC in the
+ * four-channel loop, 2.44 so. */
+#define MCC_DW1CH_TAP4(x, v, h) do {                                           \
+        const int32_t x_ = (x);                                                \
+        a0 += x_ * lane16((v), (h));                                           \
+        a1 += x_ * lane16((v), 4 + (h));                                       \
+        a2 += x_ * lane16((v), 8 + (h));                                       \
+        a3 += x_ * lane16((v), 12 + (h));                                      \
+    } while (0)
+#endif
+
 /* The out_c outputs of one pixel: its filter rows start at r, `stride` bytes
  * apart, `groups` words each (weights and table: mcc_conv.h). */
 static void dw1ch_pixel(const int8_t *r, int32_t stride, int32_t fh, int32_t groups,
@@ -3625,26 +3642,36 @@ static void dw1ch_pixel(const int8_t *r, int32_t stride, int32_t fh, int32_t gro
     for (; c + 4 <= out_c; c += 4, o += 4) {
         const int32_t *t = channels + 4 * c;
         int32_t a0 = t[0], a1 = t[4], a2 = t[8], a3 = t[12];
+#if MCC_CONV_DSP
         const int8_t *row = r;
         for (int32_t ky = 0; ky < fh; ++ky, row += stride) {
             for (int32_t g = 0; g < groups; ++g, w += 8) {
-#if MCC_CONV_DSP
                 const int32_t x = load32(row + 4 * g);
                 const int32_t e = __sxtb16(x), d = sxtb16_ror8(x);   /* (t0, t2), (t1, t3) */
                 a0 = __smlad(d, w[1], __smlad(e, w[0], a0));
                 a1 = __smlad(d, w[3], __smlad(e, w[2], a1));
                 a2 = __smlad(d, w[5], __smlad(e, w[4], a2));
                 a3 = __smlad(d, w[7], __smlad(e, w[6], a3));
-#else
-                const int8_t *x = row + 4 * g;
-                const int32_t t0 = x[0], t1 = x[1], t2 = x[2], t3 = x[3];
-                a0 += t0 * (int16_t)w[0] + t2 * (w[0] >> 16) + t1 * (int16_t)w[1] + t3 * (w[1] >> 16);
-                a1 += t0 * (int16_t)w[2] + t2 * (w[2] >> 16) + t1 * (int16_t)w[3] + t3 * (w[3] >> 16);
-                a2 += t0 * (int16_t)w[4] + t2 * (w[4] >> 16) + t1 * (int16_t)w[5] + t3 * (w[5] >> 16);
-                a3 += t0 * (int16_t)w[6] + t2 * (w[6] >> 16) + t1 * (int16_t)w[7] + t3 * (w[7] >> 16);
-#endif
             }
         }
+#else
+        /* One pointer through the window, `skip` bytes from a row's end to the
+         * next row: a counter and a row pointer fewer (GCC spilled them). */
+        const int8_t *x = r, *const last = r + fh * stride;
+        const int32_t skip = stride - 4 * groups;
+        do {
+            const int8_t *const end = x + 4 * groups;
+            do {
+                MCC_DW1CH_TAP4(x[0], w, 0);
+                MCC_DW1CH_TAP4(x[1], w, 2);
+                MCC_DW1CH_TAP4(x[2], w, 1);
+                MCC_DW1CH_TAP4(x[3], w, 3);
+                x += 4;
+                w += 8;
+            } while (x != end);
+            x += skip;
+        } while (x != last);
+#endif
         o[0] = fast_requant_doubled(a0, t[1], t[2], t[3]);
         o[1] = fast_requant_doubled(a1, t[5], t[6], t[7]);
         o[2] = fast_requant_doubled(a2, t[9], t[10], t[11]);
@@ -3661,8 +3688,10 @@ static void dw1ch_pixel(const int8_t *r, int32_t stride, int32_t fh, int32_t gro
                 a = __smlad(sxtb16_ror8(x), w[1], __smlad(__sxtb16(x), w[0], a));
 #else
                 const int8_t *x = row + 4 * g;
-                a += x[0] * (int16_t)w[0] + x[2] * (w[0] >> 16)
-                   + x[1] * (int16_t)w[1] + x[3] * (w[1] >> 16);
+                a += x[0] * lane16(w, 0);
+                a += x[1] * lane16(w, 2);
+                a += x[2] * lane16(w, 1);
+                a += x[3] * lane16(w, 3);
 #endif
             }
         }
@@ -3670,38 +3699,13 @@ static void dw1ch_pixel(const int8_t *r, int32_t stride, int32_t fh, int32_t gro
     }
 }
 
-#if !MCC_CONV_DSP
-/* The portable three-row loop (dw1ch_pixel_3rows) takes two channels at a
- * time, the window's bytes loaded again for each pair: with all four
- * accumulators of a pass, GCC kept the twelve bytes and the weight halves on
- * the stack (about 20% more instructions on the M3). Deeper windows
- * (dw1ch_pixel) load their bytes as they go, and four accumulators pay there.
- * One word group of row y for channels j, j+1 into b0, b1: word 0 of a
- * channel holds taps (0, 2) as int16 lanes, word 1 taps (1, 3); channel j's
- * at v[0], v[1], j+1's at v[2], v[3]. */
-#define MCC_DW1CH_ROW(y, v) do {                                               \
-        const int32_t p_ = (v)[0], q_ = (v)[1], u_ = (v)[2], s_ = (v)[3];      \
-        int32_t x_ = (y)[0];                                                   \
-        b0 += x_ * (int16_t)p_;                                                \
-        b1 += x_ * (int16_t)u_;                                                \
-        x_ = (y)[2];                                                           \
-        b0 += x_ * (p_ >> 16);                                                 \
-        b1 += x_ * (u_ >> 16);                                                 \
-        x_ = (y)[1];                                                           \
-        b0 += x_ * (int16_t)q_;                                                \
-        b1 += x_ * (int16_t)s_;                                                \
-        x_ = (y)[3];                                                           \
-        b0 += x_ * (q_ >> 16);                                                 \
-        b1 += x_ * (s_ >> 16);                                                 \
-    } while (0)
-#endif
-
 /* dw1ch_pixel for the common first layer, three rows of one word (filters
  * up to 3x4): the window is read and split once per pixel, not once per
  * four channels, and the row loops are unrolled. */
 static void dw1ch_pixel_3rows(const int8_t *r, int32_t stride, const int32_t *w,
-                              const int32_t *channels, int32_t out_c, int8_t *o)
+                              const int32_t *channels, int32_t out_c, int32_t fw, int8_t *o)
 {
+    (void)fw;   /* the DSP loops take the fourth column's zero weights too */
 #if MCC_CONV_ASM
     if (out_c >= 4) {
         /* The channels in fours in assembly (GCC kept the C loop's weights and
@@ -3741,18 +3745,29 @@ static void dw1ch_pixel_3rows(const int8_t *r, int32_t stride, const int32_t *w,
     }
 #undef MCC_DW1CH_DOT
 #else
-    /* Two channels at a time (see MCC_DW1CH_ROW). */
     const int8_t *const y0 = r, *const y1 = r + stride, *const y2 = r + 2 * stride;
     for (; c + 4 <= out_c; c += 4, o += 4, w += 24) {
-        for (int32_t j = 0; j < 4; j += 2) {
-            const int32_t *t = channels + 4 * (c + j), *v = w + 2 * j;
-            int32_t b0 = t[0], b1 = t[4];
-            MCC_DW1CH_ROW(y0, v);
-            MCC_DW1CH_ROW(y1, v + 8);
-            MCC_DW1CH_ROW(y2, v + 16);
-            o[j] = fast_requant_doubled(b0, t[1], t[2], t[3]);
-            o[j + 1] = fast_requant_doubled(b1, t[5], t[6], t[7]);
+        const int32_t *t = channels + 4 * c;
+        int32_t a0 = t[0], a1 = t[4], a2 = t[8], a3 = t[12];
+        MCC_DW1CH_TAP4(y0[0], w, 0);
+        MCC_DW1CH_TAP4(y0[1], w, 2);
+        MCC_DW1CH_TAP4(y0[2], w, 1);
+        MCC_DW1CH_TAP4(y1[0], w + 8, 0);
+        MCC_DW1CH_TAP4(y1[1], w + 8, 2);
+        MCC_DW1CH_TAP4(y1[2], w + 8, 1);
+        MCC_DW1CH_TAP4(y2[0], w + 16, 0);
+        MCC_DW1CH_TAP4(y2[1], w + 16, 2);
+        MCC_DW1CH_TAP4(y2[2], w + 16, 1);
+        if (fw == 4) {
+            /* A 3x3 filter's fourth column is zero weights: 9 taps, not 12. */
+            MCC_DW1CH_TAP4(y0[3], w, 3);
+            MCC_DW1CH_TAP4(y1[3], w + 8, 3);
+            MCC_DW1CH_TAP4(y2[3], w + 16, 3);
         }
+        o[0] = fast_requant_doubled(a0, t[1], t[2], t[3]);
+        o[1] = fast_requant_doubled(a1, t[5], t[6], t[7]);
+        o[2] = fast_requant_doubled(a2, t[9], t[10], t[11]);
+        o[3] = fast_requant_doubled(a3, t[13], t[14], t[15]);
     }
 #endif
     if (DW1CH_GENERAL && c < out_c) {
@@ -3761,7 +3776,7 @@ static void dw1ch_pixel_3rows(const int8_t *r, int32_t stride, const int32_t *w,
     }
 }
 #if !MCC_CONV_DSP
-#undef MCC_DW1CH_ROW
+#undef MCC_DW1CH_TAP4
 #endif
 
 int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
@@ -3815,7 +3830,7 @@ int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
                     }
 #endif
                     if (three_rows || !DW1CH_GENERAL) {
-                        dw1ch_pixel_3rows(in_b + y0 * in_w + x0, in_w, weights, channels, out_c, o);
+                        dw1ch_pixel_3rows(in_b + y0 * in_w + x0, in_w, weights, channels, out_c, fw, o);
                     } else {
                         dw1ch_pixel(in_b + y0 * in_w + x0, in_w, fh, groups, weights, channels,
                                     out_c, o);
@@ -3834,7 +3849,7 @@ int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
                     }
                 }
                 if (three_rows || !DW1CH_GENERAL) {
-                    dw1ch_pixel_3rows(window, row_bytes, weights, channels, out_c, o);
+                    dw1ch_pixel_3rows(window, row_bytes, weights, channels, out_c, fw, o);
                 } else {
                     dw1ch_pixel(window, row_bytes, fh, groups, weights, channels, out_c, o);
                 }

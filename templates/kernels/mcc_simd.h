@@ -19,6 +19,16 @@ static inline int32_t load32(const int8_t *p)
     return v;
 }
 
+/* Halfword k of int16 pairs packed in words (little-endian: 2i is word i's
+ * low lane), as one load (LDRSH) where splitting the loaded word would take
+ * SXTH or ASR. */
+static inline int32_t lane16(const int32_t *w, int32_t k)
+{
+    int16_t v;
+    memcpy(&v, (const int8_t *)w + 2 * k, 2);
+    return v;
+}
+
 /* The first and last lines of an assembly function NAME (a string) in a
  * section of its own, so that a model that does not call it does not link it. */
 #define MCC_ASM_FUNCTION(NAME)                                                 \
