@@ -427,6 +427,20 @@ static int8_t *row_3x3(const int8_t *r0, const int8_t *r1, const int8_t *r2, int
  * copy costs more than the two border copies from about 20 outputs on). */
 #define MCC_DW3_RING_WHOLE 16
 
+/* n columns of row_3x3_copy's three rows set to pad. SAME padding pads at
+ * most one column a side: that one as plain stores, since GCC makes the loop
+ * three memset calls (about 20 instructions each for a byte). */
+static inline void pad_columns(int8_t *c, int32_t n, int8_t pad)
+{
+    if (n == 1) {
+        c[0] = c[MCC_DW3_COPY_W] = c[2 * MCC_DW3_COPY_W] = pad;
+        return;
+    }
+    for (int32_t x = 0; x < n; ++x) {
+        c[x] = c[x + MCC_DW3_COPY_W] = c[x + 2 * MCC_DW3_COPY_W] = pad;
+    }
+}
+
 /* n outputs of a 3x3 row, the first window starting at input column x0, over
  * a copy on the stack: the three rows' columns [x0, x0 + width) one byte
  * apart, pad_value outside the image, which row_3x3 reads as if the image
@@ -442,12 +456,9 @@ static int8_t *row_3x3_copy(const mcc_depthwise_conv2d_inplace_params *p,
     const int32_t x_lo = MCC_MAX(x0, 0), x_hi = MCC_MIN(x0 + width, p->in_w);
     /* pad_value left and right of the image. */
     const int8_t pad = (int8_t)p->pad_value;
-    for (int32_t x = x0; x < x_lo; ++x) {
-        b[x - x0] = b[x - x0 + MCC_DW3_COPY_W] = b[x - x0 + 2 * MCC_DW3_COPY_W] = pad;
-    }
-    for (int32_t x = MCC_MAX(x_hi, x_lo); x < x0 + width; ++x) {
-        b[x - x0] = b[x - x0 + MCC_DW3_COPY_W] = b[x - x0 + 2 * MCC_DW3_COPY_W] = pad;
-    }
+    pad_columns(b, x_lo - x0, pad);
+    const int32_t right = MCC_MAX(x_hi, x_lo) - x0;
+    pad_columns(b + right, width - right, pad);
     const int8_t *s0 = rows[0] + x_lo * step, *s1 = rows[1] + x_lo * step;
     const int8_t *s2 = rows[2] + x_lo * step;
     int8_t *d = b + x_lo - x0;
