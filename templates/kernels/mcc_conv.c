@@ -3779,6 +3779,36 @@ static void dw1ch_pixel_3rows(const int8_t *r, int32_t stride, const int32_t *w,
 #undef MCC_DW1CH_TAP4
 #endif
 
+/* One row of a border pixel's window (4 * groups bytes, groups <= 2):
+ * pad4's bytes, then the row's bytes [lo, hi) from s. Word stores and an
+ * unrolled copy: memset and memcpy calls took about 25 instructions each for
+ * these few bytes (micro_speech: 12% of the inference on the M7). */
+static inline void window_row(int8_t *d, int32_t groups, uint32_t pad4, const int8_t *s,
+                              int32_t lo, int32_t hi)
+{
+    store32(d, (int32_t)pad4);
+    if (groups == 2) {
+        store32(d + 4, (int32_t)pad4);
+    }
+    int32_t x = lo;
+    if (x + 4 <= hi) {
+        store32(d + x, load32(s + x));
+        x += 4;
+        if (x + 4 <= hi) {
+            store32(d + x, load32(s + x));
+            x += 4;
+        }
+    }
+    if (x + 2 <= hi) {
+        d[x] = s[x];
+        d[x + 1] = s[x + 1];
+        x += 2;
+    }
+    if (x < hi) {
+        d[x] = s[x];
+    }
+}
+
 int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
                                 const int8_t *input, int8_t *output, void *scratch)
 {
@@ -3788,7 +3818,7 @@ int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
     const int32_t fh = p->filter_h, fw = p->filter_w;
     const int32_t groups = (fw + 3) >> 2, row_bytes = 4 * groups;
     const int32_t plane = in_h * in_w;
-    const int8_t pad = (int8_t)p->pad_value;
+    const uint32_t pad4 = splat_s8(p->pad_value);
     const int32_t *weights = p->weights, *channels = p->channels;
     const int three_rows = fh == 3 && groups == 1;
     if (!DW1CH_GENERAL && !(three_rows && (out_c & 3) == 0)) {
@@ -3840,13 +3870,12 @@ int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
                 /* A border pixel: its window on the stack, pad_value outside
                  * the image (and past fw, under zero weights). */
                 const int32_t lo = MCC_MAX(0, -x0), hi = MCC_MIN(fw, in_w - x0);
-                memset(window, pad, (size_t)(fh * row_bytes));
-                for (int32_t ky = 0; ky < fh && hi > lo; ++ky) {
+                int8_t *d = window;
+                for (int32_t ky = 0; ky < fh; ++ky, d += row_bytes) {
                     const int32_t y = y0 + ky;
-                    if (y >= 0 && y < in_h) {
-                        memcpy(window + ky * row_bytes + lo, in_b + y * in_w + x0 + lo,
-                               (size_t)(hi - lo));
-                    }
+                    const int inside = y >= 0 && y < in_h && hi > lo;
+                    window_row(d, groups, pad4, inside ? in_b + y * in_w + x0 : d, lo,
+                               inside ? hi : lo);
                 }
                 if (three_rows || !DW1CH_GENERAL) {
                     dw1ch_pixel_3rows(window, row_bytes, weights, channels, out_c, fw, o);

@@ -19,6 +19,12 @@ static inline int32_t load32(const int8_t *p)
     return v;
 }
 
+/* Four bytes to any address: the store twin of load32. */
+static inline void store32(int8_t *p, int32_t v)
+{
+    memcpy(p, &v, 4);
+}
+
 /* Halfword k of int16 pairs packed in words (little-endian: 2i is word i's
  * low lane), as one load (LDRSH) where splitting the loaded word would take
  * SXTH or ASR. */
