@@ -3780,32 +3780,38 @@ static void dw1ch_pixel_3rows(const int8_t *r, int32_t stride, const int32_t *w,
 #endif
 
 /* One row of a border pixel's window (4 * groups bytes, groups <= 2):
- * pad4's bytes, then the row's bytes [lo, hi) from s. Word stores and an
+ * pad4's bytes, then n <= 8 image bytes from s at d + lo. Word stores and an
  * unrolled copy: memset and memcpy calls took about 25 instructions each for
  * these few bytes (micro_speech: 12% of the inference on the M7). */
-static inline void window_row(int8_t *d, int32_t groups, uint32_t pad4, const int8_t *s,
-                              int32_t lo, int32_t hi)
+static inline void window_row(int8_t *d, int32_t groups, uint32_t pad4, int32_t lo,
+                              const int8_t *s, int32_t n)
 {
     store32(d, (int32_t)pad4);
     if (groups == 2) {
         store32(d + 4, (int32_t)pad4);
     }
-    int32_t x = lo;
-    if (x + 4 <= hi) {
-        store32(d + x, load32(s + x));
-        x += 4;
-        if (x + 4 <= hi) {
-            store32(d + x, load32(s + x));
-            x += 4;
+    d += lo;
+    if (n >= 4) {
+        store32(d, load32(s));
+        d += 4;
+        s += 4;
+        n -= 4;
+        if (n >= 4) {
+            store32(d, load32(s));
+            d += 4;
+            s += 4;
+            n -= 4;
         }
     }
-    if (x + 2 <= hi) {
-        d[x] = s[x];
-        d[x + 1] = s[x + 1];
-        x += 2;
+    if (n >= 2) {
+        d[0] = s[0];
+        d[1] = s[1];
+        d += 2;
+        s += 2;
+        n -= 2;
     }
-    if (x < hi) {
-        d[x] = s[x];
+    if (n > 0) {
+        d[0] = s[0];
     }
 }
 
@@ -3860,7 +3866,8 @@ int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
                     }
 #endif
                     if (three_rows || !DW1CH_GENERAL) {
-                        dw1ch_pixel_3rows(in_b + y0 * in_w + x0, in_w, weights, channels, out_c, fw, o);
+                        dw1ch_pixel_3rows(in_b + y0 * in_w + x0, in_w, weights, channels, out_c,
+                                          fw, o);
                     } else {
                         dw1ch_pixel(in_b + y0 * in_w + x0, in_w, fh, groups, weights, channels,
                                     out_c, o);
@@ -3874,8 +3881,8 @@ int mcc_depthwise_conv2d_1ch_s8(const mcc_depthwise_conv2d_1ch_params *p,
                 for (int32_t ky = 0; ky < fh; ++ky, d += row_bytes) {
                     const int32_t y = y0 + ky;
                     const int inside = y >= 0 && y < in_h && hi > lo;
-                    window_row(d, groups, pad4, inside ? in_b + y * in_w + x0 : d, lo,
-                               inside ? hi : lo);
+                    window_row(d, groups, pad4, lo, inside ? in_b + (y * in_w + x0 + lo) : in_b,
+                               inside ? hi - lo : 0);
                 }
                 if (three_rows || !DW1CH_GENERAL) {
                     dw1ch_pixel_3rows(window, row_bytes, weights, channels, out_c, fw, o);
