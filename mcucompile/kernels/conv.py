@@ -751,7 +751,8 @@ def _choose(layer: _Layer, compact: bool = False, dsp: bool = False) -> Choice:
     # One input channel, 3x3 filters in fours on DSP cores: the one-channel
     # kernel's assembly beats the planar kernel even with its scratch
     # (person_detect's first layer in patches: 22.2 instructions per output
-    # against 29.4). Its portable loop does not (46.3 against 34.1 on the M3, layer by layer).
+    # against 29.4). Its portable loop does not (46.3 against 34.1 on the M3,
+    # layer by layer).
     if dsp and one_channel.variant == Variant.ONE_CHANNEL and _one_channel_unrolled(layer):
         return one_channel
     if planar is not None and planar.variant in (Variant.PLANAR, Variant.PLANAR_3X3):
