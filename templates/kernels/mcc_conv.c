@@ -3622,6 +3622,13 @@ size_t mcc_depthwise_conv2d_1ch_s8_scratch_bytes(const mcc_depthwise_conv2d_1ch_
         a2 += x_ * lane16((v), 8 + (h));                                       \
         a3 += x_ * lane16((v), 12 + (h));                                      \
     } while (0)
+/* The four taps of one word group: input bytes x[0..3], weight words at v. */
+#define MCC_DW1CH_WORD(x, v) do {                                              \
+        MCC_DW1CH_TAP4((x)[0], (v), 0);                                        \
+        MCC_DW1CH_TAP4((x)[1], (v), 2);                                        \
+        MCC_DW1CH_TAP4((x)[2], (v), 1);                                        \
+        MCC_DW1CH_TAP4((x)[3], (v), 3);                                        \
+    } while (0)
 #endif
 
 /* The out_c outputs of one pixel: its filter rows start at r, `stride` bytes
@@ -3662,14 +3669,8 @@ static void dw1ch_pixel(const int8_t *r, int32_t stride, int32_t fh, int32_t gro
         const int8_t *x = r, *const last = r + fh * stride;
         if (groups == 2) {
             do {
-                MCC_DW1CH_TAP4(x[0], w, 0);
-                MCC_DW1CH_TAP4(x[1], w, 2);
-                MCC_DW1CH_TAP4(x[2], w, 1);
-                MCC_DW1CH_TAP4(x[3], w, 3);
-                MCC_DW1CH_TAP4(x[4], w + 8, 0);
-                MCC_DW1CH_TAP4(x[5], w + 8, 2);
-                MCC_DW1CH_TAP4(x[6], w + 8, 1);
-                MCC_DW1CH_TAP4(x[7], w + 8, 3);
+                MCC_DW1CH_WORD(x, w);
+                MCC_DW1CH_WORD(x + 4, w + 8);
                 x += stride;
                 w += 16;
             } while (x != last);
@@ -3678,10 +3679,7 @@ static void dw1ch_pixel(const int8_t *r, int32_t stride, int32_t fh, int32_t gro
             do {
                 const int8_t *const end = x + 4 * groups;
                 do {
-                    MCC_DW1CH_TAP4(x[0], w, 0);
-                    MCC_DW1CH_TAP4(x[1], w, 2);
-                    MCC_DW1CH_TAP4(x[2], w, 1);
-                    MCC_DW1CH_TAP4(x[3], w, 3);
+                    MCC_DW1CH_WORD(x, w);
                     x += 4;
                     w += 8;
                 } while (x != end);
@@ -3793,6 +3791,7 @@ static void dw1ch_pixel_3rows(const int8_t *r, int32_t stride, const int32_t *w,
     }
 }
 #if !MCC_CONV_DSP
+#undef MCC_DW1CH_WORD
 #undef MCC_DW1CH_TAP4
 #endif
 
